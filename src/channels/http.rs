@@ -1,0 +1,173 @@
+//! The HTTP transport shared by the robot and webhook channels: send one request, and turn
+//! transport-level failures (connect errors, timeouts, 5xx, 429) into an `Outcome`.
+//!
+//! A channel builds the `HttpRequest` and judges a 2xx/4xx answer by its own rules; this module
+//! only moves bytes and classifies what is platform-independent.
+
+use std::time::Duration;
+
+use super::{Outcome, RequestPreview, Verdict};
+use crate::secret::{redact_url, scrub};
+
+/// One outbound HTTP request. `url` holds credentials: never print it unredacted.
+#[derive(Debug, Clone)]
+pub struct HttpRequest {
+    pub method: reqwest::Method,
+    pub url: url::Url,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpRequest {
+    /// A JSON POST.
+    pub fn post_json(url: url::Url, json: &serde_json::Value) -> HttpRequest {
+        HttpRequest {
+            method: reqwest::Method::POST,
+            url,
+            headers: vec![("Content-Type".into(), "application/json; charset=utf-8".into())],
+            body: serde_json::to_vec(json).expect("a JSON value always serializes"),
+        }
+    }
+
+    /// The request for `herald render`: the URL redacted, and the values of the headers named
+    /// in `secret_headers` replaced by `***`.
+    pub fn preview(&self, secret_headers: &[&str]) -> RequestPreview {
+        RequestPreview {
+            method: self.method.to_string(),
+            url: redact_url(&self.url),
+            headers: self
+                .headers
+                .iter()
+                .map(|(k, v)| {
+                    let hide = secret_headers.iter().any(|s| s.eq_ignore_ascii_case(k));
+                    (k.clone(), if hide { crate::secret::REDACTED.to_string() } else { v.clone() })
+                })
+                .collect(),
+            body: String::from_utf8_lossy(&self.body).into_owned(),
+        }
+    }
+}
+
+/// An answer that reached us.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub retry_after: Option<Duration>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// The body as text, cut to a length fit for a log line.
+    pub fn body_snippet(&self) -> String {
+        let text = String::from_utf8_lossy(&self.body);
+        let mut end = text.len().min(300);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text[..end].to_string()
+    }
+}
+
+/// Sends one request. `Err` holds the `Outcome` for a failure that happened before any answer
+/// (always transient) or for an answer that is a failure whatever the platform (5xx, 429).
+/// `secrets` are scrubbed from every message.
+pub async fn send(
+    client: &reqwest::Client,
+    req: HttpRequest,
+    timeout: Duration,
+    secrets: &[&str],
+) -> Result<HttpResponse, Outcome> {
+    let mut builder = client.request(req.method.clone(), req.url.clone()).timeout(timeout);
+    for (k, v) in &req.headers {
+        builder = builder.header(k, v);
+    }
+    let mut all_secrets: Vec<&str> = secrets.to_vec();
+    let url_string = req.url.to_string();
+    all_secrets.push(&url_string);
+    let resp = match builder.body(req.body).send().await {
+        Ok(r) => r,
+        Err(e) => {
+            let what = if e.is_timeout() {
+                "timed out".to_string()
+            } else if e.is_connect() {
+                "connection failed".to_string()
+            } else {
+                "request failed".to_string()
+            };
+            // reqwest's Display includes the URL; print only its source chain without it.
+            let detail = format!("{what}: {}", scrub(&error_chain(&e), &all_secrets));
+            return Err(Outcome::transient(detail));
+        }
+    };
+    let status = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after);
+    let body = match resp.bytes().await {
+        Ok(b) => b.to_vec(),
+        Err(e) => {
+            let detail = format!("reading the answer failed: {}", scrub(&error_chain(&e), &all_secrets));
+            return Err(Outcome { http_status: Some(status), ..Outcome::transient(detail) });
+        }
+    };
+    let resp = HttpResponse { status, retry_after, body };
+    if status == 429 || status == 408 || (500..=599).contains(&status) {
+        let detail = format!("HTTP {status}: {}", scrub(&resp.body_snippet(), &all_secrets));
+        return Err(Outcome {
+            verdict: Verdict::Transient { retry_after: resp.retry_after },
+            http_status: Some(status),
+            code: None,
+            detail,
+        });
+    }
+    Ok(resp)
+}
+
+/// The error's sources, without reqwest's own top-level message (which names the URL).
+fn error_chain(e: &reqwest::Error) -> String {
+    let mut parts = Vec::new();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        parts.push(s.to_string());
+        source = s.source();
+    }
+    if parts.is_empty() {
+        "no further detail".to_string()
+    } else {
+        parts.join(": ")
+    }
+}
+
+/// `Retry-After` as delay-seconds (the HTTP-date form is rare from robots and ignored).
+pub fn parse_retry_after(v: &str) -> Option<Duration> {
+    v.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// The verdict for a non-2xx answer that `send` passed through (3xx, 4xx but 408/429).
+pub fn non_success(resp: &HttpResponse, secrets: &[&str]) -> Outcome {
+    let detail = format!("HTTP {}: {}", resp.status, scrub(&resp.body_snippet(), secrets));
+    // DingTalk answers throttled senders with redirects; a redirect is never success.
+    let verdict =
+        if (300..400).contains(&resp.status) { Verdict::Transient { retry_after: None } } else { Verdict::Permanent };
+    Outcome { verdict, http_status: Some(resp.status), code: None, detail }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_seconds() {
+        assert_eq!(parse_retry_after(" 30"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+    }
+
+    #[test]
+    fn non_success_classification() {
+        let r = |status| HttpResponse { status, retry_after: None, body: b"nope".to_vec() };
+        assert_eq!(non_success(&r(404), &[]).verdict, Verdict::Permanent);
+        assert!(matches!(non_success(&r(302), &[]).verdict, Verdict::Transient { .. }));
+    }
+}

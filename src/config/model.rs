@@ -1,0 +1,356 @@
+//! The validated configuration: what the rest of Herald reads.
+//!
+//! Channel settings are deserialized straight into these structs (`deny_unknown_fields`); the
+//! server, sources and rules are assembled by `config::load`, which collects every error.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::secret::{Secret, SecretUrl};
+
+/// The whole configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub templates_dir: Option<PathBuf>,
+    pub sources: BTreeMap<String, SourceConfig>,
+    pub channels: Vec<ChannelConfig>,
+    pub rules: Vec<RuleConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    #[serde(default)]
+    pub public_url: Option<String>,
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: default_listen(),
+            data_dir: default_data_dir(),
+            public_url: None,
+            max_body_bytes: default_max_body(),
+        }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("data")
+}
+fn default_max_body() -> usize {
+    1024 * 1024
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplatesConfig {
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+}
+
+/// `[sources.<format>]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// When set, requests must carry `?token=` or `Authorization: Bearer`.
+    #[serde(default)]
+    pub token: Option<Secret>,
+}
+
+/// One `[channels.<name>]` table.
+#[derive(Debug, Clone)]
+pub struct ChannelConfig {
+    pub name: String,
+    pub common: ChannelCommon,
+    pub spec: ChannelSpec,
+}
+
+/// Settings every channel takes.
+#[derive(Debug, Clone)]
+pub struct ChannelCommon {
+    pub timeout_ms: u64,
+    /// The template used when a rule names none.
+    pub template: Option<String>,
+}
+
+impl Default for ChannelCommon {
+    fn default() -> Self {
+        ChannelCommon { timeout_ms: 10_000, template: None }
+    }
+}
+
+/// The per-type settings of a channel.
+#[derive(Debug, Clone)]
+pub enum ChannelSpec {
+    Dingtalk(DingtalkConfig),
+    Wecom(WecomConfig),
+    Lark(LarkConfig),
+    Email(EmailConfig),
+    Webhook(WebhookConfig),
+    Console(ConsoleConfig),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum DingtalkMsgType {
+    #[default]
+    #[serde(rename = "markdown")]
+    Markdown,
+    #[serde(rename = "text")]
+    Text,
+    #[serde(rename = "actionCard")]
+    ActionCard,
+}
+
+impl DingtalkMsgType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DingtalkMsgType::Markdown => "markdown",
+            DingtalkMsgType::Text => "text",
+            DingtalkMsgType::ActionCard => "actionCard",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DingtalkConfig {
+    pub url: SecretUrl,
+    #[serde(default)]
+    pub secret: Option<Secret>,
+    #[serde(default)]
+    pub keyword: Option<String>,
+    #[serde(default)]
+    pub msgtype: DingtalkMsgType,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WecomMsgType {
+    #[default]
+    Markdown,
+    Text,
+    MarkdownV2,
+}
+
+impl WecomMsgType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WecomMsgType::Markdown => "markdown",
+            WecomMsgType::Text => "text",
+            WecomMsgType::MarkdownV2 => "markdown_v2",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WecomConfig {
+    pub url: SecretUrl,
+    #[serde(default)]
+    pub msgtype: WecomMsgType,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LarkMsgType {
+    #[default]
+    Interactive,
+    Post,
+    Text,
+}
+
+impl LarkMsgType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LarkMsgType::Interactive => "interactive",
+            LarkMsgType::Post => "post",
+            LarkMsgType::Text => "text",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LarkConfig {
+    pub url: SecretUrl,
+    #[serde(default)]
+    pub secret: Option<Secret>,
+    #[serde(default)]
+    pub keyword: Option<String>,
+    #[serde(default)]
+    pub msgtype: LarkMsgType,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailConfig {
+    /// lettre's SMTP URL form: `smtp://user:pass@host:587?tls=required`, `smtps://…`.
+    pub smtp: SecretUrl,
+    pub from: String,
+    pub to: Vec<String>,
+    #[serde(default)]
+    pub cc: Vec<String>,
+    /// A PEM file with extra root certificates to trust (an internal CA).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum HttpMethod {
+    #[default]
+    Post,
+    Get,
+    Put,
+    Delete,
+}
+
+impl HttpMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpMethod::Post => "POST",
+            HttpMethod::Get => "GET",
+            HttpMethod::Put => "PUT",
+            HttpMethod::Delete => "DELETE",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub url: SecretUrl,
+    #[serde(default)]
+    pub method: HttpMethod,
+    /// Header values are treated as secrets (they usually carry tokens).
+    #[serde(default)]
+    pub headers: BTreeMap<String, Secret>,
+    /// Standard Webhooks signing key. `whsec_<base64>` keys are decoded; others are used as bytes.
+    #[serde(default)]
+    pub secret: Option<Secret>,
+    /// The body's Content-Type (default `application/json`).
+    #[serde(default)]
+    pub content_type: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleConfig {}
+
+/// `[rules.mention]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mention {
+    #[serde(default)]
+    pub mobiles: Vec<String>,
+    #[serde(default)]
+    pub user_ids: Vec<String>,
+    #[serde(default)]
+    pub all: bool,
+}
+
+impl Mention {
+    pub fn is_empty(&self) -> bool {
+        self.mobiles.is_empty() && self.user_ids.is_empty() && !self.all
+    }
+
+    /// The union of two mention sets, keeping first-seen order.
+    pub fn merge(&mut self, other: &Mention) {
+        for m in &other.mobiles {
+            if !self.mobiles.contains(m) {
+                self.mobiles.push(m.clone());
+            }
+        }
+        for u in &other.user_ids {
+            if !self.user_ids.contains(u) {
+                self.user_ids.push(u.clone());
+            }
+        }
+        self.all |= other.all;
+    }
+}
+
+/// A glob or a list of globs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    #[default]
+    None,
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn items(&self) -> Vec<String> {
+        match self {
+            OneOrMany::None => vec![],
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// `[rules.when]` as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WhenConfig {
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub source: Option<OneOrMany>,
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub status: Option<OneOrMany>,
+    #[serde(default, rename = "final")]
+    pub is_final: Option<bool>,
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub pipeline: Option<OneOrMany>,
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub branch: Option<OneOrMany>,
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub stage: Option<OneOrMany>,
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub task: Option<OneOrMany>,
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+}
+
+fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Option<OneOrMany>, D::Error> {
+    OneOrMany::deserialize(d).map(Some)
+}
+
+/// One `[[rules]]` entry as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    pub name: String,
+    pub channels: Vec<String>,
+    #[serde(default)]
+    pub template: Option<String>,
+    #[serde(default)]
+    pub content: Option<String>,
+    #[serde(default)]
+    pub stop: bool,
+    #[serde(default)]
+    pub when: WhenConfig,
+    #[serde(default)]
+    pub mention: Mention,
+}
+
+impl<'de> Deserialize<'de> for SecretUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        // The message names the problem but never echoes the URL: it may hold a token.
+        SecretUrl::parse(&s).map_err(|e| serde::de::Error::custom(format!("invalid URL: {e}")))
+    }
+}

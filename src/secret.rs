@@ -1,0 +1,180 @@
+//! Secrets as a type: values that must never reach a log, an error or API output.
+//!
+//! `Secret` holds a signing key, token or password; `SecretUrl` holds a URL that carries a
+//! credential (a robot's `access_token=` or `key=`, Lark's hook token in the path, userinfo).
+//! Both print redacted through `Debug` and `Display`; code that needs the value calls `expose()`.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer};
+
+/// Printed in place of a secret.
+pub const REDACTED: &str = "***";
+
+/// A secret string with a redacting `Debug` and `Display`.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The secret value. Only signing code and transports call this.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secret({REDACTED})")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret)
+    }
+}
+
+/// Query parameters whose values are credentials.
+const SECRET_QUERY_KEYS: &[&str] = &[
+    "access_token",
+    "key",
+    "token",
+    "sign",
+    "secret",
+    "password",
+    "apikey",
+    "api_key",
+];
+
+/// A URL that may carry credentials. It is shown only in redacted form.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretUrl(url::Url);
+
+impl SecretUrl {
+    pub fn parse(s: &str) -> Result<SecretUrl, url::ParseError> {
+        url::Url::parse(s).map(SecretUrl)
+    }
+
+    /// The full URL, credentials included. Only transports call this.
+    pub fn expose(&self) -> &url::Url {
+        &self.0
+    }
+
+    /// The URL with credentials replaced by `***`: userinfo password, secret query values, and
+    /// the token segment of a Lark/Feishu hook path.
+    pub fn redacted(&self) -> String {
+        redact_url(&self.0)
+    }
+}
+
+impl fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretUrl({})", self.redacted())
+    }
+}
+
+impl fmt::Display for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+/// Redacts the credentials of any URL (see [`SecretUrl::redacted`]).
+pub fn redact_url(url: &url::Url) -> String {
+    let mut u = url.clone();
+    if u.password().is_some() {
+        let _ = u.set_password(Some(REDACTED));
+    }
+    if u.query().is_some() {
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .map(|(k, v)| {
+                let secret = SECRET_QUERY_KEYS.iter().any(|s| k.eq_ignore_ascii_case(s));
+                (k.into_owned(), if secret { REDACTED.to_string() } else { v.into_owned() })
+            })
+            .collect();
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    // Lark/Feishu: /open-apis/bot/v2/hook/<token>
+    let segments: Option<Vec<String>> =
+        u.path_segments().map(|s| s.map(str::to_string).collect());
+    if let Some(segs) = segments {
+        if let Some(pos) = segs.iter().position(|s| s == "hook") {
+            if pos + 1 < segs.len() {
+                let mut new = segs.clone();
+                new[pos + 1] = REDACTED.to_string();
+                u.set_path(&new.join("/"));
+            }
+        }
+    }
+    // `***` in a query is percent-encoded by the serializer; keep it readable.
+    u.to_string().replace("%2A%2A%2A", REDACTED)
+}
+
+/// Replaces every occurrence of each secret in `text` with `***`.
+///
+/// Used on text that comes back from a platform or a transport (error messages, response
+/// bodies), which may echo a URL or key we sent.
+pub fn scrub(text: &str, secrets: &[&str]) -> String {
+    let mut out = text.to_string();
+    for s in secrets.iter().filter(|s| s.len() >= 4) {
+        out = out.replace(s, REDACTED);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_print_redacted() {
+        let s = Secret::new("SEC123");
+        assert_eq!(format!("{s} {s:?}"), "*** Secret(***)");
+        assert_eq!(s.expose(), "SEC123");
+    }
+
+    #[test]
+    fn urls_are_redacted() {
+        let cases = [
+            (
+                "https://oapi.dingtalk.com/robot/send?access_token=abc123",
+                "https://oapi.dingtalk.com/robot/send?access_token=***",
+            ),
+            (
+                "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k-1&debug=1",
+                "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=***&debug=1",
+            ),
+            (
+                "https://open.feishu.cn/open-apis/bot/v2/hook/uuid-token",
+                "https://open.feishu.cn/open-apis/bot/v2/hook/***",
+            ),
+            ("smtp://user:pass@mail.example.com:587", "smtp://user:***@mail.example.com:587"),
+            ("https://audit.example.com/ci", "https://audit.example.com/ci"),
+        ];
+        for (input, want) in cases {
+            let u = SecretUrl::parse(input).unwrap();
+            assert_eq!(u.redacted(), want);
+            assert_eq!(format!("{u}"), want);
+        }
+    }
+
+    #[test]
+    fn scrub_removes_secret_values() {
+        assert_eq!(scrub("bad token abc123 here", &["abc123"]), "bad token *** here");
+    }
+}
