@@ -49,16 +49,8 @@ impl<'de> Deserialize<'de> for Secret {
 }
 
 /// Query parameters whose values are credentials.
-const SECRET_QUERY_KEYS: &[&str] = &[
-    "access_token",
-    "key",
-    "token",
-    "sign",
-    "secret",
-    "password",
-    "apikey",
-    "api_key",
-];
+const SECRET_QUERY_KEYS: &[&str] =
+    &["access_token", "key", "token", "sign", "secret", "password", "apikey", "api_key"];
 
 /// A URL that may carry credentials. It is shown only in redacted form.
 #[derive(Clone, PartialEq, Eq)]
@@ -110,8 +102,7 @@ pub fn redact_url(url: &url::Url) -> String {
         u.query_pairs_mut().clear().extend_pairs(pairs);
     }
     // Lark/Feishu: /open-apis/bot/v2/hook/<token>
-    let segments: Option<Vec<String>> =
-        u.path_segments().map(|s| s.map(str::to_string).collect());
+    let segments: Option<Vec<String>> = u.path_segments().map(|s| s.map(str::to_string).collect());
     if let Some(segs) = segments {
         if let Some(pos) = segs.iter().position(|s| s == "hook") {
             if pos + 1 < segs.len() {

@@ -2,7 +2,6 @@
 
 #![allow(dead_code)]
 
-
 use async_trait::async_trait;
 
 use super::{Attempt, Channel, ChannelDeps, ChannelKind, Message, Outcome, Prepare, RequestPreview};

@@ -149,8 +149,11 @@ pub fn parse_retry_after(v: &str) -> Option<Duration> {
 pub fn non_success(resp: &HttpResponse, secrets: &[&str]) -> Outcome {
     let detail = format!("HTTP {}: {}", resp.status, scrub(&resp.body_snippet(), secrets));
     // DingTalk answers throttled senders with redirects; a redirect is never success.
-    let verdict =
-        if (300..400).contains(&resp.status) { Verdict::Transient { retry_after: None } } else { Verdict::Permanent };
+    let verdict = if (300..400).contains(&resp.status) {
+        Verdict::Transient { retry_after: None }
+    } else {
+        Verdict::Permanent
+    };
     Outcome { verdict, http_status: Some(resp.status), code: None, detail }
 }
 

@@ -107,7 +107,9 @@ impl Attempt {
 pub enum Verdict {
     Delivered,
     /// Worth retrying; `retry_after` is the platform's hint (Retry-After, or a rate-limit code).
-    Transient { retry_after: Option<Duration> },
+    Transient {
+        retry_after: Option<Duration>,
+    },
     /// Retrying cannot help (bad token, signature, keyword, size, 4xx).
     Permanent,
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{Attempt, Channel, ChannelDeps, ChannelKind, Message, Outcome, Prepare, RequestPreview};
-use crate::config::{WecomConfig, Mention};
+use crate::config::{Mention, WecomConfig};
 
 pub struct Wecom {
     name: String,
