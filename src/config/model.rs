@@ -1,7 +1,7 @@
 //! The validated configuration: what the rest of Herald reads.
 //!
-//! Channel settings are deserialized straight into these structs (`deny_unknown_fields`); the
-//! server, sources and rules are assembled by `config::load`, which collects every error.
+//! These structs are deserialized only by `config::load`, which rejects unknown keys itself (it
+//! collects every one of them, where `deny_unknown_fields` would stop at the first).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -21,7 +21,6 @@ pub struct Config {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     #[serde(default = "default_listen")]
     pub listen: String,
@@ -55,7 +54,6 @@ fn default_max_body() -> usize {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct TemplatesConfig {
     #[serde(default)]
     pub dir: Option<PathBuf>,
@@ -63,7 +61,6 @@ pub struct TemplatesConfig {
 
 /// `[sources.<format>]`.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SourceConfig {
     /// When set, requests must carry `?token=` or `Authorization: Bearer`.
     #[serde(default)]
@@ -125,7 +122,6 @@ impl DingtalkMsgType {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct DingtalkConfig {
     pub url: SecretUrl,
     #[serde(default)]
@@ -156,7 +152,6 @@ impl WecomMsgType {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct WecomConfig {
     pub url: SecretUrl,
     #[serde(default)]
@@ -183,7 +178,6 @@ impl LarkMsgType {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct LarkConfig {
     pub url: SecretUrl,
     #[serde(default)]
@@ -195,7 +189,6 @@ pub struct LarkConfig {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct EmailConfig {
     /// lettre's SMTP URL form: `smtp://user:pass@host:587?tls=required`, `smtps://…`.
     pub smtp: SecretUrl,
@@ -230,7 +223,6 @@ impl HttpMethod {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     pub url: SecretUrl,
     #[serde(default)]
@@ -247,12 +239,10 @@ pub struct WebhookConfig {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ConsoleConfig {}
 
 /// `[rules.mention]`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Mention {
     #[serde(default)]
     pub mobiles: Vec<String>,
@@ -284,8 +274,7 @@ impl Mention {
 }
 
 /// A glob or a list of globs.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum OneOrMany {
     #[default]
     None,
@@ -305,7 +294,6 @@ impl OneOrMany {
 
 /// `[rules.when]` as written.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct WhenConfig {
     #[serde(default, deserialize_with = "one_or_many")]
     pub source: Option<OneOrMany>,
@@ -325,13 +313,35 @@ pub struct WhenConfig {
     pub params: BTreeMap<String, String>,
 }
 
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = OneOrMany;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string or a list of strings")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<OneOrMany, E> {
+                Ok(OneOrMany::One(v.to_string()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<OneOrMany, A::Error> {
+                let mut items = Vec::new();
+                while let Some(s) = seq.next_element::<String>()? {
+                    items.push(s);
+                }
+                Ok(OneOrMany::Many(items))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Option<OneOrMany>, D::Error> {
     OneOrMany::deserialize(d).map(Some)
 }
 
 /// One `[[rules]]` entry as written.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RuleConfig {
     pub name: String,
     pub channels: Vec<String>,

@@ -1,0 +1,304 @@
+//! Reading a config file into a validated [`Config`], collecting every error with its path.
+//!
+//! Each table is deserialized on its own, through `serde_ignored` (every unknown key) and
+//! `serde_path_to_error` (the path of a mistyped value), so one bad channel or rule never hides
+//! the errors of the others. Cross-references (rule → channel, status words, formats) are
+//! checked here too; globs and templates are checked where they are compiled (`rules`, `app`).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+
+use super::interpolate::interpolate;
+use super::model::*;
+use super::ConfigError;
+use crate::event::Status;
+use crate::ingest::Format;
+
+/// The channel types `type = "..."` accepts (`feishu` is an alias of `lark`).
+pub const CHANNEL_TYPES: &[&str] = &["dingtalk", "wecom", "lark", "feishu", "email", "webhook", "console"];
+
+/// Reads and validates a config file, with `${VAR}` taken from the process environment.
+pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| vec![ConfigError::new(path.display().to_string(), format!("cannot read: {e}"))])?;
+    parse(&text, &|name| std::env::var(name).ok())
+}
+
+/// Validates config text, with `${VAR}` looked up through `env`.
+pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Vec<ConfigError>> {
+    let (text, mut errors) = interpolate(text, env);
+    let table: toml::Table = match toml::from_str(&text) {
+        Ok(t) => t,
+        Err(e) => {
+            errors.push(syntax_error(&text, &e));
+            return Err(errors);
+        }
+    };
+    let mut server = ServerConfig::default();
+    let mut templates = TemplatesConfig::default();
+    let mut sources = BTreeMap::new();
+    let mut channels = Vec::new();
+    let mut rules = Vec::new();
+    for (key, value) in table {
+        match key.as_str() {
+            "server" => server = typed(&key, value, &mut errors).unwrap_or_default(),
+            "templates" => templates = typed(&key, value, &mut errors).unwrap_or_default(),
+            "sources" => sources = parse_sources(value, &mut errors),
+            "channels" => channels = parse_channels(value, &mut errors),
+            "rules" => rules = parse_rules(value, &mut errors),
+            other => errors.push(ConfigError::new(
+                other,
+                "unknown key (expected server, templates, sources, channels or rules)",
+            )),
+        }
+    }
+    check_server(&server, &mut errors);
+    if let Some(dir) = &templates.dir {
+        if !dir.is_dir() {
+            errors.push(ConfigError::new("templates.dir", format!("{} is not a directory", dir.display())));
+        }
+    }
+    check_rules(&rules, &channels, &mut errors);
+    if errors.is_empty() {
+        Ok(Config { server, templates_dir: templates.dir, sources, channels, rules })
+    } else {
+        Err(errors)
+    }
+}
+
+/// A TOML syntax error with its line and column, without echoing the line (it may hold an
+/// interpolated secret).
+fn syntax_error(text: &str, e: &toml::de::Error) -> ConfigError {
+    let at = match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let col = before.len() - before.rfind('\n').map_or(0, |p| p + 1) + 1;
+            format!("line {line}, column {col}")
+        }
+        None => "config".to_string(),
+    };
+    ConfigError::new(at, format!("TOML syntax error: {}", e.message().trim()))
+}
+
+/// Deserializes `value` as T, reporting unknown keys and type errors under `path`.
+fn typed<T: DeserializeOwned>(path: &str, value: toml::Value, errors: &mut Vec<ConfigError>) -> Option<T> {
+
+    let mut unknown: Vec<String> = Vec::new();
+    let mut on_unknown = |p: serde_ignored::Path<'_>| unknown.push(p.to_string());
+    let de = serde_ignored::Deserializer::new(value, &mut on_unknown);
+    let result: Result<T, _> = serde_path_to_error::deserialize(de);
+    for key in unknown {
+        errors.push(ConfigError::new(join(path, &key), "unknown key"));
+    }
+    match result {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let inner = e.path().to_string();
+            let at = if inner == "." { path.to_string() } else { join(path, &inner) };
+            errors.push(ConfigError::new(at, clean_serde_message(&e.into_inner().to_string())));
+            None
+        }
+    }
+}
+
+fn join(path: &str, inner: &str) -> String {
+    if inner.starts_with('[') {
+        format!("{path}{inner}")
+    } else {
+        format!("{path}.{inner}")
+    }
+}
+
+/// toml's value errors end with a newline; keep the first line.
+fn clean_serde_message(msg: &str) -> String {
+    msg.lines().next().unwrap_or(msg).trim().to_string()
+}
+
+fn parse_sources(value: toml::Value, errors: &mut Vec<ConfigError>) -> BTreeMap<String, SourceConfig> {
+    let mut out = BTreeMap::new();
+    let toml::Value::Table(table) = value else {
+        errors.push(ConfigError::new("sources", "expected a table of [sources.<format>]"));
+        return out;
+    };
+    for (name, v) in table {
+        let path = format!("sources.{name}");
+        if Format::from_name(&name).is_none() {
+            let known: Vec<&str> = Format::ALL.iter().map(|f| f.name()).collect();
+            errors.push(ConfigError::new(&path, format!("unknown format (known: {})", known.join(", "))));
+            continue;
+        }
+        if let Some(src) = typed::<SourceConfig>(&path, v, errors) {
+            out.insert(name, src);
+        }
+    }
+    out
+}
+
+fn parse_channels(value: toml::Value, errors: &mut Vec<ConfigError>) -> Vec<ChannelConfig> {
+    let mut out = Vec::new();
+    let toml::Value::Table(table) = value else {
+        errors.push(ConfigError::new("channels", "expected a table of [channels.<name>]"));
+        return out;
+    };
+    for (name, v) in table {
+        let path = format!("channels.{name}");
+        let toml::Value::Table(mut t) = v else {
+            errors.push(ConfigError::new(&path, "expected a table"));
+            continue;
+        };
+        let mut common = ChannelCommon::default();
+        match t.remove("timeout_ms") {
+            Some(toml::Value::Integer(ms)) if ms > 0 => common.timeout_ms = ms as u64,
+            Some(_) => errors.push(ConfigError::new(format!("{path}.timeout_ms"), "expected a positive integer")),
+            None => {}
+        }
+        match t.remove("template") {
+            Some(toml::Value::String(s)) => common.template = Some(s),
+            Some(_) => errors.push(ConfigError::new(format!("{path}.template"), "expected a string")),
+            None => {}
+        }
+        let kind = match t.remove("type") {
+            Some(toml::Value::String(s)) => s,
+            Some(_) => {
+                errors.push(ConfigError::new(format!("{path}.type"), "expected a string"));
+                continue;
+            }
+            None => {
+                errors.push(ConfigError::new(
+                    format!("{path}.type"),
+                    format!("missing (one of {})", CHANNEL_TYPES.join(", ")),
+                ));
+                continue;
+            }
+        };
+        let rest = toml::Value::Table(t);
+        let spec = match kind.as_str() {
+            "dingtalk" => typed(&path, rest, errors).map(ChannelSpec::Dingtalk),
+            "wecom" => typed(&path, rest, errors).map(ChannelSpec::Wecom),
+            "lark" | "feishu" => typed(&path, rest, errors).map(ChannelSpec::Lark),
+            "email" => typed(&path, rest, errors).map(ChannelSpec::Email),
+            "webhook" => typed(&path, rest, errors).map(ChannelSpec::Webhook),
+            "console" => typed(&path, rest, errors).map(ChannelSpec::Console),
+            other => {
+                errors.push(ConfigError::new(
+                    format!("{path}.type"),
+                    format!("unknown channel type \"{other}\" (one of {})", CHANNEL_TYPES.join(", ")),
+                ));
+                None
+            }
+        };
+        if let Some(spec) = spec {
+            check_channel(&path, &spec, errors);
+            out.push(ChannelConfig { name, common, spec });
+        }
+    }
+    out
+}
+
+fn check_channel(path: &str, spec: &ChannelSpec, errors: &mut Vec<ConfigError>) {
+    let http_url = |url: &crate::secret::SecretUrl, errors: &mut Vec<ConfigError>| {
+        if !matches!(url.expose().scheme(), "http" | "https") {
+            errors.push(ConfigError::new(format!("{path}.url"), "expected an http:// or https:// URL"));
+        }
+    };
+    match spec {
+        ChannelSpec::Dingtalk(c) => http_url(&c.url, errors),
+        ChannelSpec::Wecom(c) => http_url(&c.url, errors),
+        ChannelSpec::Lark(c) => http_url(&c.url, errors),
+        ChannelSpec::Webhook(c) => http_url(&c.url, errors),
+        ChannelSpec::Email(c) => {
+            if !matches!(c.smtp.expose().scheme(), "smtp" | "smtps") {
+                errors.push(ConfigError::new(format!("{path}.smtp"), "expected an smtp:// or smtps:// URL"));
+            }
+            if c.to.is_empty() {
+                errors.push(ConfigError::new(format!("{path}.to"), "at least one recipient is required"));
+            }
+            for (field, list) in [("from", std::slice::from_ref(&c.from)), ("to", &c.to[..]), ("cc", &c.cc[..])] {
+                for (i, addr) in list.iter().enumerate() {
+                    if addr.parse::<lettre::message::Mailbox>().is_err() {
+                        let at = if field == "from" { format!("{path}.from") } else { format!("{path}.{field}[{i}]") };
+                        errors.push(ConfigError::new(at, format!("invalid address \"{addr}\"")));
+                    }
+                }
+            }
+        }
+        ChannelSpec::Console(_) => {}
+    }
+}
+
+fn parse_rules(value: toml::Value, errors: &mut Vec<ConfigError>) -> Vec<RuleConfig> {
+    let toml::Value::Array(items) = value else {
+        errors.push(ConfigError::new("rules", "expected an array of tables ([[rules]])"));
+        return Vec::new();
+    };
+    items
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, v)| typed::<RuleConfig>(&format!("rules[{i}]"), v, errors))
+        .collect()
+}
+
+fn check_server(server: &ServerConfig, errors: &mut Vec<ConfigError>) {
+    if server.listen.parse::<std::net::SocketAddr>().is_err() {
+        errors.push(ConfigError::new(
+            "server.listen",
+            format!("\"{}\" is not an address like 127.0.0.1:8080", server.listen),
+        ));
+    }
+    if let Some(url) = &server.public_url {
+        if url::Url::parse(url).is_err() {
+            errors.push(ConfigError::new("server.public_url", format!("\"{url}\" is not a URL")));
+        }
+    }
+    if server.max_body_bytes == 0 {
+        errors.push(ConfigError::new("server.max_body_bytes", "must be greater than 0"));
+    }
+}
+
+fn check_rules(rules: &[RuleConfig], channels: &[ChannelConfig], errors: &mut Vec<ConfigError>) {
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, rule) in rules.iter().enumerate() {
+        let path = format!("rules[{i}]");
+        if rule.name.trim().is_empty() {
+            errors.push(ConfigError::new(format!("{path}.name"), "must not be empty"));
+        } else if let Some(first) = seen.insert(&rule.name, i) {
+            errors.push(ConfigError::new(
+                format!("{path}.name"),
+                format!("duplicate rule name \"{}\" (also rules[{first}])", rule.name),
+            ));
+        }
+        if rule.channels.is_empty() {
+            errors.push(ConfigError::new(format!("{path}.channels"), "at least one channel is required"));
+        }
+        for (j, ch) in rule.channels.iter().enumerate() {
+            if !channels.iter().any(|c| &c.name == ch) {
+                errors.push(ConfigError::new(format!("{path}.channels[{j}]"), format!("unknown channel \"{ch}\"")));
+            }
+        }
+        if let Some(statuses) = &rule.when.status {
+            for (j, s) in statuses.items().iter().enumerate() {
+                if Status::parse(s).is_none() {
+                    let known: Vec<&str> = Status::ALL.iter().map(|s| s.as_str()).collect();
+                    errors.push(ConfigError::new(
+                        format!("{path}.when.status[{j}]"),
+                        format!("unknown status \"{s}\" (one of {})", known.join(", ")),
+                    ));
+                }
+            }
+        }
+        if let Some(sources) = &rule.when.source {
+            for (j, s) in sources.items().iter().enumerate() {
+                if Format::from_name(s).is_none() {
+                    let known: Vec<&str> = Format::ALL.iter().map(|f| f.name()).collect();
+                    errors.push(ConfigError::new(
+                        format!("{path}.when.source[{j}]"),
+                        format!("unknown source \"{s}\" (one of {})", known.join(", ")),
+                    ));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! Table tests for config loading: the SPEC example, every error at once, secrets never echoed.
+
+use super::*;
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "DT_TOKEN" => Some("dt-token-value".into()),
+        "DT_SECRET" => Some("SECdt-secret-value".into()),
+        "WECOM_KEY" => Some("wecom-key-value".into()),
+        "LARK_TOKEN" => Some("lark-token-value".into()),
+        "LARK_SECRET" => Some("lark-secret-value".into()),
+        "AUDIT_TOKEN" => Some("audit-token-value".into()),
+        "AUDIT_SIGNING_KEY" => Some("audit-signing-value".into()),
+        "JENKINS_HOOK_TOKEN" => Some("jenkins-token-value".into()),
+        _ => None,
+    }
+}
+
+const SPEC_EXAMPLE: &str = r#"
+[server]
+listen = "127.0.0.1:8080"
+data_dir = "data"
+public_url = "https://herald.example.com"
+max_body_bytes = 1048576
+
+[sources.jenkins]
+token = "${JENKINS_HOOK_TOKEN}"
+
+[channels.team-ding]
+type = "dingtalk"
+url = "https://oapi.dingtalk.com/robot/send?access_token=${DT_TOKEN}"
+secret = "${DT_SECRET}"
+keyword = "CI"
+msgtype = "markdown"
+
+[channels.team-wecom]
+type = "wecom"
+url = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=${WECOM_KEY}"
+msgtype = "markdown"
+
+[channels.team-lark]
+type = "feishu"
+url = "https://open.feishu.cn/open-apis/bot/v2/hook/${LARK_TOKEN}"
+secret = "${LARK_SECRET}"
+msgtype = "interactive"
+
+[channels.team-mail]
+type = "email"
+smtp = "smtp://user:pass@mail.example.com:587?tls=required"
+from = "CI <ci@example.com>"
+to = ["dev@example.com"]
+cc = []
+
+[channels.audit]
+type = "webhook"
+url = "https://audit.example.com/ci"
+method = "POST"
+headers = { Authorization = "Bearer ${AUDIT_TOKEN}" }
+secret = "${AUDIT_SIGNING_KEY}"
+timeout_ms = 3000
+
+[channels.stdout]
+type = "console"
+
+[[rules]]
+name = "payments failures"
+channels = ["team-ding", "team-mail"]
+template = "failure"
+content = "Commit: ${CI_COMMIT_TITLE:-none}"
+stop = false
+[rules.when]
+source = ["flow", "jenkins"]
+status = ["failure", "aborted"]
+final = true
+pipeline = "payments-*"
+branch = ["main", "release/*"]
+params = { DEPLOY_ENV = "prod" }
+[rules.mention]
+mobiles = ["13800000000"]
+user_ids = ["zhangsan"]
+all = false
+"#;
+
+#[test]
+fn the_spec_example_loads() {
+    let cfg = parse(SPEC_EXAMPLE, &env).unwrap();
+    assert_eq!(cfg.channels.len(), 6);
+    let lark = cfg.channels.iter().find(|c| c.name == "team-lark").unwrap();
+    assert!(matches!(lark.spec, ChannelSpec::Lark(_)), "feishu is an alias of lark");
+    let audit = cfg.channels.iter().find(|c| c.name == "audit").unwrap();
+    assert_eq!(audit.common.timeout_ms, 3000);
+    let rule = &cfg.rules[0];
+    assert_eq!(rule.when.pipeline, Some(OneOrMany::One("payments-*".into())));
+    assert_eq!(rule.when.is_final, Some(true));
+    assert_eq!(rule.mention.mobiles, vec!["13800000000"]);
+    assert_eq!(cfg.sources["jenkins"].token.as_ref().unwrap().expose(), "jenkins-token-value");
+    assert_eq!(cfg.server.max_body_bytes, 1048576);
+}
+
+#[test]
+fn an_empty_file_is_valid_with_defaults() {
+    let cfg = parse("", &env).unwrap();
+    assert_eq!(cfg.server.listen, "127.0.0.1:8080");
+    assert_eq!(cfg.server.max_body_bytes, 1024 * 1024);
+    assert!(cfg.rules.is_empty());
+}
+
+#[test]
+fn every_error_is_reported_at_once_with_its_path() {
+    let text = r#"
+[server]
+listen = "nowhere"
+colour = "blue"
+
+[sources.jenkinz]
+token = "x"
+
+[channels.a]
+type = "dingtalk"
+url = "https://oapi.dingtalk.com/robot/send?access_token=x"
+keywrod = "CI"
+
+[channels.b]
+type = "pager"
+
+[channels.c]
+type = "wecom"
+url = 42
+
+[[rules]]
+name = "r1"
+channels = ["team-dingtlk"]
+[rules.when]
+status = ["failed"]
+
+[[rules]]
+name = "r1"
+channels = ["a"]
+stopp = true
+
+[[rules]]
+channels = ["a"]
+"#;
+    let errors: Vec<String> = parse(text, &env).unwrap_err().iter().map(|e| e.to_string()).collect();
+    let want = [
+        "server.listen: \"nowhere\" is not an address",
+        "server.colour: unknown key",
+        "sources.jenkinz: unknown format",
+        "channels.a.keywrod: unknown key",
+        "channels.b.type: unknown channel type \"pager\"",
+        "channels.c.url: invalid type",
+        "rules[0].channels[0]: unknown channel \"team-dingtlk\"",
+        "rules[0].when.status[0]: unknown status \"failed\"",
+        "rules[1].name: duplicate rule name \"r1\" (also rules[0])",
+        "rules[1].stopp: unknown key",
+        "rules[2]: missing field `name`",
+    ];
+    for w in want {
+        assert!(errors.iter().any(|e| e.starts_with(w)), "missing {w:?} in {errors:#?}");
+    }
+    assert_eq!(errors.len(), want.len(), "{errors:#?}");
+}
+
+#[test]
+fn missing_variables_are_all_reported_and_parsing_goes_on() {
+    let text = "[channels.a]\ntype = \"wecom\"\nurl = \"https://x/send?key=${NOPE}\"\nbogus = 1\n[server]\nlisten = \"${ALSO_NOPE}\"\n";
+    let errors: Vec<String> = parse(text, &env).unwrap_err().iter().map(|e| e.to_string()).collect();
+    assert!(errors.iter().any(|e| e.starts_with("line 3: environment variable NOPE is not set")), "{errors:?}");
+    assert!(errors.iter().any(|e| e.starts_with("line 6: environment variable ALSO_NOPE")), "{errors:?}");
+    assert!(errors.iter().any(|e| e.starts_with("channels.a.bogus: unknown key")), "{errors:?}");
+}
+
+#[test]
+fn syntax_errors_give_a_position_but_not_the_line() {
+    let text = "[channels.a]\ntype = \"wecom\"\nurl = \"https://x/send?key=${DT_TOKEN}\" oops\n";
+    let errors = parse(text, &env).unwrap_err();
+    assert_eq!(errors.len(), 1);
+    let msg = errors[0].to_string();
+    assert!(msg.starts_with("line 3, column"), "{msg}");
+    assert!(!msg.contains("dt-token-value"), "secret echoed: {msg}");
+}
+
+#[test]
+fn secrets_never_appear_in_errors_or_debug() {
+    let text = "[channels.a]\ntype = \"email\"\nsmtp = \"http://user:${DT_SECRET}@x\"\nfrom = \"bad\"\nto = []\n\
+                [channels.b]\ntype = \"dingtalk\"\nurl = \"not a url ${DT_TOKEN}\"\n";
+    let errors: Vec<String> = parse(text, &env).unwrap_err().iter().map(|e| e.to_string()).collect();
+    assert_eq!(errors.len(), 4, "{errors:#?}");
+    for e in &errors {
+        assert!(!e.contains("dt-token-value") && !e.contains("SECdt-secret-value"), "{e}");
+    }
+    let cfg = parse(SPEC_EXAMPLE, &env).unwrap();
+    let debug = format!("{cfg:?}");
+    for secret in ["dt-token-value", "SECdt-secret-value", "wecom-key-value", "lark-token-value", "pass@", "audit-token"] {
+        assert!(!debug.contains(secret), "{secret} leaked into Debug");
+    }
+}
+
+#[test]
+fn channel_values_are_checked() {
+    let text = "[channels.a]\ntype = \"lark\"\nurl = \"ftp://x/hook/t\"\nmsgtype = \"card\"\ntimeout_ms = -1\n";
+    let errors: Vec<String> = parse(text, &env).unwrap_err().iter().map(|e| e.to_string()).collect();
+    assert!(errors.iter().any(|e| e.starts_with("channels.a.timeout_ms: expected a positive integer")), "{errors:?}");
+    assert!(errors.iter().any(|e| e.starts_with("channels.a.msgtype: unknown variant `card`")), "{errors:?}");
+}
