@@ -19,4 +19,5 @@ pub mod config;
 pub mod event;
 pub mod ingest;
 pub mod render;
+pub mod rules;
 pub mod secret;
