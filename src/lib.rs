@@ -13,11 +13,23 @@
 //! | [`rules`] | compiled matchers: event → (rule, channel) routes |
 //! | [`render`] | the Handlebars registry, helpers, template context |
 //! | [`channels`] | one trait, one file per platform: wire format, signing, limits, verdicts |
+//! | [`outbox`] | stored deliveries behind one trait: enqueue, lease, finish |
+//! | [`delivery`] | the worker: lease → send → delivered / retry later / dead; backoff |
+//! | [`gateway`] | the accept pipeline: auth → parse → route → render → store |
+//! | [`http`] | the HTTP API (actix-web) and its one error type |
+//! | [`app`] | wiring and shutdown; [`cli`] the commands; [`clock`] time as a dependency |
 
+pub mod app;
 pub mod channels;
+pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod event;
+pub mod gateway;
+pub mod http;
+pub mod delivery;
 pub mod ingest;
+pub mod outbox;
 pub mod render;
 pub mod rules;
 pub mod secret;

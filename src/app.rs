@@ -1,0 +1,123 @@
+//! Wiring: config → gateway, outbox and worker; the HTTP server; and an orderly shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{web, App, HttpServer};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, ConfigError};
+use crate::delivery::{RetryPolicy, Worker};
+use crate::gateway::Gateway;
+use crate::http::{self, AppState};
+use crate::outbox::memory::MemoryOutbox;
+use crate::outbox::Outbox;
+
+/// How long in-flight attempts may run after the server stops accepting.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Why the gateway did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("invalid config ({} errors)", .0.len())]
+    Config(Vec<ConfigError>),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: String, source: std::io::Error },
+}
+
+/// Knobs that tests and later backends set; `Default` is production.
+pub struct Options {
+    pub outbox: Arc<dyn Outbox>,
+    pub clock: Arc<dyn Clock>,
+    pub retry: RetryPolicy,
+    /// Let actix stop the server on SIGINT/SIGTERM (off in tests).
+    pub signals: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            outbox: Arc::new(MemoryOutbox::new()),
+            clock: Arc::new(SystemClock),
+            retry: RetryPolicy::default(),
+            signals: true,
+        }
+    }
+}
+
+/// A running gateway.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub gateway: Arc<Gateway>,
+    server: actix_web::dev::ServerHandle,
+    server_task: JoinHandle<std::io::Result<()>>,
+    worker: JoinHandle<()>,
+    shutdown: watch::Sender<bool>,
+}
+
+/// Validates the config, binds the port and starts the HTTP server and the delivery worker.
+/// A bad config stops it before the port opens.
+pub async fn start(config: &Config, opts: Options) -> Result<Running, StartError> {
+    let built = Gateway::build(config, opts.outbox.clone(), opts.clock.clone()).map_err(StartError::Config)?;
+    for w in &built.warnings {
+        tracing::warn!("config: {w}");
+    }
+    let gateway = Arc::new(built.gateway);
+    let state = web::Data::new(AppState { gateway: gateway.clone(), max_body_bytes: config.server.max_body_bytes });
+    let mut server = HttpServer::new(move || App::new().app_data(state.clone()).configure(http::configure))
+        .workers(2)
+        .shutdown_timeout(SHUTDOWN_GRACE.as_secs());
+    if !opts.signals {
+        server = server.disable_signals();
+    }
+    let server = server
+        .bind(&config.server.listen)
+        .map_err(|source| StartError::Bind { addr: config.server.listen.clone(), source })?;
+    let addr = server.addrs()[0];
+    let server = server.run();
+    let handle = server.handle();
+    let server_task = tokio::spawn(server);
+
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let worker = Worker {
+        outbox: opts.outbox,
+        channels: gateway.channels.clone(),
+        clock: opts.clock,
+        policy: opts.retry,
+        wake: gateway.wake.clone(),
+        batch: 64,
+        lease: Duration::from_secs(60),
+    };
+    let worker = tokio::spawn(worker.run(shutdown_rx));
+    tracing::info!(%addr, channels = gateway.channels.len(), rules = gateway.rules.rules().len(), "Herald is listening");
+    Ok(Running { addr, gateway, server: handle, server_task, worker, shutdown })
+}
+
+impl Running {
+    /// Waits until the server stops (on SIGINT/SIGTERM), then lets in-flight attempts finish.
+    pub async fn wait(self) {
+        let Running { server_task, worker, shutdown, .. } = self;
+        if let Ok(Err(e)) = server_task.await {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+        finish_worker(worker, shutdown).await;
+    }
+
+    /// Stops accepting, then lets in-flight attempts finish.
+    pub async fn stop(self) {
+        self.server.stop(true).await;
+        let _ = self.server_task.await;
+        finish_worker(self.worker, self.shutdown).await;
+    }
+}
+
+async fn finish_worker(worker: JoinHandle<()>, shutdown: watch::Sender<bool>) {
+    let _ = shutdown.send(true);
+    match tokio::time::timeout(SHUTDOWN_GRACE, worker).await {
+        Ok(_) => tracing::info!("delivery worker stopped"),
+        Err(_) => tracing::warn!("delivery worker did not stop within {}s", SHUTDOWN_GRACE.as_secs()),
+    }
+}

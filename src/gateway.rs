@@ -1,0 +1,331 @@
+//! Accepting an event: authenticate, parse, route, render each (rule, channel) message, store.
+//!
+//! This is the pipeline behind `POST /hooks` and `herald render`; it is built once from the
+//! config, and building it is the validation `serve` and `check` share (channels, rules,
+//! templates rendered against a sample event, mention warnings).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tokio::sync::Notify;
+
+use crate::channels::{self, Channel, ChannelDeps, Message, Prepare};
+use crate::clock::Clock;
+use crate::config::{Config, ConfigError, SourceConfig};
+use crate::event::{self, Event, Status};
+use crate::ingest::{self, Format, Inbound, IngestError};
+use crate::outbox::{NewDelivery, Outbox};
+use crate::render::{self, ContextExtras, Renderer};
+use crate::rules::{Route, RuleSet};
+
+/// Why a webhook was refused. Each maps to one HTTP status (SPEC §3).
+#[derive(Debug, thiserror::Error)]
+pub enum HookError {
+    #[error("{0}")]
+    Malformed(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("unknown format \"{0}\" (known: {known})", known = known_formats())]
+    UnknownFormat(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("the body is larger than {0} bytes (server.max_body_bytes)")]
+    TooLarge(usize),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("cannot store the event: {0}")]
+    Unavailable(String),
+}
+
+impl HookError {
+    pub fn status(&self) -> u16 {
+        match self {
+            HookError::Malformed(_) => 400,
+            HookError::Unauthorized(_) => 401,
+            HookError::UnknownFormat(_) => 404,
+            HookError::MethodNotAllowed(_) => 405,
+            HookError::TooLarge(_) => 413,
+            HookError::Invalid(_) => 422,
+            HookError::Unavailable(_) => 503,
+        }
+    }
+}
+
+fn known_formats() -> String {
+    Format::ALL.iter().map(|f| f.name()).collect::<Vec<_>>().join(", ")
+}
+
+impl From<IngestError> for HookError {
+    fn from(e: IngestError) -> Self {
+        match e {
+            IngestError::Malformed(m) => HookError::Malformed(m),
+            other => HookError::Invalid(other.to_string()),
+        }
+    }
+}
+
+/// One message an event produces.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub route: Route,
+    pub delivery_id: String,
+    pub message: Message,
+}
+
+/// What `accept` stored.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub event_id: String,
+    pub status: Status,
+    pub routes: Vec<Route>,
+}
+
+/// The accept pipeline, built from a config.
+pub struct Gateway {
+    pub sources: BTreeMap<String, SourceConfig>,
+    pub rules: RuleSet,
+    pub channels: Arc<HashMap<String, Arc<dyn Channel>>>,
+    channel_templates: HashMap<String, String>,
+    pub public_url: Option<String>,
+    pub outbox: Arc<dyn Outbox>,
+    pub clock: Arc<dyn Clock>,
+    /// Wakes the delivery worker when deliveries are stored.
+    pub wake: Arc<Notify>,
+}
+
+/// The result of building a gateway: it, and the warnings `check` prints.
+pub struct Built {
+    pub gateway: Gateway,
+    pub warnings: Vec<ConfigError>,
+}
+
+impl Gateway {
+    /// Builds every part and validates the whole config; every error is returned at once.
+    pub fn build(config: &Config, outbox: Arc<dyn Outbox>, clock: Arc<dyn Clock>) -> Result<Built, Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let mut warnings = Vec::new();
+        let renderer = match Renderer::new(config.templates_dir.as_deref()) {
+            Ok(r) => Arc::new(r),
+            Err(errs) => {
+                errors.extend(errs.into_iter().map(|e| ConfigError::new("templates", e)));
+                return Err(errors);
+            }
+        };
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("Herald/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| vec![ConfigError::new("channels", format!("cannot build the HTTP client: {e}"))])?;
+        let deps = ChannelDeps { renderer: renderer.clone(), http };
+        let mut built: HashMap<String, Arc<dyn Channel>> = HashMap::new();
+        let mut channel_templates = HashMap::new();
+        for cfg in &config.channels {
+            let template = cfg.common.template.clone().unwrap_or_else(|| "default".to_string());
+            if !renderer.has_template(&template) {
+                errors.push(ConfigError::new(
+                    format!("channels.{}.template", cfg.name),
+                    format!("template \"{template}\" not found"),
+                ));
+            }
+            channel_templates.insert(cfg.name.clone(), template);
+            match channels::build(cfg, &deps) {
+                Ok(ch) => {
+                    built.insert(cfg.name.clone(), ch);
+                }
+                Err(e) => errors.push(ConfigError::new(format!("channels.{}", cfg.name), e)),
+            }
+        }
+        let rules = match RuleSet::compile(&config.rules) {
+            Ok(r) => r,
+            Err(mut e) => {
+                errors.append(&mut e);
+                RuleSet::default()
+            }
+        };
+        let sample = Event::sample();
+        let mut checked: Vec<(String, String)> = Vec::new();
+        for (i, rule) in config.rules.iter().enumerate() {
+            if let Some(t) = &rule.template {
+                if !renderer.has_template(t) {
+                    errors.push(ConfigError::new(format!("rules[{i}].template"), format!("template \"{t}\" not found")));
+                    continue;
+                }
+            }
+            for (j, name) in rule.channels.iter().enumerate() {
+                let Some(ch) = built.get(name) else { continue };
+                let template = rule.template.clone().unwrap_or_else(|| channel_templates[name].clone());
+                let content = rule.content.as_deref().map(|c| render::interpolate_content(c, &sample));
+                let ctx = render::context(
+                    &sample,
+                    &ContextExtras {
+                        rule: Some(&rule.name),
+                        channel: Some(name),
+                        content,
+                        public_url: config.server.public_url.as_deref(),
+                    },
+                );
+                for e in ch.check_templates(&template, &ctx) {
+                    errors.push(ConfigError::new(format!("rules[{i}].channels[{j}]"), e));
+                }
+                for w in ch.check_mention(&rule.mention) {
+                    warnings.push(ConfigError::new(format!("rules[{i}].mention"), format!("channel \"{name}\": {w}")));
+                }
+                checked.push((name.clone(), template));
+            }
+        }
+        // Channels no rule reaches still get their own template checked.
+        for cfg in &config.channels {
+            let Some(ch) = built.get(&cfg.name) else { continue };
+            let template = &channel_templates[&cfg.name];
+            if checked.iter().any(|(n, t)| n == &cfg.name && t == template) || !renderer.has_template(template) {
+                continue;
+            }
+            let ctx = render::context(&sample, &ContextExtras { channel: Some(&cfg.name), ..Default::default() });
+            for e in ch.check_templates(template, &ctx) {
+                errors.push(ConfigError::new(format!("channels.{}", cfg.name), e));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let gateway = Gateway {
+            sources: config.sources.clone(),
+            rules,
+            channels: Arc::new(built),
+            channel_templates,
+            public_url: config.server.public_url.clone(),
+            outbox,
+            clock,
+            wake: Arc::new(Notify::new()),
+        };
+        Ok(Built { gateway, warnings })
+    }
+
+    /// Resolves the format (detecting it when `format` is `None`), checks the source's token,
+    /// and parses the request. `raw_query` is the query as received, token included; `req`
+    /// carries it with the token stripped (see [`strip_token`]).
+    pub fn parse(&self, format: Option<&str>, req: &Inbound<'_>, raw_query: &str) -> Result<Event, HookError> {
+        let format = match format {
+            Some(name) => Format::from_name(name).ok_or_else(|| HookError::UnknownFormat(name.to_string()))?,
+            None => ingest::detect(req)?,
+        };
+        if req.method != "POST" && format != Format::JenkinsStatus {
+            return Err(HookError::MethodNotAllowed(format!("{} accepts POST only", format.name())));
+        }
+        self.authorize(format, req, raw_query)?;
+        Ok(ingest::parse(format, req)?)
+    }
+
+    /// Checks `?token=` or `Authorization: Bearer` against `[sources.<format>] token`, in
+    /// constant time.
+    fn authorize(&self, format: Format, req: &Inbound<'_>, raw_query: &str) -> Result<(), HookError> {
+        let Some(expected) = self.sources.get(format.name()).and_then(|s| s.token.as_ref()) else {
+            return Ok(());
+        };
+        let bearer = req
+            .header("authorization")
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(|v| v.trim().to_string());
+        let query = form_urlencoded_token(raw_query);
+        let Some(given) = bearer.or(query) else {
+            return Err(HookError::Unauthorized(format!(
+                "{} requires a token: ?token=... or Authorization: Bearer ...",
+                format.name()
+            )));
+        };
+        // Hashing first makes the comparison independent of the lengths too.
+        let a = Sha256::digest(given.as_bytes());
+        let b = Sha256::digest(expected.expose().as_bytes());
+        if bool::from(a.ct_eq(&b)) {
+            Ok(())
+        } else {
+            Err(HookError::Unauthorized(format!("wrong token for {}", format.name())))
+        }
+    }
+
+    /// The messages an event produces, one per route. Pure: nothing is stored or sent.
+    pub fn plan(&self, event: &Event) -> Vec<Planned> {
+        let routes = self.rules.route(event);
+        routes
+            .into_iter()
+            .filter_map(|route| {
+                let channel = self.channels.get(&route.channel)?;
+                let template = route.template.clone().unwrap_or_else(|| self.channel_templates[&route.channel].clone());
+                let content = route.content.as_deref().map(|c| render::interpolate_content(c, event));
+                let ctx = render::context(
+                    event,
+                    &ContextExtras {
+                        rule: Some(&route.rule),
+                        channel: Some(&route.channel),
+                        content,
+                        public_url: self.public_url.as_deref(),
+                    },
+                );
+                let message =
+                    channel.prepare(&Prepare { event, ctx: &ctx, template: &template, mention: &route.mention });
+                for e in &message.template_errors {
+                    tracing::warn!(event_id = %event.event_id, rule = %route.rule, channel = %route.channel,
+                        "template failed, sent with the built-in default: {e}");
+                }
+                Some(Planned { route, delivery_id: event::new_event_id(), message })
+            })
+            .collect()
+    }
+
+    /// Plans and stores an event's deliveries, then wakes the worker. Returns once they are
+    /// stored: the caller may then answer 202.
+    pub async fn accept(&self, event: Event) -> Result<Accepted, HookError> {
+        let planned = self.plan(&event);
+        let deliveries: Vec<NewDelivery> = planned
+            .iter()
+            .map(|p| NewDelivery {
+                id: p.delivery_id.clone(),
+                rule: p.route.rule.clone(),
+                channel: p.route.channel.clone(),
+                message: p.message.clone(),
+            })
+            .collect();
+        self.outbox
+            .enqueue(&event, &deliveries, self.clock.now_ms())
+            .await
+            .map_err(|e| HookError::Unavailable(e.to_string()))?;
+        if !deliveries.is_empty() {
+            self.wake.notify_one();
+        }
+        tracing::info!(event_id = %event.event_id, source = %event.source, status = %event.status,
+            pipeline = event.pipeline.as_deref().unwrap_or("-"), routes = deliveries.len(), "event accepted");
+        Ok(Accepted {
+            event_id: event.event_id,
+            status: event.status,
+            routes: planned.into_iter().map(|p| p.route).collect(),
+        })
+    }
+}
+
+fn form_urlencoded_token(query: &str) -> Option<String> {
+    url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "token").map(|(_, v)| v.into_owned())
+}
+
+/// The query string without its `token` parameter, so a token never reaches an event's
+/// params, raw payload or any output.
+pub fn strip_token(query: &str) -> String {
+    if !query.split('&').any(|p| p == "token" || p.starts_with("token=")) {
+        return query.to_string();
+    }
+    query.split('&').filter(|p| !(p.is_empty() || *p == "token" || p.starts_with("token="))).collect::<Vec<_>>().join("&")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_stripped_from_queries() {
+        assert_eq!(strip_token("a=1&token=s3cret&b=2"), "a=1&b=2");
+        assert_eq!(strip_token("token=x"), "");
+        assert_eq!(strip_token("tokens=1"), "tokens=1");
+        assert_eq!(form_urlencoded_token("a=1&token=s%2F3"), Some("s/3".into()));
+    }
+}

@@ -1,0 +1,92 @@
+//! `/hooks` and `/hooks/{format}`: read the body within its limit, hand the request to the
+//! gateway, answer 202 with the routes once the deliveries are stored.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+use serde::Serialize;
+
+use super::error::ApiError;
+use super::AppState;
+use crate::gateway::{strip_token, HookError};
+use crate::ingest::Inbound;
+
+#[derive(Serialize)]
+struct RouteBody<'a> {
+    rule: &'a str,
+    channel: &'a str,
+}
+
+#[derive(Serialize)]
+struct AcceptedBody<'a> {
+    event_id: &'a str,
+    status: &'a str,
+    routes: Vec<RouteBody<'a>>,
+}
+
+/// `POST /hooks/{format}` (and GET/PUT/DELETE for `jenkins-status`).
+pub async fn with_format(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    handle(state, req, Some(path.into_inner()), body).await
+}
+
+/// `POST /hooks`: the format is detected.
+pub async fn detected(state: web::Data<AppState>, req: HttpRequest, body: web::Payload) -> Result<HttpResponse, ApiError> {
+    handle(state, req, None, body).await
+}
+
+async fn handle(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    format: Option<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = read_limited(&req, payload, state.max_body_bytes).await?;
+    let query = strip_token(req.query_string());
+    let headers = req
+        .headers()
+        .iter()
+        .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_ascii_lowercase(), v.to_string())))
+        .collect();
+    let inbound = Inbound { method: req.method().as_str(), headers, query: &query, body: &body };
+    let gateway = &state.gateway;
+    let mut event = match gateway.parse(format.as_deref(), &inbound, req.query_string()) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::info!(format = format.as_deref().unwrap_or("auto"), status = e.status(), "webhook refused: {e}");
+            return Err(e.into());
+        }
+    };
+    event.received_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let accepted = gateway.accept(event).await?;
+    let body = AcceptedBody {
+        event_id: &accepted.event_id,
+        status: accepted.status.as_str(),
+        routes: accepted.routes.iter().map(|r| RouteBody { rule: &r.rule, channel: &r.channel }).collect(),
+    };
+    Ok(HttpResponse::Accepted().json(body))
+}
+
+/// Reads the whole body, refusing with 413 as soon as it passes `limit`.
+async fn read_limited(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, HookError> {
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(HookError::TooLarge(limit));
+    }
+    let mut body = Vec::with_capacity(declared.unwrap_or(0));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| HookError::Malformed(format!("cannot read the body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(HookError::TooLarge(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}

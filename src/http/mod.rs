@@ -1,0 +1,47 @@
+//! The HTTP API: webhook intake and health. Routes are here; the accept pipeline is in
+//! `gateway`, and every error answer goes through `error::ApiError`.
+
+mod error;
+mod hooks;
+
+use std::sync::Arc;
+
+use actix_web::{web, HttpResponse};
+
+pub use error::ApiError;
+
+use crate::gateway::Gateway;
+
+/// What every handler shares.
+pub struct AppState {
+    pub gateway: Arc<Gateway>,
+    pub max_body_bytes: usize,
+}
+
+/// Registers every route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/hooks/{format}")
+            .route(web::post().to(hooks::with_format))
+            .route(web::get().to(hooks::with_format))
+            .route(web::put().to(hooks::with_format))
+            .route(web::delete().to(hooks::with_format)),
+    )
+    .service(
+        web::resource("/hooks")
+            .route(web::post().to(hooks::detected))
+            .route(web::get().to(hooks::detected))
+            .route(web::put().to(hooks::detected))
+            .route(web::delete().to(hooks::detected)),
+    )
+    .route("/healthz", web::get().to(healthz))
+    .default_service(web::to(not_found));
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain; charset=utf-8").body("ok")
+}
+
+async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::new(404, "no such endpoint"))
+}

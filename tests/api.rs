@@ -1,0 +1,224 @@
+//! The HTTP API over real sockets: every answer SPEC §3 names, tokens, body limits, and that
+//! Herald keeps serving after bad input.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald::app::{self, Options};
+use herald::clock::SystemClock;
+use herald::config;
+use herald::delivery::RetryPolicy;
+use herald::outbox::memory::MemoryOutbox;
+use herald::outbox::DeliveryState;
+use serde_json::Value;
+
+const CONFIG: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+max_body_bytes = 4096
+
+[sources.jenkins]
+token = "hook-token-1"
+
+[sources.jenkins-status]
+token = "hook-token-2"
+
+[channels.stdout]
+type = "console"
+
+[channels.failures]
+type = "console"
+template = "default"
+
+[[rules]]
+name = "all"
+channels = ["stdout"]
+
+[[rules]]
+name = "failures"
+channels = ["failures", "stdout"]
+[rules.when]
+status = ["failure"]
+"#;
+
+struct Server {
+    base: String,
+    outbox: Arc<MemoryOutbox>,
+    running: Option<app::Running>,
+    client: reqwest::Client,
+}
+
+impl Server {
+    async fn start() -> Server {
+        let cfg = config::parse(CONFIG, &|_| None).expect("test config is valid");
+        let outbox = Arc::new(MemoryOutbox::new());
+        let opts = Options {
+            outbox: outbox.clone(),
+            clock: Arc::new(SystemClock),
+            retry: RetryPolicy::default(),
+            signals: false,
+        };
+        let running = app::start(&cfg, opts).await.expect("server starts");
+        Server {
+            base: format!("http://{}", running.addr),
+            outbox,
+            running: Some(running),
+            client: reqwest::Client::new(),
+        }
+    }
+
+    async fn post(&self, path: &str, content_type: &str, body: Vec<u8>) -> (u16, Value) {
+        let resp = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("Content-Type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status().as_u16();
+        let body = resp.json::<Value>().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    async fn healthy(&self) {
+        let resp = self.client.get(format!("{}/healthz", self.base)).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.text().await.unwrap(), "ok");
+    }
+
+    async fn stop(mut self) {
+        self.running.take().unwrap().stop().await;
+    }
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{}/tests/fixtures/inbound/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+/// Waits, with a deadline, until every stored delivery has left the pending states.
+async fn settled(outbox: &MemoryOutbox) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let all = outbox.all();
+        if !all.is_empty() && all.iter().all(|d| d.state == DeliveryState::Delivered) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "deliveries did not settle: {all:#?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn accepted_events_answer_202_with_routes_and_are_delivered() {
+    let s = Server::start().await;
+    let (status, body) = s.post("/hooks/flow", "application/json", fixture("flow-task-fail.json")).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["status"], "failure");
+    assert!(body["event_id"].as_str().is_some_and(|id| !id.is_empty()));
+    // "all" routes to stdout; "failures" adds its own channel; stdout is sent to once.
+    assert_eq!(
+        body["routes"],
+        serde_json::json!([{"rule": "all", "channel": "stdout"}, {"rule": "failures", "channel": "failures"}])
+    );
+    settled(&s.outbox).await;
+    let all = s.outbox.all();
+    assert_eq!(all.len(), 2);
+    assert!(all.iter().all(|d| d.event_id == body["event_id"].as_str().unwrap()));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn format_detection_on_post_hooks() {
+    let s = Server::start().await;
+    let (status, body) = s.post("/hooks", "application/json", fixture("buildbot-build-finished.json")).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["status"], "success");
+    let (status, body) = s.post("/hooks", "application/json", br#"{"hello": "world"}"#.to_vec()).await;
+    assert_eq!(status, 422, "{body}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn bad_inputs_get_the_specified_codes_and_change_nothing() {
+    let s = Server::start().await;
+    let bearer = "Bearer hook-token-1";
+    let cases: Vec<(&str, &str, Vec<u8>, Option<&str>, u16, &str)> = vec![
+        ("/hooks/flow", "application/json", b"{\"event\": \"task\",".to_vec(), None, 400, "line 1"),
+        ("/hooks/jenkins", "application/xml", b"<job><name>x</job>".to_vec(), Some(bearer), 400, ""),
+        ("/hooks/flow", "application/json", b"{\"event\": \"task\"}".to_vec(), None, 422, "task"),
+        ("/hooks/flow", "application/json", b"[1, 2]".to_vec(), None, 422, ""),
+        ("/hooks/gitlabz", "application/json", b"{}".to_vec(), None, 404, "unknown format \"gitlabz\""),
+        ("/hooks/jenkins", "application/json", fixture("jenkins-tikal-started.json"), None, 401, "token"),
+        ("/hooks/jenkins", "application/json", fixture("jenkins-tikal-started.json"), Some("Bearer nope"), 401, "wrong token"),
+        ("/hooks/flow", "application/json", vec![b' '; 5000], None, 413, "4096"),
+    ];
+    for (path, ct, body, auth, want, needle) in cases {
+        let mut req = s.client.post(format!("{}{path}", s.base)).header("Content-Type", ct).body(body);
+        if let Some(a) = auth {
+            req = req.header("Authorization", a);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let json: Value = resp.json().await.expect("error bodies are JSON");
+        assert_eq!(status, want, "{path}: {json}");
+        let msg = json["error"].as_str().expect("an error field");
+        assert!(msg.contains(needle), "{path}: {msg:?} lacks {needle:?}");
+        assert!(!msg.contains("hook-token-1"), "token echoed: {msg}");
+        s.healthy().await;
+    }
+    assert!(s.outbox.all().is_empty(), "a rejected request stored something");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_chunked_oversize_body_is_refused_with_413() {
+    let s = Server::start().await;
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..10).map(|_| Ok(vec![b' '; 1000])).collect();
+    let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+    let resp = s.client.post(format!("{}/hooks/flow", s.base)).body(body).send().await.unwrap();
+    assert_eq!(resp.status(), 413);
+    s.healthy().await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn tokens_work_in_the_query_or_as_bearer_and_never_reach_the_event() {
+    let s = Server::start().await;
+    let (status, body) =
+        s.post("/hooks/jenkins?token=hook-token-1", "application/json", fixture("jenkins-tikal-started.json")).await;
+    assert_eq!(status, 202, "{body}");
+    // jenkins-status GET: the data is the query string, and the token rides along in it.
+    let query = String::from_utf8(fixture("jenkins-jobstatus-start-get.query.txt")).unwrap();
+    let url = format!("{}/hooks/jenkins-status?{}&token=hook-token-2", s.base, query.trim());
+    let resp = s.client.get(url).send().await.unwrap();
+    assert_eq!(resp.status(), 202);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["status"], "started");
+    settled(&s.outbox).await;
+    for d in s.outbox.all() {
+        let stored = serde_json::to_string(&d.message).unwrap();
+        assert!(!stored.contains("hook-token"), "token reached a message: {stored}");
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn only_jenkins_status_accepts_other_methods() {
+    let s = Server::start().await;
+    let resp = s
+        .client
+        .put(format!("{}/hooks/jenkins-status", s.base))
+        .header("Authorization", "Bearer hook-token-2")
+        .header("Content-Type", "application/json")
+        .body(fixture("jenkins-jobstatus-complete-success.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    let resp = s.client.delete(format!("{}/hooks/flow", s.base)).send().await.unwrap();
+    assert_eq!(resp.status(), 405);
+    let resp = s.client.get(format!("{}/nope", s.base)).send().await.unwrap();
+    assert_eq!(resp.status(), 404);
+    s.stop().await;
+}
