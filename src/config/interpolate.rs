@@ -14,7 +14,7 @@ pub fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> (String,
     let mut out = String::with_capacity(text.len());
     let mut errors = Vec::new();
     for (idx, line) in text.split_inclusive('\n').enumerate() {
-        if line.trim_start().starts_with('#') {
+        if line.trim_start().starts_with('#') || is_content_line(line) {
             out.push_str(line);
             continue;
         }
@@ -69,6 +69,11 @@ pub fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> (String,
     (out, errors)
 }
 
+/// `content = ...`: the value is interpolated per event, from the event.
+fn is_content_line(line: &str) -> bool {
+    line.trim_start().strip_prefix("content").is_some_and(|rest| rest.trim_start().starts_with('='))
+}
+
 fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
@@ -103,6 +108,8 @@ mod tests {
             ("a = \"cost $5\"", "a = \"cost $5\""),
             ("# url = \"${MISSING}\"", "# url = \"${MISSING}\""),
             ("a = \"${TOKEN}${TOKEN}\"\n", "a = \"abcabc\"\n"),
+            ("content = \"Commit: ${CI_COMMIT_TITLE}\"", "content = \"Commit: ${CI_COMMIT_TITLE}\""),
+            ("contents = \"${TOKEN}\"", "contents = \"abc\""),
         ];
         for (input, want) in cases {
             let (out, errs) = run(input);

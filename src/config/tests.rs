@@ -66,7 +66,7 @@ type = "console"
 name = "payments failures"
 channels = ["team-ding", "team-mail"]
 template = "failure"
-content = "Commit: ${CI_COMMIT_TITLE:-none}"
+content = "Commit: ${CI_COMMIT_TITLE}"
 stop = false
 [rules.when]
 source = ["flow", "jenkins"]
@@ -95,6 +95,7 @@ fn the_spec_example_loads() {
     assert_eq!(rule.mention.mobiles, vec!["13800000000"]);
     assert_eq!(cfg.sources["jenkins"].token.as_ref().unwrap().expose(), "jenkins-token-value");
     assert_eq!(cfg.server.max_body_bytes, 1048576);
+    assert_eq!(rule.content.as_deref(), Some("Commit: ${CI_COMMIT_TITLE}"), "content keeps event references");
 }
 
 #[test]

@@ -1,0 +1,201 @@
+//! The `herald` binary as users run it: `check` on every example, every error at once,
+//! `render` dry runs, and `serve` refusing a bad config before it opens the port.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn herald(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("HERALD_LOG")
+        .output()
+        .expect("the herald binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn write_config(text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("herald.toml");
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
+#[test]
+fn check_passes_on_every_example_config() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&examples).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let out = herald(&["check", "--config", path.to_str().unwrap()]);
+            assert!(out.status.success(), "{}: {}{}", path.display(), stdout(&out), String::from_utf8_lossy(&out.stderr));
+            let text = stdout(&out);
+            assert_eq!(text.lines().filter(|l| !l.starts_with("warning:")).count(), 1, "one summary line: {text}");
+            assert!(text.contains(": OK ("), "{text}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2, "expected the quickstart and the multi-team example");
+}
+
+#[test]
+fn check_lists_every_error_with_its_location_and_exits_1() {
+    let (_dir, path) = write_config(
+        r#"
+[channels.team-ding]
+type = "dingtalk"
+url = "https://oapi.dingtalk.com/robot/send?access_token=tok-secret-123"
+
+[channels.team-wecom]
+type = "wecom"
+url = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k"
+msgtype = "markdown_v2"
+
+[[rules]]
+name = "a"
+channels = ["team-ding", "team-wecom", "team-dingtlk"]
+template = "nope"
+
+[[rules]]
+name = "b"
+channels = ["team-wecom"]
+[rules.when]
+status = "broken"
+"#,
+    );
+    let out = herald(&["check", "--config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(text.contains("rules[0].channels[2]: unknown channel \"team-dingtlk\""), "{text}");
+    assert!(text.contains("rules[1].when.status[0]: unknown status \"broken\""), "{text}");
+    assert!(!text.contains("tok-secret-123"), "{text}");
+}
+
+#[test]
+fn check_reports_missing_templates_and_mention_warnings() {
+    let (_dir, path) = write_config(
+        r#"
+[channels.team-wecom]
+type = "wecom"
+url = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k"
+msgtype = "markdown_v2"
+
+[[rules]]
+name = "a"
+channels = ["team-wecom"]
+[rules.mention]
+user_ids = ["zhangsan"]
+"#,
+    );
+    let out = herald(&["check", "--config", path.to_str().unwrap()]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("warning: rules[0].mention: channel \"team-wecom\"")), "{text}");
+
+    let (_dir2, path2) = write_config(
+        "[channels.c]\ntype = \"console\"\n[[rules]]\nname = \"a\"\nchannels = [\"c\"]\ntemplate = \"nope\"\n",
+    );
+    let out = herald(&["check", "--config", path2.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("rules[0].template: template \"nope\" not found"), "{}", stdout(&out));
+}
+
+#[test]
+fn check_reports_template_typos_found_by_rendering() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("broken.hbs"), "{{pipline}} {{#if status}}x{{/if}}").unwrap();
+    let config = format!(
+        "[templates]\ndir = \"{}\"\n[channels.c]\ntype = \"console\"\n[[rules]]\nname = \"a\"\nchannels = [\"c\"]\ntemplate = \"broken\"\n",
+        dir.path().display()
+    );
+    let (_d, path) = write_config(&config);
+    let out = herald(&["check", "--config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with("rules[0].channels[0]: "), "{text}");
+    assert!(text.contains("pipline"), "{text}");
+}
+
+#[test]
+fn render_prints_the_exact_signed_request_with_secrets_redacted() {
+    let (_dir, path) = write_config(
+        r#"
+[channels.ding]
+type = "dingtalk"
+url = "https://oapi.dingtalk.com/robot/send?access_token=tok-secret-123"
+secret = "SECsigning-secret"
+keyword = "CI"
+
+[[rules]]
+name = "failures"
+channels = ["ding"]
+[rules.when]
+status = "failure"
+[rules.mention]
+mobiles = ["13800000000"]
+"#,
+    );
+    let fixture = "tests/fixtures/inbound/flow-task-fail.json";
+    let out = herald(&["render", "--config", path.to_str().unwrap(), "--source", "flow", fixture, "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("--json prints JSON");
+    assert_eq!(v["event"]["status"], "failure");
+    assert_eq!(v["event"]["pipeline"], "payments-api 发布");
+    assert_eq!(v["rules"], serde_json::json!(["failures"]));
+    let req = &v["deliveries"][0]["request"];
+    assert_eq!(req["method"], "POST");
+    let url = req["url"].as_str().unwrap();
+    assert!(url.starts_with("https://oapi.dingtalk.com/robot/send?access_token=***"), "{url}");
+    assert!(url.contains("&timestamp=") && url.contains("&sign="), "{url}");
+    let body: serde_json::Value = serde_json::from_str(req["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["at"]["atMobiles"], serde_json::json!(["13800000000"]));
+    assert!(body["markdown"]["text"].as_str().unwrap().contains("@13800000000"));
+    let all = stdout(&out);
+    assert!(!all.contains("tok-secret-123") && !all.contains("SECsigning-secret"), "secret leaked");
+
+    let human = herald(&["render", "--config", path.to_str().unwrap(), "--source", "flow", fixture]);
+    assert!(human.status.success());
+    let text = stdout(&human);
+    assert!(text.contains("== rule \"failures\" → channel \"ding\""), "{text}");
+    assert!(!text.contains("tok-secret-123"), "{text}");
+}
+
+#[test]
+fn render_reads_the_jenkins_status_query_form_and_refuses_bad_input() {
+    let (_dir, path) = write_config("[channels.c]\ntype = \"console\"\n[[rules]]\nname = \"a\"\nchannels = [\"c\"]\n");
+    let cfg = path.to_str().unwrap();
+    let out = herald(&[
+        "render", "--config", cfg, "--source", "jenkins-status",
+        "tests/fixtures/inbound/jenkins-jobstatus-start-get.query.txt", "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["event"]["status"], "started");
+    assert_eq!(v["event"]["build_number"], 214);
+
+    let out = herald(&["render", "--config", cfg, "--source", "nope", "tests/fixtures/inbound/flow-task-fail.json"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown format \"nope\""));
+    let out = herald(&["render", "--config", cfg, "--source", "buildbot", "tests/fixtures/inbound/flow-task-fail.json"]);
+    assert!(!out.status.success(), "a Flow payload is not a Buildbot one");
+}
+
+#[test]
+fn serve_refuses_a_bad_config_before_opening_the_port() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let (_dir, path) = write_config(&format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\n[channels.c]\ntype = \"pager\"\n[[rules]]\nname = \"a\"\nchannels = [\"x\"]\n"
+    ));
+    let out = herald(&["serve", "--config", path.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let text = stdout(&out);
+    assert!(text.contains("channels.c.type: unknown channel type \"pager\""), "{text}");
+    assert!(text.contains("rules[0].channels[0]: unknown channel \"x\""), "{text}");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "the port was opened");
+}
