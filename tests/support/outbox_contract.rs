@@ -1,0 +1,98 @@
+//! The `Outbox` contract, written once and run against every backend: lease exclusivity,
+//! lease expiry, reschedule, and dead is final.
+
+use std::sync::Arc;
+
+use herald::channels::{Message, MessageBody};
+use herald::event::{Event, Status};
+use herald::outbox::{AttemptRecord, DeliveryState, NewDelivery, Next, Outbox};
+
+fn delivery(id: &str, channel: &str) -> NewDelivery {
+    NewDelivery {
+        id: id.into(),
+        rule: "r".into(),
+        channel: channel.into(),
+        message: Message { body: MessageBody::Text { text: format!("message {id}") }, template_errors: vec![] },
+    }
+}
+
+fn record(at: i64, outcome: &'static str) -> AttemptRecord {
+    AttemptRecord { at, outcome, http_status: Some(200), code: Some(0), detail: "ok".into(), latency_ms: 3 }
+}
+
+fn event() -> Event {
+    Event::new("flow", Status::Failure, "FAIL", true)
+}
+
+/// Runs every contract check against fresh outboxes made by `make`.
+pub async fn run_contract<F>(make: F)
+where
+    F: Fn() -> Arc<dyn Outbox>,
+{
+    stored_deliveries_are_due_at_once(make()).await;
+    a_lease_is_exclusive_until_it_expires(make()).await;
+    finish_reschedules_and_releases(make()).await;
+    dead_and_delivered_are_final(make()).await;
+    leases_respect_the_limit_and_due_order(make()).await;
+}
+
+async fn stored_deliveries_are_due_at_once(o: Arc<dyn Outbox>) {
+    assert_eq!(o.next_due().await.unwrap(), None, "empty outbox has nothing due");
+    o.enqueue(&event(), &[delivery("a", "c1"), delivery("b", "c2")], 1_000).await.unwrap();
+    assert_eq!(o.next_due().await.unwrap(), Some(1_000));
+    assert!(o.lease(999, 10, 60_000).await.unwrap().is_empty(), "not due before it was stored");
+    let leased = o.lease(1_000, 10, 60_000).await.unwrap();
+    let mut ids: Vec<&str> = leased.iter().map(|d| d.id.as_str()).collect();
+    ids.sort();
+    assert_eq!(ids, ["a", "b"]);
+    let a = leased.iter().find(|d| d.id == "a").unwrap();
+    assert_eq!(a.state, DeliveryState::Pending);
+    assert_eq!(a.attempts, 0);
+    assert_eq!(a.channel, "c1");
+    assert_eq!(a.message.body, MessageBody::Text { text: "message a".into() });
+}
+
+async fn a_lease_is_exclusive_until_it_expires(o: Arc<dyn Outbox>) {
+    o.enqueue(&event(), &[delivery("a", "c")], 0).await.unwrap();
+    assert_eq!(o.lease(0, 10, 5_000).await.unwrap().len(), 1);
+    assert!(o.lease(10, 10, 5_000).await.unwrap().is_empty(), "a second worker must not get a leased delivery");
+    assert_eq!(o.next_due().await.unwrap(), Some(5_000), "a leased delivery is due when its lease expires");
+    // The first worker died: after expiry the delivery comes back.
+    let again = o.lease(5_000, 10, 5_000).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].id, "a");
+}
+
+async fn finish_reschedules_and_releases(o: Arc<dyn Outbox>) {
+    o.enqueue(&event(), &[delivery("a", "c")], 0).await.unwrap();
+    o.lease(0, 10, 60_000).await.unwrap();
+    o.finish("a", record(10, "transient"), Next::RetryAt(2_000)).await.unwrap();
+    assert!(o.lease(1_999, 10, 60_000).await.unwrap().is_empty(), "not due before its retry time");
+    assert_eq!(o.next_due().await.unwrap(), Some(2_000));
+    let d = o.lease(2_000, 10, 60_000).await.unwrap();
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].state, DeliveryState::Retrying);
+    assert_eq!(d[0].attempts, 1);
+    assert_eq!(d[0].last_error.as_deref(), Some("ok"));
+}
+
+async fn dead_and_delivered_are_final(o: Arc<dyn Outbox>) {
+    o.enqueue(&event(), &[delivery("dead", "c"), delivery("done", "c")], 0).await.unwrap();
+    o.lease(0, 10, 60_000).await.unwrap();
+    o.finish("dead", record(1, "permanent"), Next::Dead("310000 keywords not in content".into())).await.unwrap();
+    o.finish("done", record(1, "delivered"), Next::Delivered).await.unwrap();
+    assert!(o.lease(i64::MAX / 2, 10, 60_000).await.unwrap().is_empty(), "final deliveries never come back");
+    assert_eq!(o.next_due().await.unwrap(), None);
+}
+
+async fn leases_respect_the_limit_and_due_order(o: Arc<dyn Outbox>) {
+    o.enqueue(&event(), &[delivery("late", "c")], 500).await.unwrap();
+    o.enqueue(&event(), &[delivery("early", "c")], 100).await.unwrap();
+    o.enqueue(&event(), &[delivery("mid", "c")], 300).await.unwrap();
+    let first = o.lease(1_000, 2, 60_000).await.unwrap();
+    let ids: Vec<&str> = first.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(ids, ["early", "mid"], "the oldest due deliveries first, at most `limit`");
+    let rest = o.lease(1_000, 2, 60_000).await.unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].id, "late");
+}
