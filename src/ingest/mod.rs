@@ -3,6 +3,31 @@
 //! Parsing is pure: no async, no I/O, no server. Each format lives in its own file. Detection
 //! (`detect`) picks a format from headers and body shape for `POST /hooks`. Authentication is
 //! not here: the HTTP layer checks tokens before parsing.
+//!
+//! | file | owns |
+//! |---|---|
+//! | `jenkins.rs` | Tikal's Notification plugin, JSON and XML |
+//! | `jenkins_status.rs` | the environment-variables-status-sync plugin: JSON body or query string |
+//! | `flow.rs` | Alibaba Cloud DevOps Flow's task webhook |
+//! | `buildbot.rs` | Buildbot's `HttpStatusPush` |
+//! | `detect.rs` | which format a request is, for `POST /hooks` |
+//! | `body.rs` | bytes to JSON: JSON bodies, query strings, JSON-or-XML sniffing (400 errors) |
+//! | `xml.rs` | generic XML to JSON with XStream's conventions (400 errors) |
+//! | `lenient.rs` | tolerant field readers and the 422 errors that name a field |
+//! | `text.rs` | branch, commit-title and URL normalizations |
+//!
+//! Each parser's status mapping is a pure function next to its table test. Every event carries
+//! the payload as JSON in `raw`.
+
+mod body;
+mod buildbot;
+mod detect;
+mod flow;
+mod jenkins;
+mod jenkins_status;
+mod lenient;
+mod text;
+mod xml;
 
 use crate::event::Event;
 
@@ -15,6 +40,7 @@ pub struct Inbound<'a> {
     pub headers: Vec<(String, String)>,
     /// The raw query string, without `?`.
     pub query: &'a str,
+    /// The request body, exactly as received.
     pub body: &'a [u8],
 }
 
@@ -39,6 +65,7 @@ pub enum Format {
 }
 
 impl Format {
+    /// Every format, in detection order.
     pub const ALL: [Format; 4] = [Format::Jenkins, Format::JenkinsStatus, Format::Flow, Format::Buildbot];
 
     /// The format's name in URLs (`/hooks/{name}`), config (`[sources.{name}]`) and `event.source`.
@@ -51,6 +78,7 @@ impl Format {
         }
     }
 
+    /// The format with this [`name`](Format::name).
     pub fn from_name(name: &str) -> Option<Format> {
         Format::ALL.into_iter().find(|f| f.name() == name)
     }
@@ -72,13 +100,24 @@ pub enum IngestError {
 }
 
 /// Parses a request of a known format.
+///
+/// The event's `source` is the format's [name](Format::name) and `raw` is the payload as JSON.
+/// Errors: [`IngestError::Malformed`] when the body (or, for `jenkins-status`, the query string)
+/// cannot be read at all; [`IngestError::Invalid`] when it can but is not this format.
 pub fn parse(format: Format, req: &Inbound<'_>) -> Result<Event, IngestError> {
-    let _ = (format, req);
-    todo!("ingest::parse")
+    match format {
+        Format::Jenkins => jenkins::parse(req),
+        Format::JenkinsStatus => jenkins_status::parse(req),
+        Format::Flow => flow::parse(req),
+        Format::Buildbot => buildbot::parse(req),
+    }
 }
 
 /// Picks the format of a request from its headers and body shape.
+///
+/// Senders recognised by their headers (GitHub, Gitea, GitLab, Drone) and Alertmanager bodies are
+/// not supported yet and give [`IngestError::Undetected`] naming what was seen, as does a body of
+/// no known shape. A body that is not well-formed gives [`IngestError::Malformed`].
 pub fn detect(req: &Inbound<'_>) -> Result<Format, IngestError> {
-    let _ = req;
-    todo!("ingest::detect")
+    detect::detect(req)
 }
