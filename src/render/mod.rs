@@ -5,10 +5,34 @@
 //! `N.T.M.hbs`, then `N.T.hbs`, then `N.hbs`; a named part P (`title`, `subject`, `html`) is
 //! `N.T.P.hbs`, then `N.P.hbs`. Each name is looked up in the configured dir first, then among
 //! the built-ins embedded from `templates/`.
+//!
+//! | file | owns |
+//! |---|---|
+//! | `mod.rs` | the public API: lookup, strict and run-time rendering, the last-resort text |
+//! | `registry.rs` | the embedded built-ins, the user dir, both registries, candidate names |
+//! | `helpers.rs` | the helpers and the strict-mode guards on `if`/`unless`/`with`/`each` |
+//! | `format.rs` | pure formatting: status emoji and colours, durations, truncation |
+//! | `context.rs` | the template context and `${NAME}` content interpolation |
+//!
+//! Strict mode: Handlebars runs in strict mode, so `{{pipline}}` is an error. The context
+//! always holds every known field, absent ones as `null`, so an absent field is never a strict
+//! error: `{{#if branch}}`, `{{#with test_summary}}`, `{{#each artifacts}}` and
+//! `{{default branch "-"}}` all work on a minimal event, while an unknown top-level name is an
+//! error in those helpers too. See `helpers.rs`.
+//!
+//! Escaping: chat markdown, text, titles, subjects and webhook bodies are not escaped (DingTalk
+//! would show `&amp;`); the `html` part and `*.html` templates are HTML-escaped.
 
 use std::path::Path;
 
 use crate::event::Event;
+
+mod context;
+mod format;
+mod helpers;
+mod registry;
+
+use registry::{Origin, Registries};
 
 /// Parts that are not message bodies.
 pub const PARTS: &[&str] = &["title", "subject", "html"];
@@ -40,27 +64,37 @@ pub struct ContextExtras<'a> {
     pub public_url: Option<&'a str>,
 }
 
-/// The registries of built-in and user templates.
+/// The registries of built-in and user templates. Share it behind an `Arc`: rendering takes
+/// `&self`.
+#[derive(Debug)]
 pub struct Renderer {
-    _private: (),
+    regs: Registries,
 }
 
 impl Renderer {
     /// Loads the built-ins and, when given, every `*.hbs` file in `user_dir`. Returns every
     /// template syntax error at once, each naming its file.
     pub fn new(user_dir: Option<&Path>) -> Result<Renderer, Vec<String>> {
-        let _ = user_dir;
-        todo!("render::Renderer::new")
+        Registries::load(user_dir).map(|regs| Renderer { regs })
+    }
+
+    /// A renderer with the user templates only, for tests of the machinery.
+    #[cfg(test)]
+    fn without_builtins(user_dir: &Path) -> Result<Renderer, Vec<String>> {
+        Registries::load_from(&[], Some(user_dir)).map(|regs| Renderer { regs })
     }
 
     /// True when any template file named N (`N.hbs` or `N.*.hbs`) exists.
     pub fn has_template(&self, name: &str) -> bool {
-        let _ = name;
-        todo!()
+        self.regs.has_family(name)
     }
 
     /// Strict rendering, for `herald check` and tests: resolves `name` for the channel type and
     /// part, and renders it against `ctx`.
+    ///
+    /// `part` is the channel's message type (`markdown`, `text`, `body`, ...) for a body, or one
+    /// of [`PARTS`]. A part the template `name` does not provide (a user wrote `ops.hbs` but no
+    /// `ops.title.hbs`) comes from `default`, as the part is optional; a body is not.
     pub fn try_render(
         &self,
         name: &str,
@@ -68,27 +102,115 @@ impl Renderer {
         part: &str,
         ctx: &serde_json::Value,
     ) -> Result<String, RenderError> {
-        let _ = (name, channel_type, part, ctx);
-        todo!()
+        let mut found = self.regs.resolve(&registry::candidates(name, channel_type, part), Origin::Any);
+        if found.is_none() && PARTS.contains(&part) && name != "default" && self.has_template(name) {
+            found = self.regs.resolve(&registry::candidates("default", channel_type, part), Origin::Any);
+        }
+        let (key, template) = found.ok_or_else(|| RenderError::NotFound(name.to_string()))?;
+        self.render_key(&key, &template, part, ctx)
     }
 
     /// Run-time rendering: like `try_render`, but a failure falls back to the built-in
     /// `default` for the same channel type and part, logs a warning, and reports the error.
+    /// Never panics and never returns empty text.
     pub fn render(&self, name: &str, channel_type: &str, part: &str, ctx: &serde_json::Value) -> Rendered {
-        let _ = (name, channel_type, part, ctx);
-        todo!()
+        let error = match self.try_render(name, channel_type, part, ctx) {
+            Ok(text) => return Rendered { text, error: None },
+            Err(e) => e.to_string(),
+        };
+        let fallback = self
+            .regs
+            .resolve(&registry::candidates("default", channel_type, part), Origin::Builtin)
+            .ok_or_else(|| RenderError::NotFound("default".to_string()))
+            .and_then(|(key, template)| self.render_key(&key, &template, part, ctx));
+        let (text, error) = match fallback {
+            Ok(text) if !text.trim().is_empty() => (text, error),
+            Ok(_) => (last_resort(channel_type, part, ctx), error),
+            Err(e) if e.to_string() == error => (last_resort(channel_type, part, ctx), error),
+            Err(e) => (last_resort(channel_type, part, ctx), format!("{error}; built-in default: {e}")),
+        };
+        tracing::warn!(template = name, channel_type, part, error = %error, "template failed; used the built-in default");
+        Rendered { text, error: Some(error) }
+    }
+
+    fn render_key(
+        &self,
+        key: &str,
+        template: &str,
+        part: &str,
+        ctx: &serde_json::Value,
+    ) -> Result<String, RenderError> {
+        let ctx = context::complete(ctx);
+        let text = self.regs.for_output(part, template).render(key, ctx.as_ref()).map_err(|e| {
+            RenderError::Failed { template: format!("{template}.hbs"), message: describe(&e) }
+        })?;
+        Ok(tidy(part, text))
     }
 }
 
+/// Drops the trailing newline a template file ends with; a title or subject becomes one line.
+fn tidy(part: &str, text: String) -> String {
+    if part == "title" || part == "subject" {
+        text.split_whitespace().collect::<Vec<_>>().join(" ")
+    } else {
+        text.trim_end().to_string()
+    }
+}
+
+/// One line for a Handlebars error: position, then reason.
+fn describe(e: &handlebars::RenderError) -> String {
+    let reason = match e.reason() {
+        handlebars::RenderErrorReason::MissingVariable(Some(path)) => format!("unknown field \"{path}\""),
+        other => other.to_string(),
+    };
+    match (e.line_no, e.column_no) {
+        (Some(line), Some(col)) => format!("line {line}, col {col}: {reason}"),
+        _ => reason,
+    }
+}
+
+/// The text sent when even the built-in default fails: one line from the context (status,
+/// pipeline, build number), as JSON for a webhook body and escaped for HTML.
+fn last_resort(channel_type: &str, part: &str, ctx: &serde_json::Value) -> String {
+    let field = |k: &str| match ctx.get(k) {
+        Some(serde_json::Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    };
+    if channel_type == "webhook" && !PARTS.contains(&part) {
+        return serde_json::to_string(ctx).unwrap_or_else(|_| "{}".to_string());
+    }
+    let status = field("status")
+        .and_then(|s| crate::event::Status::parse(&s))
+        .unwrap_or(crate::event::Status::Unknown);
+    let mut line = format!(
+        "{} {}",
+        format::status_emoji(status),
+        field("pipeline").or_else(|| field("source")).unwrap_or_else(|| "Herald event".into())
+    );
+    if let Some(n) = field("build_number") {
+        line.push_str(&format!(" #{n}"));
+    }
+    line.push_str(&format!(" {status}"));
+    if part == "html" {
+        line = format!("<p>{}</p>", handlebars::html_escape(&line));
+    }
+    line
+}
+
 /// The template context: the event's fields plus the rule's extras.
+///
+/// Every SPEC §4 field is present; an absent one is `null` (an empty map or list for `params`
+/// and `artifacts`). `rule`, `channel`, `content` and `public_url` are `null` when not given.
 pub fn context(event: &Event, extras: &ContextExtras<'_>) -> serde_json::Value {
-    let _ = (event, extras);
-    todo!()
+    context::build(event, extras)
 }
 
 /// Flow-style `${NAME}` interpolation for rule `content`: looks NAME up in the event's params,
-/// then its fields; an unknown name is left as written.
+/// then its fields; an unknown name is left as written, and `$${` writes a literal `${`.
 pub fn interpolate_content(content: &str, event: &Event) -> String {
-    let _ = (content, event);
-    todo!()
+    context::interpolate(content, event)
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,209 @@
+//! The template context and rule `content` interpolation.
+//!
+//! This file owns what a template can see: the serialized event with every SPEC §4 field
+//! present (absent ones as `null`), plus the rule's extras. Keeping every known name present is
+//! what lets strict mode tell a typo (`{{pipline}}`, an error) from an absent field
+//! (`{{#if branch}}`, simply false). It also owns `${NAME}` interpolation of rule `content`.
+
+use std::borrow::Cow;
+
+use serde_json::{Map, Value};
+
+use super::ContextExtras;
+use crate::event::Event;
+
+/// Every top-level name a template may use: the event's fields (SPEC §4, plus `triggered_by`)
+/// and the rule's extras. A name outside this list is a typo.
+pub(super) const KNOWN_NAMES: &[&str] = &[
+    "source",
+    "event_id",
+    "received_at",
+    "status",
+    "status_raw",
+    "final",
+    "phase",
+    "pipeline",
+    "pipeline_id",
+    "pipeline_url",
+    "stage",
+    "task",
+    "build_number",
+    "build_url",
+    "repo",
+    "branch",
+    "commit",
+    "commit_short",
+    "previous_commit",
+    "commit_title",
+    "author",
+    "triggered_by",
+    "duration_ms",
+    "message",
+    "params",
+    "artifacts",
+    "test_summary",
+    "raw",
+    "rule",
+    "channel",
+    "content",
+    "public_url",
+];
+
+/// Builds the context: the event, then the extras, every known name present.
+pub(super) fn build(event: &Event, extras: &ContextExtras<'_>) -> Value {
+    // Serializing a plain struct of strings, numbers and maps cannot fail; an empty object is
+    // still a usable context if it ever did.
+    let mut map = match serde_json::to_value(event) {
+        Ok(Value::Object(map)) => map,
+        _ => Map::new(),
+    };
+    let put = |map: &mut Map<String, Value>, key: &str, value: Option<&str>| {
+        map.insert(key.to_string(), value.map_or(Value::Null, |v| Value::String(v.to_string())));
+    };
+    put(&mut map, "rule", extras.rule);
+    put(&mut map, "channel", extras.channel);
+    put(&mut map, "content", extras.content.as_deref().filter(|c| !c.is_empty()));
+    put(&mut map, "public_url", extras.public_url);
+    fill_missing(&mut map);
+    Value::Object(map)
+}
+
+/// Returns `ctx` with every known name present, cloning only when one is missing. Callers may
+/// hand `try_render` a context they serialized themselves; this keeps `{{#if branch}}` working
+/// on it.
+pub(super) fn complete(ctx: &Value) -> Cow<'_, Value> {
+    match ctx {
+        Value::Object(map) if KNOWN_NAMES.iter().any(|k| !map.contains_key(*k)) => {
+            let mut map = map.clone();
+            fill_missing(&mut map);
+            Cow::Owned(Value::Object(map))
+        }
+        _ => Cow::Borrowed(ctx),
+    }
+}
+
+fn fill_missing(map: &mut Map<String, Value>) {
+    for key in KNOWN_NAMES {
+        if !map.contains_key(*key) {
+            let empty = match *key {
+                "params" => Value::Object(Map::new()),
+                "artifacts" => Value::Array(Vec::new()),
+                _ => Value::Null,
+            };
+            map.insert((*key).to_string(), empty);
+        }
+    }
+}
+
+/// `${NAME}` → `event.lookup(NAME)`; an unknown name, or a `${` without a closing brace, is
+/// left as written; `$${` writes a literal `${`.
+pub(super) fn interpolate(content: &str, event: &Event) -> String {
+    let mut out = String::with_capacity(content.len());
+    let mut rest = content;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at..];
+        if let Some(after) = tail.strip_prefix("$${") {
+            out.push_str("${");
+            rest = after;
+        } else if let Some(after) = tail.strip_prefix("${") {
+            match after.find('}') {
+                Some(end) => {
+                    let name = &after[..end];
+                    match event.lookup(name.trim()) {
+                        Some(value) => out.push_str(&value),
+                        None => out.push_str(&tail[..end + 3]),
+                    }
+                    rest = &after[end + 1..];
+                }
+                None => {
+                    out.push_str(tail);
+                    rest = "";
+                }
+            }
+        } else {
+            out.push('$');
+            rest = &tail[1..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Status;
+
+    #[test]
+    fn interpolation_table() {
+        let mut e = Event::sample();
+        e.params.insert("CI_COMMIT_TITLE".into(), "fix: refunds".into());
+        e.params.insert("EMPTY".into(), String::new());
+        let cases = [
+            ("Commit: ${CI_COMMIT_TITLE}", "Commit: fix: refunds"),
+            ("${pipeline} #${build_number} on ${branch}", "payments-api #42 on main"),
+            ("env=${DEPLOY_ENV}", "env=staging"),
+            ("${ status }", "failure"),
+            ("[${EMPTY}]", "[]"),
+            ("keep ${NOPE} as is", "keep ${NOPE} as is"),
+            ("literal $${pipeline}", "literal ${pipeline}"),
+            ("$$${pipeline}", "$${pipeline}"),
+            ("cost: $5, ${final}", "cost: $5, true"),
+            ("unclosed ${pipeline", "unclosed ${pipeline"),
+            ("trailing $", "trailing $"),
+            ("中文 ${author} 完成", "中文 Lin Wei 完成"),
+            ("", ""),
+        ];
+        for (input, want) in cases {
+            assert_eq!(interpolate(input, &e), want, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn absent_field_is_left_as_written() {
+        let e = Event::new("flow", Status::Running, "RUNNING", false);
+        assert_eq!(interpolate("on ${branch}", &e), "on ${branch}");
+    }
+
+    #[test]
+    fn context_has_every_known_name() {
+        let e = Event::new("flow", Status::Running, "RUNNING", false);
+        let ctx = build(&e, &ContextExtras::default());
+        for key in KNOWN_NAMES {
+            assert!(ctx.get(*key).is_some(), "missing {key}");
+        }
+        assert_eq!(ctx["branch"], Value::Null);
+        assert_eq!(ctx["params"], serde_json::json!({}));
+        assert_eq!(ctx["final"], false);
+    }
+
+    #[test]
+    fn context_carries_event_and_extras() {
+        let extras = ContextExtras {
+            rule: Some("payments failures"),
+            channel: Some("team-ding"),
+            content: Some("Commit: x".into()),
+            public_url: Some("https://herald.example.com"),
+        };
+        let ctx = build(&Event::sample(), &extras);
+        assert_eq!(ctx["pipeline"], "payments-api");
+        assert_eq!(ctx["build_number"], 42);
+        assert_eq!(ctx["test_summary"]["failed"], 2);
+        assert_eq!(ctx["params"]["DEPLOY_ENV"], "staging");
+        assert_eq!(ctx["rule"], "payments failures");
+        assert_eq!(ctx["channel"], "team-ding");
+        assert_eq!(ctx["content"], "Commit: x");
+        assert_eq!(ctx["public_url"], "https://herald.example.com");
+    }
+
+    #[test]
+    fn complete_borrows_when_nothing_is_missing() {
+        let full = build(&Event::sample(), &ContextExtras::default());
+        assert!(matches!(complete(&full), Cow::Borrowed(_)));
+        let bare = serde_json::to_value(Event::new("flow", Status::Running, "R", false)).unwrap();
+        let done = complete(&bare);
+        assert_eq!(done["branch"], Value::Null);
+        assert_eq!(done["status"], "running");
+    }
+}

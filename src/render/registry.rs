@@ -1,0 +1,235 @@
+//! Template sources and lookup: the embedded built-ins, the user's directory, the two
+//! Handlebars registries, and the candidate names for a (name, channel type, part).
+//!
+//! Every template is registered in both registries: one that does not escape (chat markdown,
+//! text, titles, subjects, webhook bodies) and one that HTML-escapes (the email `html` part).
+//! The output decides the escape, so a user partial works in either. Built-ins are also kept
+//! under a private prefix, so the run-time fallback reaches them even when a user file
+//! overrides one.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use handlebars::{Handlebars, Template};
+
+use super::{helpers, PARTS};
+
+impl std::fmt::Debug for Registries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registries").field("user", &self.user).field("builtin", &self.builtin).finish()
+    }
+}
+
+/// The name prefix under which every built-in stays reachable.
+const BUILTIN_PREFIX: &str = "herald:builtin/";
+
+macro_rules! builtins {
+    ($($name:literal),* $(,)?) => {
+        &[$(($name, include_str!(concat!("../../templates/", $name, ".hbs")))),*]
+    };
+}
+
+/// The built-in templates: (name, source), embedded from `templates/<name>.hbs`.
+pub(super) const BUILTINS: &[(&str, &str)] = builtins![
+    "default",
+    "default.title",
+    "default.dingtalk",
+    "default.dingtalk.text",
+    "default.dingtalk.actionCard",
+    "default.wecom",
+    "default.wecom.text",
+    "default.wecom.markdown_v2",
+    "default.lark",
+    "default.lark.post",
+    "default.lark.text",
+    "default.email.subject",
+    "default.email.text",
+    "default.email.html",
+    "default.webhook",
+    "default.console",
+];
+
+/// Where a template comes from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum Origin {
+    /// The user's directory first, then the built-ins.
+    Any,
+    /// Only the built-ins.
+    Builtin,
+}
+
+/// Both registries and the names each origin provides.
+pub(super) struct Registries {
+    plain: Handlebars<'static>,
+    html: Handlebars<'static>,
+    user: BTreeSet<String>,
+    builtin: BTreeSet<String>,
+}
+
+impl Registries {
+    /// Loads the built-ins, then every `*.hbs` in `user_dir`; collects every error.
+    pub(super) fn load(user_dir: Option<&Path>) -> Result<Registries, Vec<String>> {
+        Registries::load_from(BUILTINS, user_dir)
+    }
+
+    /// `load`, with the built-ins given: tests use none, as parsing them all is slow in a
+    /// debug build.
+    pub(super) fn load_from(
+        builtins: &[(&str, &str)],
+        user_dir: Option<&Path>,
+    ) -> Result<Registries, Vec<String>> {
+        let mut regs = Registries {
+            plain: new_registry(handlebars::no_escape),
+            html: new_registry(handlebars::html_escape),
+            user: BTreeSet::new(),
+            builtin: BTreeSet::new(),
+        };
+        let mut errors = Vec::new();
+        for (name, source) in builtins {
+            let file = format!("templates/{name}.hbs (built-in)");
+            if regs.add(&[&format!("{BUILTIN_PREFIX}{name}"), name], source, &file, &mut errors) {
+                regs.builtin.insert((*name).to_string());
+            }
+        }
+        if let Some(dir) = user_dir {
+            for (name, path) in user_files(dir, &mut errors) {
+                let file = path.display().to_string();
+                match std::fs::read_to_string(&path) {
+                    Ok(source) => {
+                        if regs.add(&[&name], &source, &file, &mut errors) {
+                            regs.user.insert(name);
+                        }
+                    }
+                    Err(e) => errors.push(format!("{file}: cannot read template: {e}")),
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(regs)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Parses one source and registers it under every key in both registries; on a syntax
+    /// error, records it as `file:line:col: reason` and returns false.
+    fn add(&mut self, keys: &[&str], source: &str, file: &str, errors: &mut Vec<String>) -> bool {
+        match Template::compile_with_name(source, keys[0].to_string()) {
+            Ok(template) => {
+                for key in keys {
+                    self.plain.register_template(key, template.clone());
+                    self.html.register_template(key, template.clone());
+                }
+                true
+            }
+            Err(e) => {
+                let at = e.pos().map(|(line, col)| format!(":{line}:{col}")).unwrap_or_default();
+                errors.push(format!("{file}{at}: {}", e.reason()));
+                false
+            }
+        }
+    }
+
+    /// True when any template is named `name` or `name.*`.
+    pub(super) fn has_family(&self, name: &str) -> bool {
+        let prefix = format!("{name}.");
+        self.user.iter().chain(&self.builtin).any(|n| n == name || n.starts_with(&prefix))
+    }
+
+    /// The first candidate that exists, as (registry key, template name).
+    pub(super) fn resolve(&self, candidates: &[String], origin: Origin) -> Option<(String, String)> {
+        candidates.iter().find_map(|c| {
+            if origin == Origin::Any && self.user.contains(c) {
+                Some((c.clone(), c.clone()))
+            } else if self.builtin.contains(c) {
+                Some((format!("{BUILTIN_PREFIX}{c}"), c.clone()))
+            } else {
+                None
+            }
+        })
+    }
+
+    /// The registry whose escape fits the output: HTML for the `html` part and `*.html`
+    /// templates, none otherwise.
+    pub(super) fn for_output(&self, part: &str, template: &str) -> &Handlebars<'static> {
+        if part == "html" || template.ends_with(".html") {
+            &self.html
+        } else {
+            &self.plain
+        }
+    }
+}
+
+/// The names to try, best first: `N.T.M`, `N.T`, `N` for a body (M = `part`), or `N.T.P`,
+/// `N.P` for a named part.
+pub(super) fn candidates(name: &str, channel_type: &str, part: &str) -> Vec<String> {
+    if PARTS.contains(&part) {
+        return vec![format!("{name}.{channel_type}.{part}"), format!("{name}.{part}")];
+    }
+    let mut list = Vec::with_capacity(3);
+    if !part.is_empty() {
+        list.push(format!("{name}.{channel_type}.{part}"));
+    }
+    if !channel_type.is_empty() {
+        list.push(format!("{name}.{channel_type}"));
+    }
+    list.push(name.to_string());
+    list
+}
+
+fn new_registry(escape: fn(&str) -> String) -> Handlebars<'static> {
+    let mut hb = Handlebars::new();
+    hb.set_strict_mode(true);
+    hb.register_escape_fn(escape);
+    helpers::register(&mut hb);
+    hb
+}
+
+/// Every `<name>.hbs` file directly in `dir`, sorted by name.
+fn user_files(dir: &Path, errors: &mut Vec<String>) -> Vec<(String, std::path::PathBuf)> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) => {
+            errors.push(format!("{}: cannot read templates dir: {e}", dir.display()));
+            return Vec::new();
+        }
+    };
+    let mut files: Vec<_> = entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.is_file())
+        .filter_map(|path| {
+            let file_name = path.file_name()?.to_str()?;
+            let name = file_name.strip_suffix(".hbs").filter(|n| !n.is_empty())?;
+            Some((name.to_string(), path.clone()))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_template_file_is_embedded() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+        let mut errors = Vec::new();
+        let on_disk: BTreeSet<String> = user_files(&dir, &mut errors).into_iter().map(|(n, _)| n).collect();
+        assert!(errors.is_empty(), "{errors:?}");
+        let embedded: BTreeSet<String> = BUILTINS.iter().map(|(n, _)| n.to_string()).collect();
+        assert_eq!(on_disk, embedded, "templates/ and BUILTINS differ");
+    }
+
+    #[test]
+    fn candidate_order() {
+        assert_eq!(
+            candidates("ops", "dingtalk", "markdown"),
+            ["ops.dingtalk.markdown", "ops.dingtalk", "ops"]
+        );
+        assert_eq!(candidates("ops", "email", "subject"), ["ops.email.subject", "ops.subject"]);
+        assert_eq!(candidates("ops", "webhook", "body"), ["ops.webhook.body", "ops.webhook", "ops"]);
+        assert_eq!(candidates("ops", "console", ""), ["ops.console", "ops"]);
+    }
+}
