@@ -144,7 +144,10 @@ impl Gateway {
                 RuleSet::default()
             }
         };
-        let sample = Event::sample();
+        // Every reachable template is rendered against a full sample event and a minimal one
+        // (every optional field absent), so an unguarded optional field is caught here, not at
+        // 3 a.m. when a real event lacks it.
+        let samples = [Event::sample(), Event::new("flow", Status::Running, "RUNNING", false)];
         let mut checked: Vec<(String, String)> = Vec::new();
         for (i, rule) in config.rules.iter().enumerate() {
             if let Some(t) = &rule.template {
@@ -156,19 +159,13 @@ impl Gateway {
             for (j, name) in rule.channels.iter().enumerate() {
                 let Some(ch) = built.get(name) else { continue };
                 let template = rule.template.clone().unwrap_or_else(|| channel_templates[name].clone());
-                let content = rule.content.as_deref().map(|c| render::interpolate_content(c, &sample));
-                let ctx = render::context(
-                    &sample,
-                    &ContextExtras {
-                        rule: Some(&rule.name),
-                        channel: Some(name),
-                        content,
-                        public_url: config.server.public_url.as_deref(),
-                    },
-                );
-                for e in ch.check_templates(&template, &ctx) {
-                    errors.push(ConfigError::new(format!("rules[{i}].channels[{j}]"), e));
-                }
+                let found = render_check(ch.as_ref(), &template, &samples, |sample| ContextExtras {
+                    rule: Some(&rule.name),
+                    channel: Some(name),
+                    content: rule.content.as_deref().map(|c| render::interpolate_content(c, sample)),
+                    public_url: config.server.public_url.as_deref(),
+                });
+                errors.extend(found.into_iter().map(|e| ConfigError::new(format!("rules[{i}].channels[{j}]"), e)));
                 for w in ch.check_mention(&rule.mention) {
                     warnings.push(ConfigError::new(format!("rules[{i}].mention"), format!("channel \"{name}\": {w}")));
                 }
@@ -182,10 +179,11 @@ impl Gateway {
             if checked.iter().any(|(n, t)| n == &cfg.name && t == template) || !renderer.has_template(template) {
                 continue;
             }
-            let ctx = render::context(&sample, &ContextExtras { channel: Some(&cfg.name), ..Default::default() });
-            for e in ch.check_templates(template, &ctx) {
-                errors.push(ConfigError::new(format!("channels.{}", cfg.name), e));
-            }
+            let found = render_check(ch.as_ref(), template, &samples, |_| ContextExtras {
+                channel: Some(&cfg.name),
+                ..Default::default()
+            });
+            errors.extend(found.into_iter().map(|e| ConfigError::new(format!("channels.{}", cfg.name), e)));
         }
         if !errors.is_empty() {
             return Err(errors);
@@ -302,6 +300,24 @@ impl Gateway {
             routes: planned.into_iter().map(|p| p.route).collect(),
         })
     }
+}
+
+/// Renders `template` through `channel` against each sample; the distinct errors.
+fn render_check<'a>(
+    channel: &dyn Channel,
+    template: &str,
+    samples: &[Event],
+    extras: impl Fn(&Event) -> ContextExtras<'a>,
+) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    for sample in samples {
+        for e in channel.check_templates(template, &render::context(sample, &extras(sample))) {
+            if !found.contains(&e) {
+                found.push(e);
+            }
+        }
+    }
+    found
 }
 
 fn form_urlencoded_token(query: &str) -> Option<String> {
