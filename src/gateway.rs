@@ -286,7 +286,7 @@ impl Gateway {
             })
             .collect();
         self.outbox
-            .enqueue(&event, &deliveries, self.clock.now_ms())
+            .enqueue(&event, &deliveries, self.clock.now_ms(), None)
             .await
             .map_err(|e| HookError::Unavailable(e.to_string()))?;
         if !deliveries.is_empty() {

@@ -91,7 +91,7 @@ async fn enqueue(rig: &Rig, id: &str, channel: &str) {
         message: Message { body: MessageBody::Text { text: "hi".into() }, template_errors: vec![] },
     };
     let e = Event::new("flow", Status::Failure, "FAIL", true);
-    rig.outbox.enqueue(&e, &[d], rig.clock.now_ms()).await.unwrap();
+    rig.outbox.enqueue(&e, &[d], rig.clock.now_ms(), None).await.unwrap();
 }
 
 fn transient(detail: &str, retry_after: Option<Duration>) -> Outcome {

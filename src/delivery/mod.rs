@@ -77,7 +77,7 @@ impl Worker {
             tracing::error!(delivery_id = %d.id, event_id = %d.event_id, channel = %d.channel, "{reason}");
             let record = AttemptRecord {
                 at: self.clock.now_ms(),
-                outcome: "permanent",
+                outcome: "permanent".into(),
                 http_status: None,
                 code: None,
                 detail: reason.clone(),
@@ -92,14 +92,15 @@ impl Worker {
         let latency_ms = started.elapsed().as_millis() as u64;
         let now = self.clock.now_ms();
         let jitter = 0.8 + rand::random::<f64>() * 0.4;
-        let next = self.policy.next(&outcome, number, d.created_at, now, jitter);
+        let next = self.policy.next(&outcome, number, d.scheduled_at, now, jitter);
         let record = AttemptRecord {
             at: now,
             outcome: match outcome.verdict {
                 Verdict::Delivered => "delivered",
                 Verdict::Transient { .. } => "transient",
                 Verdict::Permanent => "permanent",
-            },
+            }
+            .into(),
             http_status: outcome.http_status,
             code: outcome.code,
             detail: outcome.detail.clone(),

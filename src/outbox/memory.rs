@@ -6,7 +6,9 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::{AttemptRecord, Delivery, DeliveryState, NewDelivery, Next, Outbox, OutboxError};
+use super::{
+    AttemptRecord, Dedup, Delivery, DeliveryState, Enqueued, ListFilter, NewDelivery, Next, Outbox, OutboxError,
+};
 use crate::clock::Millis;
 use crate::event::Event;
 
@@ -20,6 +22,8 @@ struct Entry {
 #[derive(Default)]
 pub struct MemoryOutbox {
     entries: Mutex<HashMap<String, Entry>>,
+    /// Dedup keys of stored events: key → (event id, stored at).
+    seen: Mutex<HashMap<String, (String, Millis)>>,
 }
 
 impl MemoryOutbox {
@@ -48,7 +52,22 @@ fn is_open(state: DeliveryState) -> bool {
 
 #[async_trait]
 impl Outbox for MemoryOutbox {
-    async fn enqueue(&self, event: &Event, deliveries: &[NewDelivery], now: Millis) -> Result<(), OutboxError> {
+    async fn enqueue(
+        &self,
+        event: &Event,
+        deliveries: &[NewDelivery],
+        now: Millis,
+        dedup: Option<&Dedup>,
+    ) -> Result<Enqueued, OutboxError> {
+        if let Some(dedup) = dedup {
+            let mut seen = self.seen.lock().expect("outbox lock");
+            if let Some((first, at)) = seen.get(&dedup.key) {
+                if now - at < dedup.window_ms {
+                    return Ok(Enqueued { duplicate_of: Some(first.clone()) });
+                }
+            }
+            seen.insert(dedup.key.clone(), (event.event_id.clone(), now));
+        }
         let mut entries = self.entries.lock().expect("outbox lock");
         for d in deliveries {
             let delivery = Delivery {
@@ -60,12 +79,13 @@ impl Outbox for MemoryOutbox {
                 state: DeliveryState::Pending,
                 attempts: 0,
                 created_at: now,
+                scheduled_at: now,
                 next_at: now,
                 last_error: None,
             };
             entries.insert(d.id.clone(), Entry { delivery, leased_until: None, attempts: Vec::new() });
         }
-        Ok(())
+        Ok(Enqueued::default())
     }
 
     async fn lease(&self, now: Millis, limit: usize, lease_ms: i64) -> Result<Vec<Delivery>, OutboxError> {
@@ -121,4 +141,37 @@ impl Outbox for MemoryOutbox {
             .map(|e| e.leased_until.map_or(e.delivery.next_at, |l| l.max(e.delivery.next_at)))
             .min())
     }
+
+    async fn list(&self, filter: &ListFilter) -> Result<Vec<Delivery>, OutboxError> {
+        let mut all: Vec<Delivery> = self.all().into_iter().filter(|d| matches(d, filter)).collect();
+        all.reverse();
+        all.truncate(filter.limit);
+        Ok(all)
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<(Delivery, Vec<AttemptRecord>)>, OutboxError> {
+        Ok(MemoryOutbox::get(self, id))
+    }
+
+    async fn replay(&self, ids: &[String], filter: &ListFilter, now: Millis) -> Result<usize, OutboxError> {
+        let mut entries = self.entries.lock().expect("outbox lock");
+        let mut n = 0;
+        for e in entries.values_mut() {
+            let d = &mut e.delivery;
+            let chosen = if ids.is_empty() { matches(d, filter) } else { ids.contains(&d.id) };
+            if chosen && matches!(d.state, DeliveryState::Dead | DeliveryState::Retrying) {
+                d.state = DeliveryState::Pending;
+                d.attempts = 0;
+                d.scheduled_at = now;
+                d.next_at = now;
+                e.leased_until = None;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}
+
+fn matches(d: &Delivery, filter: &ListFilter) -> bool {
+    filter.state.is_none_or(|s| s == d.state) && filter.channel.as_ref().is_none_or(|c| c == &d.channel)
 }

@@ -3,9 +3,10 @@
 //! An event is accepted only once `enqueue` has returned; the delivery worker then `lease`s due
 //! deliveries (a lease hides a delivery from other workers until it expires, so a crashed
 //! worker's deliveries come back) and `finish`es each attempt with what happens next.
-//! `memory` is the in-process backend.
+//! `memory` is the in-process backend; `sqlite` the durable default.
 
 pub mod memory;
+pub mod sqlite;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -59,16 +60,19 @@ pub struct Delivery {
     /// Attempts made so far.
     pub attempts: u32,
     pub created_at: Millis,
+    /// When the current round of attempts began: `created_at`, or the time of a replay.
+    /// `max_age` counts from here.
+    pub scheduled_at: Millis,
     pub next_at: Millis,
     pub last_error: Option<String>,
 }
 
 /// How one attempt went, for the record.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttemptRecord {
     pub at: Millis,
     /// `delivered`, `transient` or `permanent`.
-    pub outcome: &'static str,
+    pub outcome: String,
     pub http_status: Option<u16>,
     pub code: Option<i64>,
     pub detail: String,
@@ -83,6 +87,29 @@ pub enum Next {
     Dead(String),
 }
 
+/// Inbound de-duplication: an event whose key matches one stored within the window is stored
+/// too, but with no deliveries.
+#[derive(Debug, Clone)]
+pub struct Dedup {
+    pub key: String,
+    pub window_ms: i64,
+}
+
+/// What `enqueue` did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Enqueued {
+    /// The earlier event this one duplicates; its deliveries were not stored.
+    pub duplicate_of: Option<String>,
+}
+
+/// Which deliveries to list.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub state: Option<DeliveryState>,
+    pub channel: Option<String>,
+    pub limit: usize,
+}
+
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
 #[error("outbox: {0}")]
@@ -92,8 +119,15 @@ pub struct OutboxError(pub String);
 #[async_trait]
 pub trait Outbox: Send + Sync {
     /// Stores an event and its deliveries, due at `now`, atomically. Herald answers 202 only
-    /// after this returns.
-    async fn enqueue(&self, event: &Event, deliveries: &[NewDelivery], now: Millis) -> Result<(), OutboxError>;
+    /// after this returns. With `dedup`, an event matching one stored within the window is
+    /// stored without its deliveries.
+    async fn enqueue(
+        &self,
+        event: &Event,
+        deliveries: &[NewDelivery],
+        now: Millis,
+        dedup: Option<&Dedup>,
+    ) -> Result<Enqueued, OutboxError>;
     /// Leases up to `limit` due deliveries (pending or retrying, `next_at <= now`, not leased
     /// by someone else) for `lease_ms`.
     async fn lease(&self, now: Millis, limit: usize, lease_ms: i64) -> Result<Vec<Delivery>, OutboxError>;
@@ -101,4 +135,12 @@ pub trait Outbox: Send + Sync {
     async fn finish(&self, id: &str, attempt: AttemptRecord, next: Next) -> Result<(), OutboxError>;
     /// The earliest time a delivery is due (leased ones count from their lease's expiry).
     async fn next_due(&self) -> Result<Option<Millis>, OutboxError>;
+    /// Deliveries, newest first.
+    async fn list(&self, filter: &ListFilter) -> Result<Vec<Delivery>, OutboxError>;
+    /// One delivery and its attempts, oldest first.
+    async fn get(&self, id: &str) -> Result<Option<(Delivery, Vec<AttemptRecord>)>, OutboxError>;
+    /// Makes dead (or retrying) deliveries due again at `now` with a fresh attempt budget;
+    /// their history is kept. Returns how many were rescheduled. `ids` empty means every
+    /// delivery matching `filter`.
+    async fn replay(&self, ids: &[String], filter: &ListFilter, now: Millis) -> Result<usize, OutboxError>;
 }

@@ -5,19 +5,22 @@ use std::sync::Arc;
 
 use herald::channels::{Message, MessageBody};
 use herald::event::{Event, Status};
-use herald::outbox::{AttemptRecord, DeliveryState, NewDelivery, Next, Outbox};
+use herald::outbox::{AttemptRecord, Dedup, DeliveryState, ListFilter, NewDelivery, Next, Outbox};
 
 fn delivery(id: &str, channel: &str) -> NewDelivery {
     NewDelivery {
         id: id.into(),
         rule: "r".into(),
         channel: channel.into(),
-        message: Message { body: MessageBody::Text { text: format!("message {id}") }, template_errors: vec![] },
+        message: Message {
+            body: MessageBody::Text { text: format!("message {id}") },
+            template_errors: vec![],
+        },
     }
 }
 
-fn record(at: i64, outcome: &'static str) -> AttemptRecord {
-    AttemptRecord { at, outcome, http_status: Some(200), code: Some(0), detail: "ok".into(), latency_ms: 3 }
+fn record(at: i64, outcome: &str) -> AttemptRecord {
+    AttemptRecord { at, outcome: outcome.into(), http_status: Some(200), code: Some(0), detail: "ok".into(), latency_ms: 3 }
 }
 
 fn event() -> Event {
@@ -34,11 +37,13 @@ where
     finish_reschedules_and_releases(make()).await;
     dead_and_delivered_are_final(make()).await;
     leases_respect_the_limit_and_due_order(make()).await;
+    duplicates_within_the_window_are_stored_without_deliveries(make()).await;
+    list_filters_and_replay_dead_letters(make()).await;
 }
 
 async fn stored_deliveries_are_due_at_once(o: Arc<dyn Outbox>) {
     assert_eq!(o.next_due().await.unwrap(), None, "empty outbox has nothing due");
-    o.enqueue(&event(), &[delivery("a", "c1"), delivery("b", "c2")], 1_000).await.unwrap();
+    o.enqueue(&event(), &[delivery("a", "c1"), delivery("b", "c2")], 1_000, None).await.unwrap();
     assert_eq!(o.next_due().await.unwrap(), Some(1_000));
     assert!(o.lease(999, 10, 60_000).await.unwrap().is_empty(), "not due before it was stored");
     let leased = o.lease(1_000, 10, 60_000).await.unwrap();
@@ -53,9 +58,12 @@ async fn stored_deliveries_are_due_at_once(o: Arc<dyn Outbox>) {
 }
 
 async fn a_lease_is_exclusive_until_it_expires(o: Arc<dyn Outbox>) {
-    o.enqueue(&event(), &[delivery("a", "c")], 0).await.unwrap();
+    o.enqueue(&event(), &[delivery("a", "c")], 0, None).await.unwrap();
     assert_eq!(o.lease(0, 10, 5_000).await.unwrap().len(), 1);
-    assert!(o.lease(10, 10, 5_000).await.unwrap().is_empty(), "a second worker must not get a leased delivery");
+    assert!(
+        o.lease(10, 10, 5_000).await.unwrap().is_empty(),
+        "a second worker must not get a leased delivery"
+    );
     assert_eq!(o.next_due().await.unwrap(), Some(5_000), "a leased delivery is due when its lease expires");
     // The first worker died: after expiry the delivery comes back.
     let again = o.lease(5_000, 10, 5_000).await.unwrap();
@@ -64,7 +72,7 @@ async fn a_lease_is_exclusive_until_it_expires(o: Arc<dyn Outbox>) {
 }
 
 async fn finish_reschedules_and_releases(o: Arc<dyn Outbox>) {
-    o.enqueue(&event(), &[delivery("a", "c")], 0).await.unwrap();
+    o.enqueue(&event(), &[delivery("a", "c")], 0, None).await.unwrap();
     o.lease(0, 10, 60_000).await.unwrap();
     o.finish("a", record(10, "transient"), Next::RetryAt(2_000)).await.unwrap();
     assert!(o.lease(1_999, 10, 60_000).await.unwrap().is_empty(), "not due before its retry time");
@@ -77,22 +85,62 @@ async fn finish_reschedules_and_releases(o: Arc<dyn Outbox>) {
 }
 
 async fn dead_and_delivered_are_final(o: Arc<dyn Outbox>) {
-    o.enqueue(&event(), &[delivery("dead", "c"), delivery("done", "c")], 0).await.unwrap();
+    o.enqueue(&event(), &[delivery("dead", "c"), delivery("done", "c")], 0, None).await.unwrap();
     o.lease(0, 10, 60_000).await.unwrap();
-    o.finish("dead", record(1, "permanent"), Next::Dead("310000 keywords not in content".into())).await.unwrap();
+    o.finish("dead", record(1, "permanent"), Next::Dead("310000 keywords not in content".into()))
+        .await
+        .unwrap();
     o.finish("done", record(1, "delivered"), Next::Delivered).await.unwrap();
     assert!(o.lease(i64::MAX / 2, 10, 60_000).await.unwrap().is_empty(), "final deliveries never come back");
     assert_eq!(o.next_due().await.unwrap(), None);
 }
 
 async fn leases_respect_the_limit_and_due_order(o: Arc<dyn Outbox>) {
-    o.enqueue(&event(), &[delivery("late", "c")], 500).await.unwrap();
-    o.enqueue(&event(), &[delivery("early", "c")], 100).await.unwrap();
-    o.enqueue(&event(), &[delivery("mid", "c")], 300).await.unwrap();
+    o.enqueue(&event(), &[delivery("late", "c")], 500, None).await.unwrap();
+    o.enqueue(&event(), &[delivery("early", "c")], 100, None).await.unwrap();
+    o.enqueue(&event(), &[delivery("mid", "c")], 300, None).await.unwrap();
     let first = o.lease(1_000, 2, 60_000).await.unwrap();
     let ids: Vec<&str> = first.iter().map(|d| d.id.as_str()).collect();
     assert_eq!(ids, ["early", "mid"], "the oldest due deliveries first, at most `limit`");
     let rest = o.lease(1_000, 2, 60_000).await.unwrap();
     assert_eq!(rest.len(), 1);
     assert_eq!(rest[0].id, "late");
+}
+
+async fn duplicates_within_the_window_are_stored_without_deliveries(o: Arc<dyn Outbox>) {
+    let dedup = Dedup { key: "flow|payments|42|test|unit|failure|true".into(), window_ms: 600_000 };
+    let first = Event::sample();
+    let r = o.enqueue(&first, &[delivery("a", "ding")], 1_000, Some(&dedup)).await.unwrap();
+    assert_eq!(r.duplicate_of, None);
+    let mut second = Event::sample();
+    second.event_id = "second".into();
+    let r = o.enqueue(&second, &[delivery("b", "ding")], 2_000, Some(&dedup)).await.unwrap();
+    assert_eq!(r.duplicate_of.as_deref(), Some(first.event_id.as_str()));
+    assert!(o.get("b").await.unwrap().is_none(), "a duplicate's deliveries are not stored");
+    let mut third = Event::sample();
+    third.event_id = "third".into();
+    let r = o.enqueue(&third, &[delivery("c", "ding")], 1_000 + 600_001, Some(&dedup)).await.unwrap();
+    assert_eq!(r.duplicate_of, None, "outside the window it is sent again");
+}
+
+async fn list_filters_and_replay_dead_letters(o: Arc<dyn Outbox>) {
+    let e = Event::sample();
+    o.enqueue(&e, &[delivery("a", "ding"), delivery("b", "ding"), delivery("c", "mail")], 0, None).await.unwrap();
+    o.lease(0, 10, 60_000).await.unwrap();
+    for id in ["a", "b", "c"] {
+        o.finish(id, record(5, "permanent"), Next::Dead("no".into())).await.unwrap();
+    }
+    let dead_ding = ListFilter { state: Some(DeliveryState::Dead), channel: Some("ding".into()), limit: 10 };
+    assert_eq!(o.list(&dead_ding).await.unwrap().len(), 2);
+    assert_eq!(o.list(&ListFilter { limit: 1, ..Default::default() }).await.unwrap().len(), 1);
+
+    assert_eq!(o.replay(&["c".to_string()], &ListFilter::default(), 50).await.unwrap(), 1);
+    assert_eq!(o.replay(&[], &dead_ding, 60).await.unwrap(), 2);
+    assert_eq!(o.replay(&[], &dead_ding, 70).await.unwrap(), 0, "nothing dead is left");
+    let due = o.lease(100, 10, 60_000).await.unwrap();
+    assert_eq!(due.len(), 3);
+    assert!(due.iter().all(|d| d.attempts == 0 && d.state == DeliveryState::Pending));
+    let (a, attempts) = o.get("a").await.unwrap().unwrap();
+    assert_eq!(a.scheduled_at, 60);
+    assert_eq!(attempts.len(), 1, "history is kept");
 }
