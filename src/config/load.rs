@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 
 use super::interpolate::interpolate;
 use super::model::*;
-use super::ConfigError;
+use super::{ConfigError, Rate};
 use crate::event::Status;
 use crate::ingest::Format;
 
@@ -37,6 +37,7 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
         }
     };
     let mut server = ServerConfig::default();
+    let mut delivery = DeliveryConfig::default();
     let mut templates = TemplatesConfig::default();
     let mut sources = BTreeMap::new();
     let mut channels = Vec::new();
@@ -45,12 +46,13 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
         match key.as_str() {
             "server" => server = typed(&key, value, &mut errors).unwrap_or_default(),
             "templates" => templates = typed(&key, value, &mut errors).unwrap_or_default(),
+            "delivery" => delivery = typed(&key, value, &mut errors).unwrap_or_default(),
             "sources" => sources = parse_sources(value, &mut errors),
             "channels" => channels = parse_channels(value, &mut errors),
             "rules" => rules = parse_rules(value, &mut errors),
             other => errors.push(ConfigError::new(
                 other,
-                "unknown key (expected server, templates, sources, channels or rules)",
+                "unknown key (expected server, delivery, templates, sources, channels or rules)",
             )),
         }
     }
@@ -61,8 +63,11 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
         }
     }
     check_rules(&rules, &channels, &mut errors);
+    if delivery.max_attempts == 0 {
+        errors.push(ConfigError::new("delivery.max_attempts", "must be at least 1"));
+    }
     if errors.is_empty() {
-        Ok(Config { server, templates_dir: templates.dir, sources, channels, rules })
+        Ok(Config { server, delivery, templates_dir: templates.dir, sources, channels, rules })
     } else {
         Err(errors)
     }
@@ -153,6 +158,24 @@ fn parse_channels(value: toml::Value, errors: &mut Vec<ConfigError>) -> Vec<Chan
         match t.remove("timeout_ms") {
             Some(toml::Value::Integer(ms)) if ms > 0 => common.timeout_ms = ms as u64,
             Some(_) => errors.push(ConfigError::new(format!("{path}.timeout_ms"), "expected a positive integer")),
+            None => {}
+        }
+        match t.remove("rate") {
+            Some(v) => {
+                let list = match v {
+                    toml::Value::Array(items) => items,
+                    one => vec![one],
+                };
+                let mut rates = Vec::new();
+                for item in list {
+                    match item.as_str().map(Rate::parse) {
+                        Some(Ok(r)) => rates.push(r),
+                        Some(Err(e)) => errors.push(ConfigError::new(format!("{path}.rate"), e)),
+                        None => errors.push(ConfigError::new(format!("{path}.rate"), "expected a rate like \"20/min\" or a list of them")),
+                    }
+                }
+                common.rate = Some(rates);
+            }
             None => {}
         }
         match t.remove("template") {

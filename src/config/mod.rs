@@ -6,11 +6,13 @@
 mod interpolate;
 mod load;
 mod model;
+mod units;
 
 use std::fmt;
 
 pub use load::{load, parse, CHANNEL_TYPES};
 pub use model::*;
+pub use units::{HumanDuration, Rate};
 
 /// One config error, with where it is: a key path like `rules[2].channels[0]`, or a line.
 #[derive(Debug, Clone, PartialEq, Eq)]

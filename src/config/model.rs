@@ -8,12 +8,14 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Deserializer};
 
+use super::units::{HumanDuration, Rate};
 use crate::secret::{Secret, SecretUrl};
 
 /// The whole configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub server: ServerConfig,
+    pub delivery: DeliveryConfig,
     pub templates_dir: Option<PathBuf>,
     pub sources: BTreeMap<String, SourceConfig>,
     pub channels: Vec<ChannelConfig>,
@@ -30,6 +32,9 @@ pub struct ServerConfig {
     pub public_url: Option<String>,
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// Bearer token for `/api/*`. Without it the API answers 401 to everyone.
+    #[serde(default)]
+    pub admin_token: Option<Secret>,
 }
 
 impl Default for ServerConfig {
@@ -39,6 +44,7 @@ impl Default for ServerConfig {
             data_dir: default_data_dir(),
             public_url: None,
             max_body_bytes: default_max_body(),
+            admin_token: None,
         }
     }
 }
@@ -51,6 +57,48 @@ fn default_data_dir() -> PathBuf {
 }
 fn default_max_body() -> usize {
     1024 * 1024
+}
+
+/// `[delivery]`: retries, give-up limits, de-duplication and backlog summaries.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DeliveryConfig {
+    /// Attempts in all before a delivery is dead.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// A delivery older than this is not retried again.
+    #[serde(default = "default_max_age")]
+    pub max_age: HumanDuration,
+    /// An identical event within this window is stored but not sent again; "0s" turns it off.
+    #[serde(default = "default_dedup_window")]
+    pub dedup_window: HumanDuration,
+    /// When a robot's backlog cannot drain within this wait, its pending messages are merged
+    /// into one summary.
+    #[serde(default = "default_max_wait")]
+    pub max_wait: HumanDuration,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            max_attempts: default_max_attempts(),
+            max_age: default_max_age(),
+            dedup_window: default_dedup_window(),
+            max_wait: default_max_wait(),
+        }
+    }
+}
+
+fn default_max_attempts() -> u32 {
+    12
+}
+fn default_max_age() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(24 * 3600))
+}
+fn default_dedup_window() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(600))
+}
+fn default_max_wait() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(60))
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -81,11 +129,31 @@ pub struct ChannelCommon {
     pub timeout_ms: u64,
     /// The template used when a rule names none.
     pub template: Option<String>,
+    /// Sending limits for this robot; `None` means the platform's defaults.
+    pub rate: Option<Vec<Rate>>,
 }
 
 impl Default for ChannelCommon {
     fn default() -> Self {
-        ChannelCommon { timeout_ms: 10_000, template: None }
+        ChannelCommon { timeout_ms: 10_000, template: None, rate: None }
+    }
+}
+
+impl ChannelSpec {
+    /// The platform's documented limits: DingTalk and WeCom 20/min, Lark 5/s and 100/min.
+    pub fn default_rate(&self) -> Vec<Rate> {
+        match self {
+            ChannelSpec::Dingtalk(_) | ChannelSpec::Wecom(_) => vec![Rate::per_minute(20)],
+            ChannelSpec::Lark(_) => vec![Rate::per_second(5), Rate::per_minute(100)],
+            ChannelSpec::Email(_) | ChannelSpec::Webhook(_) | ChannelSpec::Console(_) => vec![],
+        }
+    }
+}
+
+impl ChannelConfig {
+    /// The limits in force: the channel's `rate`, or the platform's defaults.
+    pub fn rates(&self) -> Vec<Rate> {
+        self.common.rate.clone().unwrap_or_else(|| self.spec.default_rate())
     }
 }
 

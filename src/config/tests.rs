@@ -204,3 +204,25 @@ fn channel_values_are_checked() {
     assert!(errors.iter().any(|e| e.starts_with("channels.a.timeout_ms: expected a positive integer")), "{errors:?}");
     assert!(errors.iter().any(|e| e.starts_with("channels.a.msgtype: unknown variant `card`")), "{errors:?}");
 }
+
+#[test]
+fn delivery_settings_and_rates() {
+    let text = "[delivery]\nmax_attempts = 5\nmax_age = \"2h\"\ndedup_window = \"0s\"\nmax_wait = \"90s\"\n\
+                [server]\nadmin_token = \"adm\"\n\
+                [channels.a]\ntype = \"dingtalk\"\nurl = \"https://x/send?access_token=t\"\nrate = \"10/min\"\n\
+                [channels.b]\ntype = \"lark\"\nurl = \"https://x/hook/t\"\n";
+    let cfg = parse(text, &env).unwrap();
+    assert_eq!(cfg.delivery.max_attempts, 5);
+    assert_eq!(cfg.delivery.max_age.0.as_secs(), 7200);
+    assert!(cfg.delivery.dedup_window.0.is_zero());
+    assert_eq!(cfg.server.admin_token.as_ref().unwrap().expose(), "adm");
+    let a = cfg.channels.iter().find(|c| c.name == "a").unwrap();
+    assert_eq!(a.rates(), vec![Rate::per_minute(10)]);
+    let b = cfg.channels.iter().find(|c| c.name == "b").unwrap();
+    assert_eq!(b.rates(), vec![Rate::per_second(5), Rate::per_minute(100)], "Lark's documented limits");
+
+    let bad = "[delivery]\nmax_age = \"soon\"\nmax_attempts = 0\n[channels.a]\ntype = \"wecom\"\nurl = \"https://x/s?key=k\"\nrate = [\"20/fortnight\"]\n";
+    let errors: Vec<String> = parse(bad, &env).unwrap_err().iter().map(|e| e.to_string()).collect();
+    assert!(errors.iter().any(|e| e.starts_with("delivery.max_age: invalid duration \"soon\"")), "{errors:?}");
+    assert!(errors.iter().any(|e| e.starts_with("channels.a.rate: invalid rate \"20/fortnight\"")), "{errors:?}");
+}
