@@ -1,24 +1,242 @@
-//! Email channel (work in progress).
+//! The email channel: one SMTP relay, a fixed sender and fixed recipients.
+//!
+//! It owns the mail's shape (a `multipart/alternative` with the plain-text part first and the
+//! HTML part last, `Auto-Submitted: auto-generated`, a `Message-ID` that stays the same across
+//! retries) and the SMTP verdict: only a 2xx reply is success, a 4xx reply or a network failure
+//! is transient, a 5xx reply is permanent. It does not render templates itself (that is
+//! `render`) and it never retries.
+//!
+//! The transport is configured from lettre's URL form (`smtp://user:pass@host:587?tls=required`,
+//! `smtps://…`) and validated in [`Email::new`]. Its connection pool is created on the first
+//! send, because lettre's pool needs a running Tokio runtime, and dropped after a timed-out
+//! attempt, because a connection abandoned mid-command cannot be reused.
 
-#![allow(dead_code)]
-
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use lettre::message::header::{HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::transport::smtp::{AsyncSmtpTransport, AsyncSmtpTransportBuilder};
+use lettre::{AsyncTransport, Tokio1Executor};
 
-use super::{Attempt, Channel, ChannelDeps, ChannelKind, Message, Outcome, Prepare, RequestPreview};
+use super::{Attempt, Channel, ChannelDeps, ChannelKind, Message, MessageBody, Outcome, Prepare};
+use super::{RequestPreview, Verdict};
 use crate::config::{EmailConfig, Mention};
+use crate::render::Renderer;
+use crate::secret::{scrub, SecretUrl};
 
+/// The template parts an email uses, in the order they are rendered.
+const PARTS: [&str; 3] = ["subject", "text", "html"];
+
+/// RFC 3834: tells auto-responders not to answer.
+const AUTO_SUBMITTED: HeaderName = HeaderName::new_from_ascii_str("Auto-Submitted");
+
+type Transport = AsyncSmtpTransport<Tokio1Executor>;
+
+/// A configured `type = "email"` channel.
 pub struct Email {
     name: String,
-    cfg: EmailConfig,
+    smtp: SecretUrl,
+    /// `host:port`, for rate limiting.
+    relay: String,
+    from: Mailbox,
+    to: Vec<Mailbox>,
+    cc: Vec<Mailbox>,
+    builder: AsyncSmtpTransportBuilder,
+    transport: Mutex<Option<Transport>>,
     timeout: Duration,
-    deps: ChannelDeps,
+    renderer: Arc<Renderer>,
+    /// Every form of the credentials, scrubbed from transport errors.
+    secrets: Vec<String>,
 }
 
 impl Email {
+    /// Validates the SMTP URL, the addresses and the CA file. An error never shows the password.
     pub fn new(name: &str, cfg: EmailConfig, timeout: Duration, deps: &ChannelDeps) -> Result<Self, String> {
-        Ok(Self { name: name.into(), cfg, timeout, deps: deps.clone() })
+        let url = cfg.smtp.expose();
+        let mut secrets = vec![url.to_string()];
+        if let Some(p) = url.password() {
+            secrets.push(p.to_string());
+            if let Ok(decoded) = percent_encoding::percent_decode_str(p).decode_utf8() {
+                secrets.push(decoded.into_owned());
+            }
+        }
+        let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        let fail =
+            |what: &str, e: &dyn std::fmt::Display| format!("{what}: {}", scrub(&e.to_string(), &refs));
+
+        let mut builder = Transport::from_url(url.as_str())
+            .map_err(|e| fail("invalid smtp URL", &e))?
+            .timeout(Some(timeout));
+        let host = url.host_str().unwrap_or_default().to_string();
+        let mode = TlsMode::of(url)?;
+        if let Some(path) = &cfg.ca_file {
+            let pem = std::fs::read(path).map_err(|e| fail(&format!("ca_file {}", path.display()), &e))?;
+            if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+                return Err(format!("ca_file {}: no PEM certificate found", path.display()));
+            }
+            let cert = Certificate::from_pem(&pem).map_err(|e| fail("ca_file", &e))?;
+            let params = TlsParameters::builder(host.clone())
+                .add_root_certificate(cert)
+                .build()
+                .map_err(|e| fail("ca_file", &e))?;
+            builder = builder.tls(match mode {
+                TlsMode::Required => Tls::Required(params),
+                TlsMode::Opportunistic => Tls::Opportunistic(params),
+                TlsMode::Implicit => Tls::Wrapper(params),
+                TlsMode::None => {
+                    return Err(
+                        "ca_file is set but the smtp URL uses no TLS (add ?tls=required or use smtps://)"
+                            .into(),
+                    )
+                }
+            });
+        }
+        let port = url.port().unwrap_or(mode.default_port());
+
+        let mailbox = |field: &str, s: &str| -> Result<Mailbox, String> {
+            s.parse::<Mailbox>().map_err(|e| format!("{field}: invalid address {s:?}: {e}"))
+        };
+        let from = mailbox("from", &cfg.from)?;
+        let to = cfg.to.iter().map(|s| mailbox("to", s)).collect::<Result<Vec<_>, _>>()?;
+        let cc = cfg.cc.iter().map(|s| mailbox("cc", s)).collect::<Result<Vec<_>, _>>()?;
+        if to.is_empty() && cc.is_empty() {
+            return Err("to: at least one recipient is required".into());
+        }
+
+        Ok(Email {
+            name: name.to_string(),
+            smtp: cfg.smtp,
+            relay: format!("{host}:{port}"),
+            from,
+            to,
+            cc,
+            builder,
+            transport: Mutex::new(None),
+            timeout,
+            renderer: deps.renderer.clone(),
+            secrets,
+        })
+    }
+
+    fn secret_refs(&self) -> Vec<&str> {
+        self.secrets.iter().map(String::as_str).collect()
+    }
+
+    /// The shared transport, created on first use (inside the runtime).
+    fn transport(&self) -> Transport {
+        let mut slot = self.transport.lock().unwrap_or_else(|p| p.into_inner());
+        slot.get_or_insert_with(|| self.builder.clone().build()).clone()
+    }
+
+    /// Forgets the pool so the next attempt opens fresh connections.
+    fn reset_transport(&self) {
+        self.transport.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+
+    /// The RFC 5322 message for one attempt.
+    fn build(
+        &self,
+        subject: &str,
+        text: &str,
+        html: &str,
+        attempt: &Attempt,
+    ) -> Result<lettre::Message, String> {
+        let mut b = lettre::Message::builder()
+            .from(self.from.clone())
+            .subject(subject)
+            .date(attempt.now)
+            .message_id(Some(message_id(&attempt.delivery_id, self.from.email.domain())))
+            .raw_header(HeaderValue::new(AUTO_SUBMITTED, "auto-generated".into()));
+        for m in &self.to {
+            b = b.to(m.clone());
+        }
+        for m in &self.cc {
+            b = b.cc(m.clone());
+        }
+        b.multipart(MultiPart::alternative_plain_html(text.to_string(), html.to_string()))
+            .map_err(|e| format!("building the message failed: {e}"))
+    }
+}
+
+impl std::fmt::Debug for Email {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Email")
+            .field("name", &self.name)
+            .field("smtp", &self.smtp)
+            .field("from", &self.from.to_string())
+            .field("to", &self.to.len())
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Email {
+    fn drop(&mut self) {
+        // lettre's pool spawns a task when dropped, which panics outside a Tokio runtime (say,
+        // after `main` has left it). The process is ending then; leaking the pool is harmless.
+        if tokio::runtime::Handle::try_current().is_err() {
+            if let Some(t) = self.transport.get_mut().unwrap_or_else(|p| p.into_inner()).take() {
+                std::mem::forget(t);
+            }
+        }
+    }
+}
+
+/// How the SMTP URL asks for TLS, mirroring lettre's reading of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TlsMode {
+    None,
+    Opportunistic,
+    Required,
+    Implicit,
+}
+
+impl TlsMode {
+    fn of(url: &url::Url) -> Result<TlsMode, String> {
+        let tls = url.query_pairs().find(|(k, _)| k == "tls").map(|(_, v)| v.into_owned());
+        match (url.scheme(), tls.as_deref()) {
+            ("smtps", _) => Ok(TlsMode::Implicit),
+            ("smtp", None) => Ok(TlsMode::None),
+            ("smtp", Some("required")) => Ok(TlsMode::Required),
+            ("smtp", Some("opportunistic")) => Ok(TlsMode::Opportunistic),
+            (scheme, tls) => Err(format!("invalid smtp URL: scheme {scheme:?} with tls={tls:?}")),
+        }
+    }
+
+    fn default_port(self) -> u16 {
+        match self {
+            TlsMode::None => 25,
+            TlsMode::Opportunistic | TlsMode::Required => 587,
+            TlsMode::Implicit => 465,
+        }
+    }
+}
+
+/// A Message-ID derived from the delivery, so a retried mail keeps its identity.
+fn message_id(delivery_id: &str, domain: &str) -> String {
+    let local: String =
+        delivery_id.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')).collect();
+    format!("<herald.{local}@{domain}>")
+}
+
+/// The verdict for a failed SMTP exchange.
+fn classify(e: &lettre::transport::smtp::Error, secrets: &[&str]) -> Outcome {
+    // A 5xx reply, or a client-side refusal (no common auth mechanism, no STARTTLS, no
+    // SMTPUTF8), will fail the same way next time; network, TLS and 4xx failures may not.
+    let verdict = if e.is_permanent() || e.is_client() {
+        Verdict::Permanent
+    } else {
+        Verdict::Transient { retry_after: None }
+    };
+    let what = if e.is_timeout() { "timed out: " } else { "" };
+    Outcome {
+        verdict,
+        http_status: None,
+        code: e.status().map(|c| i64::from(u16::from(c))),
+        detail: format!("{what}{}", scrub(&e.to_string(), secrets)),
     }
 }
 
@@ -27,25 +245,110 @@ impl Channel for Email {
     fn name(&self) -> &str {
         &self.name
     }
+
     fn kind(&self) -> ChannelKind {
         ChannelKind::Email
     }
-    fn prepare(&self, _input: &Prepare<'_>) -> Message {
-        todo!()
+
+    fn prepare(&self, input: &Prepare<'_>) -> Message {
+        let mut errors = Vec::new();
+        let mut render = |part: &str| {
+            let r = self.renderer.render(input.template, "email", part, input.ctx);
+            if let Some(e) = r.error {
+                errors.push(format!("{part}: {e}"));
+            }
+            r.text
+        };
+        // A subject is one line: a template's line breaks must not end the header.
+        let subject = render("subject").split_whitespace().collect::<Vec<_>>().join(" ");
+        let body = MessageBody::Email { subject, text: render("text"), html: render("html") };
+        Message { body, template_errors: errors }
     }
-    fn preview(&self, _msg: &Message, _attempt: &Attempt) -> RequestPreview {
-        todo!()
+
+    fn preview(&self, msg: &Message, _attempt: &Attempt) -> RequestPreview {
+        let (subject, body) = match &msg.body {
+            MessageBody::Email { subject, text, html } => (subject.clone(), format!("{text}\n\n{html}")),
+            other => (String::new(), format!("{other:?}")),
+        };
+        let list = |v: &[Mailbox]| v.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+        let mut headers =
+            vec![("From".to_string(), self.from.to_string()), ("To".to_string(), list(&self.to))];
+        if !self.cc.is_empty() {
+            headers.push(("Cc".to_string(), list(&self.cc)));
+        }
+        headers.push(("Subject".to_string(), subject));
+        RequestPreview { method: "SMTP".into(), url: self.smtp.redacted(), headers, body }
     }
-    async fn send(&self, _msg: &Message, _attempt: &Attempt) -> Outcome {
-        todo!()
+
+    async fn send(&self, msg: &Message, attempt: &Attempt) -> Outcome {
+        let MessageBody::Email { subject, text, html } = &msg.body else {
+            return Outcome::permanent("the stored message is not an email");
+        };
+        let mail = match self.build(subject, text, html, attempt) {
+            Ok(m) => m,
+            Err(e) => return Outcome::permanent(e),
+        };
+        // lettre bounds only the TCP connect; this bounds the whole exchange.
+        match tokio::time::timeout(self.timeout, self.transport().send(mail)).await {
+            Ok(Ok(resp)) => {
+                let code = u16::from(resp.code());
+                let text = resp.message().collect::<Vec<_>>().join(" ");
+                let detail = format!("{code} {}", scrub(&text, &self.secret_refs()));
+                Outcome::delivered(None, Some(i64::from(code)), detail)
+            }
+            Ok(Err(e)) => classify(&e, &self.secret_refs()),
+            Err(_) => {
+                self.reset_transport();
+                Outcome::transient(format!("timed out after {} ms", self.timeout.as_millis()))
+            }
+        }
     }
-    fn check_templates(&self, _template: &str, _ctx: &serde_json::Value) -> Vec<String> {
-        todo!()
+
+    fn check_templates(&self, template: &str, ctx: &serde_json::Value) -> Vec<String> {
+        PARTS
+            .iter()
+            .filter_map(|part| {
+                self.renderer.try_render(template, "email", part, ctx).err().map(|e| (part, e))
+            })
+            .map(|(part, e)| format!("{part}: {e}"))
+            .collect()
     }
-    fn check_mention(&self, _mention: &Mention) -> Vec<String> {
-        todo!()
+
+    fn check_mention(&self, mention: &Mention) -> Vec<String> {
+        if mention.is_empty() {
+            return vec![];
+        }
+        vec![format!("channel {:?}: email cannot @mention anyone; the mention is ignored", self.name)]
     }
+
     fn rate_key(&self) -> String {
-        todo!()
+        format!("smtp {} from {}", self.relay, self.from.email)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_modes_follow_lettre() {
+        let cases = [
+            ("smtp://h", TlsMode::None, 25),
+            ("smtp://h?tls=required", TlsMode::Required, 587),
+            ("smtp://h?tls=opportunistic", TlsMode::Opportunistic, 587),
+            ("smtps://h", TlsMode::Implicit, 465),
+        ];
+        for (url, mode, port) in cases {
+            let got = TlsMode::of(&url::Url::parse(url).unwrap()).unwrap();
+            assert_eq!((got, got.default_port()), (mode, port), "{url}");
+        }
+        assert!(TlsMode::of(&url::Url::parse("smtp://h?tls=maybe").unwrap()).is_err());
+        assert!(TlsMode::of(&url::Url::parse("http://h").unwrap()).is_err());
+    }
+
+    #[test]
+    fn message_ids_are_stable_and_safe() {
+        assert_eq!(message_id("d-1", "example.com"), "<herald.d-1@example.com>");
+        assert_eq!(message_id("a b<c>@", "x.org"), "<herald.abc@x.org>");
     }
 }

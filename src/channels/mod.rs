@@ -12,6 +12,7 @@ pub mod email;
 pub mod http;
 pub mod lark;
 pub mod limit;
+mod robot;
 pub mod webhook;
 pub mod wecom;
 
@@ -191,7 +192,7 @@ pub fn build(cfg: &ChannelConfig, deps: &ChannelDeps) -> Result<Arc<dyn Channel>
         ChannelSpec::Wecom(c) => Arc::new(wecom::Wecom::new(&cfg.name, c.clone(), timeout, deps)),
         ChannelSpec::Lark(c) => Arc::new(lark::Lark::new(&cfg.name, c.clone(), timeout, deps)),
         ChannelSpec::Email(c) => Arc::new(email::Email::new(&cfg.name, c.clone(), timeout, deps)?),
-        ChannelSpec::Webhook(c) => Arc::new(webhook::Webhook::new(&cfg.name, c.clone(), timeout, deps)),
+        ChannelSpec::Webhook(c) => Arc::new(webhook::Webhook::new(&cfg.name, c.clone(), timeout, deps)?),
         ChannelSpec::Console(c) => Arc::new(console::Console::new(&cfg.name, c.clone(), deps)),
     };
     Ok(ch)

@@ -1,0 +1,232 @@
+//! What the three chat-robot channels (DingTalk, WeCom, Lark) share: rendering the template
+//! parts, the keyword rule, the attempt clock, and judging a robot's JSON answer by its code.
+//!
+//! Each platform keeps its own wire format, signature and code table in its own file; this
+//! module only holds the steps that are the same for all three.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::http::{self, HttpRequest, HttpResponse};
+use super::{ChannelKind, Message, MessageBody, Outcome, Prepare, Verdict};
+use crate::render::Renderer;
+use crate::secret::scrub;
+
+/// The platform's answer to one message: its code and its message.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Answer {
+    pub code: i64,
+    pub msg: String,
+}
+
+/// Renders one part for a prepared event; a template failure is added to `errors`.
+pub(crate) fn render_part(
+    renderer: &Renderer,
+    input: &Prepare<'_>,
+    kind: ChannelKind,
+    part: &str,
+    errors: &mut Vec<String>,
+) -> String {
+    let rendered = renderer.render(input.template, kind.as_str(), part, input.ctx);
+    errors.extend(rendered.error);
+    rendered.text
+}
+
+/// Strictly renders every part in `parts`; the errors, one line each.
+pub(crate) fn check_parts(
+    renderer: &Renderer,
+    template: &str,
+    kind: ChannelKind,
+    parts: &[&str],
+    ctx: &serde_json::Value,
+) -> Vec<String> {
+    parts
+        .iter()
+        .filter_map(|part| renderer.try_render(template, kind.as_str(), part, ctx).err())
+        .map(|e| e.to_string())
+        .collect()
+}
+
+/// The keyword, when one is configured and not blank.
+pub(crate) fn keyword(configured: &Option<String>) -> Option<&str> {
+    configured.as_deref().map(str::trim).filter(|k| !k.is_empty())
+}
+
+/// A title that contains `keyword`: unchanged when it already does, else `"<keyword> <title>"`.
+pub(crate) fn title_with_keyword(title: &str, keyword: Option<&str>) -> String {
+    match keyword {
+        Some(k) if !title.contains(k) => format!("{k} {title}"),
+        _ => title.to_string(),
+    }
+}
+
+/// A text that contains `keyword`: unchanged when it already does, else with the keyword as its
+/// last paragraph.
+pub(crate) fn text_with_keyword(text: &str, keyword: Option<&str>) -> String {
+    match keyword {
+        Some(k) if !text.contains(k) => join_paragraph(text, k),
+        _ => text.to_string(),
+    }
+}
+
+/// `text`, then a blank line, then `tail` (just `tail` when `text` is blank).
+pub(crate) fn join_paragraph(text: &str, tail: &str) -> String {
+    let text = text.trim_end();
+    if text.is_empty() {
+        tail.to_string()
+    } else {
+        format!("{text}\n\n{tail}")
+    }
+}
+
+/// Milliseconds since the Unix epoch on the attempt's clock.
+pub(crate) fn unix_millis(now: SystemTime) -> u64 {
+    now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The strings to scrub from anything a robot answers: the URL, the credential values in its
+/// query (`access_token`, `key`) and the token segment of a Lark hook path.
+pub(crate) fn url_secrets(url: &url::Url, secret: Option<&crate::secret::Secret>) -> Vec<String> {
+    let mut out = vec![url.to_string()];
+    out.extend(
+        url.query_pairs()
+            .filter(|(k, _)| ["access_token", "key", "token"].contains(&k.as_ref()))
+            .map(|(_, v)| v.into_owned()),
+    );
+    if let Some(mut segs) = url.path_segments() {
+        if segs.any(|s| s == "hook") {
+            out.extend(segs.next().map(str::to_string));
+        }
+    }
+    out.extend(secret.map(|s| s.expose().to_string()));
+    out
+}
+
+/// The stored JSON body of a robot message; `None` for any other kind of message.
+pub(crate) fn json_body(msg: &Message) -> Option<&serde_json::Value> {
+    match &msg.body {
+        MessageBody::Json { json } => Some(json),
+        _ => None,
+    }
+}
+
+/// Sends one robot request and judges the answer: the transport's verdict when no usable answer
+/// came back, else [`judge`]'s. `secrets` are scrubbed from every detail.
+pub(crate) async fn deliver(
+    client: &reqwest::Client,
+    req: HttpRequest,
+    timeout: Duration,
+    secrets: &[String],
+    read: fn(&serde_json::Value) -> Option<Answer>,
+    classify: fn(i64, &str) -> Verdict,
+) -> Outcome {
+    let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    match http::send(client, req, timeout, &secrets).await {
+        Ok(resp) => judge(&resp, read, classify, &secrets),
+        Err(out) => out,
+    }
+}
+
+/// Judges a robot's answer that `http::send` passed through.
+///
+/// - 2xx: the platform's code decides (`read` finds it, `classify` maps it). A 2xx without a
+///   readable code is **transient**: it is not proof of delivery, and the message is resent.
+///   DingTalk's `msgUuid` makes such a resend safe there.
+/// - 3xx/4xx: `http::non_success` decides; the platform's code and message are kept if present.
+pub(crate) fn judge(
+    resp: &HttpResponse,
+    read: fn(&serde_json::Value) -> Option<Answer>,
+    classify: fn(i64, &str) -> Verdict,
+    secrets: &[&str],
+) -> Outcome {
+    let answer = serde_json::from_slice::<serde_json::Value>(&resp.body).ok().as_ref().and_then(read);
+    if !(200..300).contains(&resp.status) {
+        let mut out = http::non_success(resp, secrets);
+        if let Some(a) = answer {
+            out.code = Some(a.code);
+            out.detail = format!("HTTP {}: {}", resp.status, scrub(&a.msg, secrets));
+        }
+        return out;
+    }
+    match answer {
+        Some(a) => Outcome {
+            verdict: classify(a.code, &a.msg),
+            http_status: Some(resp.status),
+            code: Some(a.code),
+            detail: scrub(&a.msg, secrets),
+        },
+        None => Outcome {
+            http_status: Some(resp.status),
+            ..Outcome::transient(format!(
+                "HTTP {} without a readable code: {}",
+                resp.status,
+                scrub(&resp.body_snippet(), secrets)
+            ))
+        },
+    }
+}
+
+/// Reads DingTalk's and WeCom's `{"errcode": …, "errmsg": …}`.
+pub(crate) fn read_errcode(v: &serde_json::Value) -> Option<Answer> {
+    let code = v.get("errcode")?.as_i64()?;
+    let msg = v.get("errmsg").and_then(|m| m.as_str()).unwrap_or_default().to_string();
+    Some(Answer { code, msg })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn resp(status: u16, body: &str) -> HttpResponse {
+        HttpResponse { status, retry_after: None, body: body.as_bytes().to_vec() }
+    }
+
+    fn classify(code: i64, _msg: &str) -> Verdict {
+        match code {
+            0 => Verdict::Delivered,
+            7 => Verdict::Transient { retry_after: Some(Duration::from_secs(7)) },
+            _ => Verdict::Permanent,
+        }
+    }
+
+    #[test]
+    fn judge_table() {
+        // (status, body, verdict, code)
+        let transient = Verdict::Transient { retry_after: None };
+        let cases = [
+            (200, r#"{"errcode":0,"errmsg":"ok"}"#, Verdict::Delivered, Some(0)),
+            (200, r#"{"errcode":9,"errmsg":"bad tok-secret-1"}"#, Verdict::Permanent, Some(9)),
+            (200, r#"{"errcode":7,"errmsg":"slow"}"#, classify(7, ""), Some(7)),
+            (200, "<html>proxy</html>", transient.clone(), None),
+            (200, r#"{"ok":true}"#, transient.clone(), None),
+            (400, r#"{"errcode":9,"errmsg":"nope"}"#, Verdict::Permanent, Some(9)),
+            (404, "not found", Verdict::Permanent, None),
+            (302, "", transient, None),
+        ];
+        for (status, body, verdict, code) in cases {
+            let out = judge(&resp(status, body), read_errcode, classify, &["tok-secret-1"]);
+            assert_eq!((out.verdict, out.code, out.http_status), (verdict, code, Some(status)), "{body}");
+            assert!(!out.detail.contains("tok-secret-1"), "{}", out.detail);
+        }
+    }
+
+    #[test]
+    fn keyword_is_added_once() {
+        assert_eq!(title_with_keyword("Build failed", Some("CI")), "CI Build failed");
+        assert_eq!(title_with_keyword("CI: Build failed", Some("CI")), "CI: Build failed");
+        assert_eq!(text_with_keyword("body\n", Some("CI")), "body\n\nCI");
+        assert_eq!(text_with_keyword("CI body", Some("CI")), "CI body");
+        assert_eq!(text_with_keyword("body", None), "body");
+        assert_eq!(keyword(&Some("  ".into())), None);
+        assert_eq!(keyword(&Some(" CI ".into())), Some("CI"));
+    }
+
+    #[test]
+    fn url_secrets_name_every_credential() {
+        let u = url::Url::parse("https://oapi.dingtalk.com/robot/send?access_token=abc123").unwrap();
+        assert_eq!(url_secrets(&u, None)[1], "abc123");
+        let u = url::Url::parse("https://open.feishu.cn/open-apis/bot/v2/hook/tok-1").unwrap();
+        assert_eq!(url_secrets(&u, None)[1], "tok-1");
+    }
+}
