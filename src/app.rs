@@ -61,12 +61,14 @@ pub struct Running {
 /// Validates the config, binds the port and starts the HTTP server and the delivery worker.
 /// A bad config stops it before the port opens.
 pub async fn start(config: &Config, opts: Options) -> Result<Running, StartError> {
-    let built = Gateway::build(config, opts.outbox.clone(), opts.clock.clone()).map_err(StartError::Config)?;
+    let built =
+        Gateway::build(config, opts.outbox.clone(), opts.clock.clone()).map_err(StartError::Config)?;
     for w in &built.warnings {
         tracing::warn!("config: {w}");
     }
     let gateway = Arc::new(built.gateway);
-    let state = web::Data::new(AppState { gateway: gateway.clone(), max_body_bytes: config.server.max_body_bytes });
+    let state =
+        web::Data::new(AppState { gateway: gateway.clone(), max_body_bytes: config.server.max_body_bytes });
     let mut server = HttpServer::new(move || App::new().app_data(state.clone()).configure(http::configure))
         .workers(2)
         .shutdown_timeout(SHUTDOWN_GRACE.as_secs());

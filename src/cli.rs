@@ -20,7 +20,11 @@ use crate::outbox::memory::MemoryOutbox;
 pub const EMBEDDED_DEFAULT: &str = include_str!("../examples/quickstart.toml");
 
 #[derive(Parser)]
-#[command(name = "herald", version, about = "CI webhooks in; DingTalk, WeCom, Lark, email and webhook messages out.")]
+#[command(
+    name = "herald",
+    version,
+    about = "CI webhooks in; DingTalk, WeCom, Lark, email and webhook messages out."
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -164,18 +168,15 @@ fn render(path: &Path, source: &str, file: &Path, json: bool) -> anyhow::Result<
     let text = String::from_utf8_lossy(&bytes);
     let first = text.trim_start().chars().next();
     // A jenkins-status payload that is not JSON is the GET form: a query string.
-    let (method, query, body): (&str, String, &[u8]) = if format == Format::JenkinsStatus && first != Some('{') {
-        ("GET", text.trim().to_string(), &[])
-    } else {
-        ("POST", String::new(), &bytes)
-    };
+    let (method, query, body): (&str, String, &[u8]) =
+        if format == Format::JenkinsStatus && first != Some('{') {
+            ("GET", text.trim().to_string(), &[])
+        } else {
+            ("POST", String::new(), &bytes)
+        };
     let content_type = if first == Some('<') { "application/xml" } else { "application/json" };
-    let inbound = Inbound {
-        method,
-        headers: vec![("content-type".into(), content_type.into())],
-        query: &query,
-        body,
-    };
+    let inbound =
+        Inbound { method, headers: vec![("content-type".into(), content_type.into())], query: &query, body };
     let event = ingest::parse(format, &inbound).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     let planned = built.gateway.plan(&event);
     let requests: Vec<serde_json::Value> = planned

@@ -190,7 +190,7 @@ impl Event {
         if let Some(v) = self.params.get(name) {
             return Some(v.clone());
         }
-        let field = match name {
+        match name {
             "source" => Some(self.source.clone()),
             "event_id" => Some(self.event_id.clone()),
             "received_at" => Some(self.received_at.clone()),
@@ -216,8 +216,7 @@ impl Event {
             "duration_ms" => self.duration_ms.map(|n| n.to_string()),
             "message" => self.message.clone(),
             _ => None,
-        };
-        field
+        }
     }
 
     /// A representative event, used by `herald check` to render every reachable template.

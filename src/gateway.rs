@@ -16,7 +16,7 @@ use crate::clock::Clock;
 use crate::config::{Config, ConfigError, SourceConfig};
 use crate::event::{self, Event, Status};
 use crate::ingest::{self, Format, Inbound, IngestError};
-use crate::outbox::{NewDelivery, Outbox};
+use crate::outbox::{Headline, NewDelivery, Outbox};
 use crate::render::{self, ContextExtras, Renderer};
 use crate::rules::{Route, RuleSet};
 
@@ -103,7 +103,11 @@ pub struct Built {
 
 impl Gateway {
     /// Builds every part and validates the whole config; every error is returned at once.
-    pub fn build(config: &Config, outbox: Arc<dyn Outbox>, clock: Arc<dyn Clock>) -> Result<Built, Vec<ConfigError>> {
+    pub fn build(
+        config: &Config,
+        outbox: Arc<dyn Outbox>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Built, Vec<ConfigError>> {
         let mut errors = Vec::new();
         let mut warnings = Vec::new();
         let renderer = match Renderer::new(config.templates_dir.as_deref()) {
@@ -152,7 +156,10 @@ impl Gateway {
         for (i, rule) in config.rules.iter().enumerate() {
             if let Some(t) = &rule.template {
                 if !renderer.has_template(t) {
-                    errors.push(ConfigError::new(format!("rules[{i}].template"), format!("template \"{t}\" not found")));
+                    errors.push(ConfigError::new(
+                        format!("rules[{i}].template"),
+                        format!("template \"{t}\" not found"),
+                    ));
                     continue;
                 }
             }
@@ -165,9 +172,14 @@ impl Gateway {
                     content: rule.content.as_deref().map(|c| render::interpolate_content(c, sample)),
                     public_url: config.server.public_url.as_deref(),
                 });
-                errors.extend(found.into_iter().map(|e| ConfigError::new(format!("rules[{i}].channels[{j}]"), e)));
+                errors.extend(
+                    found.into_iter().map(|e| ConfigError::new(format!("rules[{i}].channels[{j}]"), e)),
+                );
                 for w in ch.check_mention(&rule.mention) {
-                    warnings.push(ConfigError::new(format!("rules[{i}].mention"), format!("channel \"{name}\": {w}")));
+                    warnings.push(ConfigError::new(
+                        format!("rules[{i}].mention"),
+                        format!("channel \"{name}\": {w}"),
+                    ));
                 }
                 checked.push((name.clone(), template));
             }
@@ -176,7 +188,9 @@ impl Gateway {
         for cfg in &config.channels {
             let Some(ch) = built.get(&cfg.name) else { continue };
             let template = &channel_templates[&cfg.name];
-            if checked.iter().any(|(n, t)| n == &cfg.name && t == template) || !renderer.has_template(template) {
+            if checked.iter().any(|(n, t)| n == &cfg.name && t == template)
+                || !renderer.has_template(template)
+            {
                 continue;
             }
             let found = render_check(ch.as_ref(), template, &samples, |_| ContextExtras {
@@ -204,9 +218,16 @@ impl Gateway {
     /// Resolves the format (detecting it when `format` is `None`), checks the source's token,
     /// and parses the request. `raw_query` is the query as received, token included; `req`
     /// carries it with the token stripped (see [`strip_token`]).
-    pub fn parse(&self, format: Option<&str>, req: &Inbound<'_>, raw_query: &str) -> Result<Event, HookError> {
+    pub fn parse(
+        &self,
+        format: Option<&str>,
+        req: &Inbound<'_>,
+        raw_query: &str,
+    ) -> Result<Event, HookError> {
         let format = match format {
-            Some(name) => Format::from_name(name).ok_or_else(|| HookError::UnknownFormat(name.to_string()))?,
+            Some(name) => {
+                Format::from_name(name).ok_or_else(|| HookError::UnknownFormat(name.to_string()))?
+            }
             None => ingest::detect(req)?,
         };
         if req.method != "POST" && format != Format::JenkinsStatus {
@@ -250,7 +271,8 @@ impl Gateway {
             .into_iter()
             .filter_map(|route| {
                 let channel = self.channels.get(&route.channel)?;
-                let template = route.template.clone().unwrap_or_else(|| self.channel_templates[&route.channel].clone());
+                let template =
+                    route.template.clone().unwrap_or_else(|| self.channel_templates[&route.channel].clone());
                 let content = route.content.as_deref().map(|c| render::interpolate_content(c, event));
                 let ctx = render::context(
                     event,
@@ -261,8 +283,12 @@ impl Gateway {
                         public_url: self.public_url.as_deref(),
                     },
                 );
-                let message =
-                    channel.prepare(&Prepare { event, ctx: &ctx, template: &template, mention: &route.mention });
+                let message = channel.prepare(&Prepare {
+                    event,
+                    ctx: &ctx,
+                    template: &template,
+                    mention: &route.mention,
+                });
                 for e in &message.template_errors {
                     tracing::warn!(event_id = %event.event_id, rule = %route.rule, channel = %route.channel,
                         "template failed, sent with the built-in default: {e}");
@@ -283,6 +309,11 @@ impl Gateway {
                 rule: p.route.rule.clone(),
                 channel: p.route.channel.clone(),
                 message: p.message.clone(),
+                headline: Headline {
+                    text: render::headline(&event),
+                    url: event.build_url.clone().or_else(|| event.pipeline_url.clone()),
+                    status: event.status.to_string(),
+                },
             })
             .collect();
         self.outbox
@@ -330,7 +361,11 @@ pub fn strip_token(query: &str) -> String {
     if !query.split('&').any(|p| p == "token" || p.starts_with("token=")) {
         return query.to_string();
     }
-    query.split('&').filter(|p| !(p.is_empty() || *p == "token" || p.starts_with("token="))).collect::<Vec<_>>().join("&")
+    query
+        .split('&')
+        .filter(|p| !(p.is_empty() || *p == "token" || p.starts_with("token=")))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 #[cfg(test)]

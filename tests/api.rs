@@ -143,14 +143,23 @@ async fn format_detection_on_post_hooks() {
 async fn bad_inputs_get_the_specified_codes_and_change_nothing() {
     let s = Server::start().await;
     let bearer = "Bearer hook-token-1";
-    let cases: Vec<(&str, &str, Vec<u8>, Option<&str>, u16, &str)> = vec![
+    // (path, content type, body, authorization, expected status, expected text in the error)
+    type Case<'a> = (&'a str, &'a str, Vec<u8>, Option<&'a str>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         ("/hooks/flow", "application/json", b"{\"event\": \"task\",".to_vec(), None, 400, "line 1"),
         ("/hooks/jenkins", "application/xml", b"<job><name>x</job>".to_vec(), Some(bearer), 400, ""),
         ("/hooks/flow", "application/json", b"{\"event\": \"task\"}".to_vec(), None, 422, "task"),
         ("/hooks/flow", "application/json", b"[1, 2]".to_vec(), None, 422, ""),
         ("/hooks/gitlabz", "application/json", b"{}".to_vec(), None, 404, "unknown format \"gitlabz\""),
         ("/hooks/jenkins", "application/json", fixture("jenkins-tikal-started.json"), None, 401, "token"),
-        ("/hooks/jenkins", "application/json", fixture("jenkins-tikal-started.json"), Some("Bearer nope"), 401, "wrong token"),
+        (
+            "/hooks/jenkins",
+            "application/json",
+            fixture("jenkins-tikal-started.json"),
+            Some("Bearer nope"),
+            401,
+            "wrong token",
+        ),
         ("/hooks/flow", "application/json", vec![b' '; 5000], None, 413, "4096"),
     ];
     for (path, ct, body, auth, want, needle) in cases {
@@ -185,8 +194,9 @@ async fn a_chunked_oversize_body_is_refused_with_413() {
 #[tokio::test]
 async fn tokens_work_in_the_query_or_as_bearer_and_never_reach_the_event() {
     let s = Server::start().await;
-    let (status, body) =
-        s.post("/hooks/jenkins?token=hook-token-1", "application/json", fixture("jenkins-tikal-started.json")).await;
+    let (status, body) = s
+        .post("/hooks/jenkins?token=hook-token-1", "application/json", fixture("jenkins-tikal-started.json"))
+        .await;
     assert_eq!(status, 202, "{body}");
     // jenkins-status GET: the data is the query string, and the token rides along in it.
     let query = String::from_utf8(fixture("jenkins-jobstatus-start-get.query.txt")).unwrap();

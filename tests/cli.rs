@@ -32,9 +32,19 @@ fn check_passes_on_every_example_config() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "toml") {
             let out = herald(&["check", "--config", path.to_str().unwrap()]);
-            assert!(out.status.success(), "{}: {}{}", path.display(), stdout(&out), String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}: {}{}",
+                path.display(),
+                stdout(&out),
+                String::from_utf8_lossy(&out.stderr)
+            );
             let text = stdout(&out);
-            assert_eq!(text.lines().filter(|l| !l.starts_with("warning:")).count(), 1, "one summary line: {text}");
+            assert_eq!(
+                text.lines().filter(|l| !l.starts_with("warning:")).count(),
+                1,
+                "one summary line: {text}"
+            );
             assert!(text.contains(": OK ("), "{text}");
             checked += 1;
         }
@@ -94,7 +104,10 @@ user_ids = ["zhangsan"]
     let out = herald(&["check", "--config", path.to_str().unwrap()]);
     let text = stdout(&out);
     assert!(out.status.success(), "{text}");
-    assert!(text.lines().any(|l| l.starts_with("warning: rules[0].mention: channel \"team-wecom\"")), "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("warning: rules[0].mention: channel \"team-wecom\"")),
+        "{text}"
+    );
 
     let (_dir2, path2) = write_config(
         "[channels.c]\ntype = \"console\"\n[[rules]]\nname = \"a\"\nchannels = [\"c\"]\ntemplate = \"nope\"\n",
@@ -166,21 +179,41 @@ mobiles = ["13800000000"]
 
 #[test]
 fn render_reads_the_jenkins_status_query_form_and_refuses_bad_input() {
-    let (_dir, path) = write_config("[channels.c]\ntype = \"console\"\n[[rules]]\nname = \"a\"\nchannels = [\"c\"]\n");
+    let (_dir, path) =
+        write_config("[channels.c]\ntype = \"console\"\n[[rules]]\nname = \"a\"\nchannels = [\"c\"]\n");
     let cfg = path.to_str().unwrap();
     let out = herald(&[
-        "render", "--config", cfg, "--source", "jenkins-status",
-        "tests/fixtures/inbound/jenkins-jobstatus-start-get.query.txt", "--json",
+        "render",
+        "--config",
+        cfg,
+        "--source",
+        "jenkins-status",
+        "tests/fixtures/inbound/jenkins-jobstatus-start-get.query.txt",
+        "--json",
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["event"]["status"], "started");
     assert_eq!(v["event"]["build_number"], 214);
 
-    let out = herald(&["render", "--config", cfg, "--source", "nope", "tests/fixtures/inbound/flow-task-fail.json"]);
+    let out = herald(&[
+        "render",
+        "--config",
+        cfg,
+        "--source",
+        "nope",
+        "tests/fixtures/inbound/flow-task-fail.json",
+    ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown format \"nope\""));
-    let out = herald(&["render", "--config", cfg, "--source", "buildbot", "tests/fixtures/inbound/flow-task-fail.json"]);
+    let out = herald(&[
+        "render",
+        "--config",
+        cfg,
+        "--source",
+        "buildbot",
+        "tests/fixtures/inbound/flow-task-fail.json",
+    ]);
     assert!(!out.status.success(), "a Flow payload is not a Buildbot one");
 }
 

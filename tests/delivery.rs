@@ -17,7 +17,7 @@ use herald::config::Mention;
 use herald::delivery::{RetryPolicy, Worker};
 use herald::event::{Event, Status};
 use herald::outbox::memory::MemoryOutbox;
-use herald::outbox::{DeliveryState, NewDelivery, Outbox};
+use herald::outbox::{DeliveryState, Headline, NewDelivery, Outbox};
 use tokio::sync::Notify;
 
 /// A channel that answers from a script and records every attempt.
@@ -43,7 +43,11 @@ impl Channel for Scripted {
     }
     async fn send(&self, _msg: &Message, attempt: &Attempt) -> Outcome {
         self.attempts.lock().unwrap().push(attempt.clone());
-        self.script.lock().unwrap().pop_front().unwrap_or_else(|| Outcome::delivered(Some(200), Some(0), "ok"))
+        self.script
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or_else(|| Outcome::delivered(Some(200), Some(0), "ok"))
     }
     fn check_templates(&self, _template: &str, _ctx: &serde_json::Value) -> Vec<String> {
         vec![]
@@ -89,13 +93,19 @@ async fn enqueue(rig: &Rig, id: &str, channel: &str) {
         rule: "r".into(),
         channel: channel.into(),
         message: Message { body: MessageBody::Text { text: "hi".into() }, template_errors: vec![] },
+        headline: Headline::default(),
     };
     let e = Event::new("flow", Status::Failure, "FAIL", true);
     rig.outbox.enqueue(&e, &[d], rig.clock.now_ms(), None).await.unwrap();
 }
 
 fn transient(detail: &str, retry_after: Option<Duration>) -> Outcome {
-    Outcome { verdict: Verdict::Transient { retry_after }, http_status: Some(200), code: Some(-1), detail: detail.into() }
+    Outcome {
+        verdict: Verdict::Transient { retry_after },
+        http_status: Some(200),
+        code: Some(-1),
+        detail: detail.into(),
+    }
 }
 
 #[tokio::test]
@@ -145,8 +155,12 @@ async fn the_platform_hint_wins_over_a_shorter_backoff() {
 
 #[tokio::test]
 async fn permanent_failures_are_dead_at_once_with_the_platform_reason() {
-    let permanent =
-        Outcome { verdict: Verdict::Permanent, http_status: Some(200), code: Some(310000), detail: "keywords not in content".into() };
+    let permanent = Outcome {
+        verdict: Verdict::Permanent,
+        http_status: Some(200),
+        code: Some(310000),
+        detail: "keywords not in content".into(),
+    };
     let r = rig(vec![permanent], RetryPolicy::default());
     enqueue(&r, "d1", "scripted").await;
     r.worker.step().await;

@@ -8,14 +8,22 @@ use std::sync::Arc;
 use herald::channels::{Message, MessageBody};
 use herald::event::{Event, Status};
 use herald::outbox::sqlite::SqliteOutbox;
-use herald::outbox::{AttemptRecord, DeliveryState, ListFilter, NewDelivery, Next, Outbox};
+use herald::outbox::{AttemptRecord, DeliveryState, Headline, ListFilter, NewDelivery, Next, Outbox};
 
 fn delivery(id: &str, channel: &str) -> NewDelivery {
     NewDelivery {
         id: id.into(),
         rule: "r".into(),
         channel: channel.into(),
-        message: Message { body: MessageBody::Text { text: format!("msg {id}") }, template_errors: vec!["e".into()] },
+        message: Message {
+            body: MessageBody::Text { text: format!("msg {id}") },
+            template_errors: vec!["e".into()],
+        },
+        headline: Headline {
+            text: format!("headline {id}"),
+            url: Some("https://ci/1".into()),
+            status: "failure".into(),
+        },
     }
 }
 

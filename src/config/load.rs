@@ -90,7 +90,6 @@ fn syntax_error(text: &str, e: &toml::de::Error) -> ConfigError {
 
 /// Deserializes `value` as T, reporting unknown keys and type errors under `path`.
 fn typed<T: DeserializeOwned>(path: &str, value: toml::Value, errors: &mut Vec<ConfigError>) -> Option<T> {
-
     let mut unknown: Vec<String> = Vec::new();
     let mut on_unknown = |p: serde_ignored::Path<'_>| unknown.push(p.to_string());
     let de = serde_ignored::Deserializer::new(value, &mut on_unknown);
@@ -157,26 +156,28 @@ fn parse_channels(value: toml::Value, errors: &mut Vec<ConfigError>) -> Vec<Chan
         let mut common = ChannelCommon::default();
         match t.remove("timeout_ms") {
             Some(toml::Value::Integer(ms)) if ms > 0 => common.timeout_ms = ms as u64,
-            Some(_) => errors.push(ConfigError::new(format!("{path}.timeout_ms"), "expected a positive integer")),
-            None => {}
-        }
-        match t.remove("rate") {
-            Some(v) => {
-                let list = match v {
-                    toml::Value::Array(items) => items,
-                    one => vec![one],
-                };
-                let mut rates = Vec::new();
-                for item in list {
-                    match item.as_str().map(Rate::parse) {
-                        Some(Ok(r)) => rates.push(r),
-                        Some(Err(e)) => errors.push(ConfigError::new(format!("{path}.rate"), e)),
-                        None => errors.push(ConfigError::new(format!("{path}.rate"), "expected a rate like \"20/min\" or a list of them")),
-                    }
-                }
-                common.rate = Some(rates);
+            Some(_) => {
+                errors.push(ConfigError::new(format!("{path}.timeout_ms"), "expected a positive integer"))
             }
             None => {}
+        }
+        if let Some(v) = t.remove("rate") {
+            let list = match v {
+                toml::Value::Array(items) => items,
+                one => vec![one],
+            };
+            let mut rates = Vec::new();
+            for item in list {
+                match item.as_str().map(Rate::parse) {
+                    Some(Ok(r)) => rates.push(r),
+                    Some(Err(e)) => errors.push(ConfigError::new(format!("{path}.rate"), e)),
+                    None => errors.push(ConfigError::new(
+                        format!("{path}.rate"),
+                        "expected a rate like \"20/min\" or a list of them",
+                    )),
+                }
+            }
+            common.rate = Some(rates);
         }
         match t.remove("template") {
             Some(toml::Value::String(s)) => common.template = Some(s),
@@ -239,10 +240,16 @@ fn check_channel(path: &str, spec: &ChannelSpec, errors: &mut Vec<ConfigError>) 
             if c.to.is_empty() {
                 errors.push(ConfigError::new(format!("{path}.to"), "at least one recipient is required"));
             }
-            for (field, list) in [("from", std::slice::from_ref(&c.from)), ("to", &c.to[..]), ("cc", &c.cc[..])] {
+            for (field, list) in
+                [("from", std::slice::from_ref(&c.from)), ("to", &c.to[..]), ("cc", &c.cc[..])]
+            {
                 for (i, addr) in list.iter().enumerate() {
                     if addr.parse::<lettre::message::Mailbox>().is_err() {
-                        let at = if field == "from" { format!("{path}.from") } else { format!("{path}.{field}[{i}]") };
+                        let at = if field == "from" {
+                            format!("{path}.from")
+                        } else {
+                            format!("{path}.{field}[{i}]")
+                        };
                         errors.push(ConfigError::new(at, format!("invalid address \"{addr}\"")));
                     }
                 }
@@ -298,7 +305,10 @@ fn check_rules(rules: &[RuleConfig], channels: &[ChannelConfig], errors: &mut Ve
         }
         for (j, ch) in rule.channels.iter().enumerate() {
             if !channels.iter().any(|c| &c.name == ch) {
-                errors.push(ConfigError::new(format!("{path}.channels[{j}]"), format!("unknown channel \"{ch}\"")));
+                errors.push(ConfigError::new(
+                    format!("{path}.channels[{j}]"),
+                    format!("unknown channel \"{ch}\""),
+                ));
             }
         }
         if let Some(statuses) = &rule.when.status {

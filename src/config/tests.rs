@@ -166,7 +166,10 @@ channels = ["a"]
 fn missing_variables_are_all_reported_and_parsing_goes_on() {
     let text = "[channels.a]\ntype = \"wecom\"\nurl = \"https://x/send?key=${NOPE}\"\nbogus = 1\n[server]\nlisten = \"${ALSO_NOPE}\"\n";
     let errors: Vec<String> = parse(text, &env).unwrap_err().iter().map(|e| e.to_string()).collect();
-    assert!(errors.iter().any(|e| e.starts_with("line 3: environment variable NOPE is not set")), "{errors:?}");
+    assert!(
+        errors.iter().any(|e| e.starts_with("line 3: environment variable NOPE is not set")),
+        "{errors:?}"
+    );
     assert!(errors.iter().any(|e| e.starts_with("line 6: environment variable ALSO_NOPE")), "{errors:?}");
     assert!(errors.iter().any(|e| e.starts_with("channels.a.bogus: unknown key")), "{errors:?}");
 }
@@ -183,7 +186,8 @@ fn syntax_errors_give_a_position_but_not_the_line() {
 
 #[test]
 fn secrets_never_appear_in_errors_or_debug() {
-    let text = "[channels.a]\ntype = \"email\"\nsmtp = \"http://user:${DT_SECRET}@x\"\nfrom = \"bad\"\nto = []\n\
+    let text =
+        "[channels.a]\ntype = \"email\"\nsmtp = \"http://user:${DT_SECRET}@x\"\nfrom = \"bad\"\nto = []\n\
                 [channels.b]\ntype = \"dingtalk\"\nurl = \"not a url ${DT_TOKEN}\"\n";
     let errors: Vec<String> = parse(text, &env).unwrap_err().iter().map(|e| e.to_string()).collect();
     assert_eq!(errors.len(), 4, "{errors:#?}");
@@ -192,16 +196,27 @@ fn secrets_never_appear_in_errors_or_debug() {
     }
     let cfg = parse(SPEC_EXAMPLE, &env).unwrap();
     let debug = format!("{cfg:?}");
-    for secret in ["dt-token-value", "SECdt-secret-value", "wecom-key-value", "lark-token-value", "pass@", "audit-token"] {
+    for secret in [
+        "dt-token-value",
+        "SECdt-secret-value",
+        "wecom-key-value",
+        "lark-token-value",
+        "pass@",
+        "audit-token",
+    ] {
         assert!(!debug.contains(secret), "{secret} leaked into Debug");
     }
 }
 
 #[test]
 fn channel_values_are_checked() {
-    let text = "[channels.a]\ntype = \"lark\"\nurl = \"ftp://x/hook/t\"\nmsgtype = \"card\"\ntimeout_ms = -1\n";
+    let text =
+        "[channels.a]\ntype = \"lark\"\nurl = \"ftp://x/hook/t\"\nmsgtype = \"card\"\ntimeout_ms = -1\n";
     let errors: Vec<String> = parse(text, &env).unwrap_err().iter().map(|e| e.to_string()).collect();
-    assert!(errors.iter().any(|e| e.starts_with("channels.a.timeout_ms: expected a positive integer")), "{errors:?}");
+    assert!(
+        errors.iter().any(|e| e.starts_with("channels.a.timeout_ms: expected a positive integer")),
+        "{errors:?}"
+    );
     assert!(errors.iter().any(|e| e.starts_with("channels.a.msgtype: unknown variant `card`")), "{errors:?}");
 }
 
@@ -223,6 +238,12 @@ fn delivery_settings_and_rates() {
 
     let bad = "[delivery]\nmax_age = \"soon\"\nmax_attempts = 0\n[channels.a]\ntype = \"wecom\"\nurl = \"https://x/s?key=k\"\nrate = [\"20/fortnight\"]\n";
     let errors: Vec<String> = parse(bad, &env).unwrap_err().iter().map(|e| e.to_string()).collect();
-    assert!(errors.iter().any(|e| e.starts_with("delivery.max_age: invalid duration \"soon\"")), "{errors:?}");
-    assert!(errors.iter().any(|e| e.starts_with("channels.a.rate: invalid rate \"20/fortnight\"")), "{errors:?}");
+    assert!(
+        errors.iter().any(|e| e.starts_with("delivery.max_age: invalid duration \"soon\"")),
+        "{errors:?}"
+    );
+    assert!(
+        errors.iter().any(|e| e.starts_with("channels.a.rate: invalid rate \"20/fortnight\"")),
+        "{errors:?}"
+    );
 }

@@ -12,9 +12,11 @@ pub struct HumanDuration(pub Duration);
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        humantime::parse_duration(&s)
-            .map(HumanDuration)
-            .map_err(|e| serde::de::Error::custom(format!("invalid duration \"{s}\" ({e}); write e.g. \"30s\", \"10m\", \"24h\"")))
+        humantime::parse_duration(&s).map(HumanDuration).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "invalid duration \"{s}\" ({e}); write e.g. \"30s\", \"10m\", \"24h\""
+            ))
+        })
     }
 }
 
@@ -35,8 +37,14 @@ impl Rate {
 
     /// Parses `"20/min"`, `"5/s"`, `"100/h"` or `"20/30s"`.
     pub fn parse(s: &str) -> Result<Rate, String> {
-        let (count, per) = s.split_once('/').ok_or_else(|| format!("invalid rate \"{s}\"; write e.g. \"20/min\""))?;
-        let count: u32 = count.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| format!("invalid rate \"{s}\": the count must be a positive integer"))?;
+        let (count, per) =
+            s.split_once('/').ok_or_else(|| format!("invalid rate \"{s}\"; write e.g. \"20/min\""))?;
+        let count: u32 = count
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("invalid rate \"{s}\": the count must be a positive integer"))?;
         let per = match per.trim() {
             "s" | "sec" | "second" => Duration::from_secs(1),
             "m" | "min" | "minute" => Duration::from_secs(60),

@@ -41,7 +41,14 @@ impl RetryPolicy {
 
     /// What follows an attempt. `attempts` counts the attempt just made; `created_at` is when
     /// the delivery was accepted.
-    pub fn next(&self, outcome: &Outcome, attempts: u32, created_at: Millis, now: Millis, jitter: f64) -> Next {
+    pub fn next(
+        &self,
+        outcome: &Outcome,
+        attempts: u32,
+        created_at: Millis,
+        now: Millis,
+        jitter: f64,
+    ) -> Next {
         match &outcome.verdict {
             Verdict::Delivered => Next::Delivered,
             Verdict::Permanent => Next::Dead(outcome.detail.clone()),
@@ -86,11 +93,16 @@ mod tests {
             ..Outcome::transient("busy")
         };
         assert_eq!(p.next(&Outcome::delivered(Some(200), Some(0), "ok"), 1, 0, 0, 1.0), Next::Delivered);
-        assert_eq!(p.next(&Outcome::permanent("310000 sign not match"), 1, 0, 0, 1.0), Next::Dead("310000 sign not match".into()));
+        assert_eq!(
+            p.next(&Outcome::permanent("310000 sign not match"), 1, 0, 0, 1.0),
+            Next::Dead("310000 sign not match".into())
+        );
         assert_eq!(p.next(&transient(None), 1, 0, 1000, 1.0), Next::RetryAt(2000));
         // A platform hint longer than the backoff wins (DingTalk's 10-minute lockout).
         assert_eq!(p.next(&transient(Some(600)), 1, 0, 0, 1.0), Next::RetryAt(600_000));
-        assert!(matches!(p.next(&transient(None), 12, 0, 0, 1.0), Next::Dead(r) if r.starts_with("gave up after 12 attempts")));
+        assert!(
+            matches!(p.next(&transient(None), 12, 0, 0, 1.0), Next::Dead(r) if r.starts_with("gave up after 12 attempts"))
+        );
         let day = 24 * 3600 * 1000;
         assert!(matches!(p.next(&transient(None), 2, 0, day, 1.0), Next::Dead(r) if r.contains("max_age")));
     }

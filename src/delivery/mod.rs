@@ -3,6 +3,7 @@
 //! decides when to try again.
 
 mod backoff;
+pub mod governor;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -34,7 +34,11 @@ pub async fn with_format(
 }
 
 /// `POST /hooks`: the format is detected.
-pub async fn detected(state: web::Data<AppState>, req: HttpRequest, body: web::Payload) -> Result<HttpResponse, ApiError> {
+pub async fn detected(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
     handle(state, req, None, body).await
 }
 
@@ -56,7 +60,11 @@ async fn handle(
     let mut event = match gateway.parse(format.as_deref(), &inbound, req.query_string()) {
         Ok(e) => e,
         Err(e) => {
-            tracing::info!(format = format.as_deref().unwrap_or("auto"), status = e.status(), "webhook refused: {e}");
+            tracing::info!(
+                format = format.as_deref().unwrap_or("auto"),
+                status = e.status(),
+                "webhook refused: {e}"
+            );
             return Err(e.into());
         }
     };
@@ -71,7 +79,11 @@ async fn handle(
 }
 
 /// Reads the whole body, refusing with 413 as soon as it passes `limit`.
-async fn read_limited(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, HookError> {
+async fn read_limited(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<Vec<u8>, HookError> {
     let declared = req
         .headers()
         .get(actix_web::http::header::CONTENT_LENGTH)

@@ -7,7 +7,8 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::{
-    AttemptRecord, Dedup, Delivery, DeliveryState, Enqueued, ListFilter, NewDelivery, Next, Outbox, OutboxError,
+    AttemptRecord, Dedup, Delivery, DeliveryState, Enqueued, ListFilter, NewDelivery, Next, Outbox,
+    OutboxError,
 };
 use crate::clock::Millis;
 use crate::event::Event;
@@ -76,6 +77,7 @@ impl Outbox for MemoryOutbox {
                 rule: d.rule.clone(),
                 channel: d.channel.clone(),
                 message: d.message.clone(),
+                headline: d.headline.clone(),
                 state: DeliveryState::Pending,
                 attempts: 0,
                 created_at: now,
@@ -140,6 +142,68 @@ impl Outbox for MemoryOutbox {
             .filter(|e| is_open(e.delivery.state))
             .map(|e| e.leased_until.map_or(e.delivery.next_at, |l| l.max(e.delivery.next_at)))
             .min())
+    }
+
+    async fn defer(&self, id: &str, at: Millis) -> Result<(), OutboxError> {
+        let mut entries = self.entries.lock().expect("outbox lock");
+        let entry = entries.get_mut(id).ok_or_else(|| OutboxError(format!("no delivery {id}")))?;
+        entry.delivery.next_at = at;
+        entry.leased_until = None;
+        Ok(())
+    }
+
+    async fn backlog(
+        &self,
+        channels: &[String],
+        now: Millis,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, OutboxError> {
+        let entries = self.entries.lock().expect("outbox lock");
+        let mut open: Vec<Delivery> = entries
+            .values()
+            .filter(|e| {
+                is_open(e.delivery.state)
+                    && channels.contains(&e.delivery.channel)
+                    && e.leased_until.is_none_or(|until| until <= now)
+            })
+            .map(|e| e.delivery.clone())
+            .collect();
+        open.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        open.truncate(limit);
+        Ok(open)
+    }
+
+    async fn merge(
+        &self,
+        ids: &[String],
+        summary: &NewDelivery,
+        event_id: &str,
+        at: Millis,
+    ) -> Result<(), OutboxError> {
+        let mut entries = self.entries.lock().expect("outbox lock");
+        for id in ids {
+            if let Some(e) = entries.get_mut(id) {
+                e.delivery.state = DeliveryState::Merged;
+                e.delivery.last_error = Some(format!("merged into summary {}", summary.id));
+                e.leased_until = None;
+            }
+        }
+        let delivery = Delivery {
+            id: summary.id.clone(),
+            event_id: event_id.to_string(),
+            rule: summary.rule.clone(),
+            channel: summary.channel.clone(),
+            message: summary.message.clone(),
+            headline: summary.headline.clone(),
+            state: DeliveryState::Pending,
+            attempts: 0,
+            created_at: at,
+            scheduled_at: at,
+            next_at: at,
+            last_error: None,
+        };
+        entries.insert(summary.id.clone(), Entry { delivery, leased_until: None, attempts: Vec::new() });
+        Ok(())
     }
 
     async fn list(&self, filter: &ListFilter) -> Result<Vec<Delivery>, OutboxError> {

@@ -26,6 +26,8 @@ pub enum DeliveryState {
     Delivered,
     /// Given up: a permanent failure, or too many attempts. Final until replayed.
     Dead,
+    /// Held back by the robot's rate limit and sent as part of a summary message.
+    Merged,
 }
 
 impl DeliveryState {
@@ -35,8 +37,30 @@ impl DeliveryState {
             DeliveryState::Retrying => "retrying",
             DeliveryState::Delivered => "delivered",
             DeliveryState::Dead => "dead",
+            DeliveryState::Merged => "merged",
         }
     }
+
+    pub const ALL: [DeliveryState; 5] = [
+        DeliveryState::Pending,
+        DeliveryState::Retrying,
+        DeliveryState::Delivered,
+        DeliveryState::Dead,
+        DeliveryState::Merged,
+    ];
+
+    pub fn parse(s: &str) -> Option<DeliveryState> {
+        DeliveryState::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+}
+
+/// The one line that stands for a delivery in a backlog summary.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Headline {
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    pub status: String,
 }
 
 /// A delivery to store with its event.
@@ -46,6 +70,7 @@ pub struct NewDelivery {
     pub rule: String,
     pub channel: String,
     pub message: Message,
+    pub headline: Headline,
 }
 
 /// A stored delivery.
@@ -56,6 +81,7 @@ pub struct Delivery {
     pub rule: String,
     pub channel: String,
     pub message: Message,
+    pub headline: Headline,
     pub state: DeliveryState,
     /// Attempts made so far.
     pub attempts: u32,
@@ -135,6 +161,26 @@ pub trait Outbox: Send + Sync {
     async fn finish(&self, id: &str, attempt: AttemptRecord, next: Next) -> Result<(), OutboxError>;
     /// The earliest time a delivery is due (leased ones count from their lease's expiry).
     async fn next_due(&self) -> Result<Option<Millis>, OutboxError>;
+    /// Puts a leased delivery back, due at `at`, without counting an attempt: the rate
+    /// governor held it.
+    async fn defer(&self, id: &str, at: Millis) -> Result<(), OutboxError>;
+    /// The open (pending or retrying) deliveries to these channels that nobody holds a lease
+    /// on at `now`, oldest first, at most `limit`.
+    async fn backlog(
+        &self,
+        channels: &[String],
+        now: Millis,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, OutboxError>;
+    /// Marks `ids` merged into `summary` and stores `summary` (for the event `event_id`), due
+    /// at `at`, in one transaction.
+    async fn merge(
+        &self,
+        ids: &[String],
+        summary: &NewDelivery,
+        event_id: &str,
+        at: Millis,
+    ) -> Result<(), OutboxError>;
     /// Deliveries, newest first.
     async fn list(&self, filter: &ListFilter) -> Result<Vec<Delivery>, OutboxError>;
     /// One delivery and its attempts, oldest first.

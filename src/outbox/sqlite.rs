@@ -15,7 +15,8 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use tokio::sync::oneshot;
 
 use super::{
-    AttemptRecord, Dedup, Delivery, DeliveryState, Enqueued, ListFilter, NewDelivery, Next, Outbox, OutboxError,
+    AttemptRecord, Dedup, Delivery, DeliveryState, Enqueued, ListFilter, NewDelivery, Next, Outbox,
+    OutboxError,
 };
 use crate::clock::Millis;
 use crate::event::Event;
@@ -41,6 +42,7 @@ CREATE TABLE deliveries (
     rule         TEXT NOT NULL,
     channel      TEXT NOT NULL,
     message      TEXT NOT NULL,
+    headline     TEXT NOT NULL,
     state        TEXT NOT NULL,
     attempts     INTEGER NOT NULL DEFAULT 0,
     created_at   INTEGER NOT NULL,
@@ -65,15 +67,66 @@ CREATE INDEX attempts_delivery ON attempts (delivery_id, at);
 
 type Reply<T> = oneshot::Sender<Result<T, OutboxError>>;
 
+/// Answers a caller once the batch's commit has succeeded (`None`) or failed.
+type Answer = Box<dyn FnOnce(Option<&OutboxError>)>;
+
 /// One operation for the writer thread.
 enum Op {
-    Enqueue { event: String, meta: EventMeta, deliveries: Vec<StoredNew>, now: Millis, dedup: Option<Dedup>, reply: Reply<Enqueued> },
-    Lease { now: Millis, limit: usize, lease_ms: i64, reply: Reply<Vec<Delivery>> },
-    Finish { id: String, attempt: AttemptRecord, next: Next, reply: Reply<()> },
-    NextDue { reply: Reply<Option<Millis>> },
-    List { filter: ListFilter, reply: Reply<Vec<Delivery>> },
-    Get { id: String, reply: Reply<Option<(Delivery, Vec<AttemptRecord>)>> },
-    Replay { ids: Vec<String>, filter: ListFilter, now: Millis, reply: Reply<usize> },
+    Enqueue {
+        event: String,
+        meta: EventMeta,
+        deliveries: Vec<StoredNew>,
+        now: Millis,
+        dedup: Option<Dedup>,
+        reply: Reply<Enqueued>,
+    },
+    Lease {
+        now: Millis,
+        limit: usize,
+        lease_ms: i64,
+        reply: Reply<Vec<Delivery>>,
+    },
+    Finish {
+        id: String,
+        attempt: AttemptRecord,
+        next: Next,
+        reply: Reply<()>,
+    },
+    NextDue {
+        reply: Reply<Option<Millis>>,
+    },
+    List {
+        filter: ListFilter,
+        reply: Reply<Vec<Delivery>>,
+    },
+    Get {
+        id: String,
+        reply: Reply<Option<(Delivery, Vec<AttemptRecord>)>>,
+    },
+    Replay {
+        ids: Vec<String>,
+        filter: ListFilter,
+        now: Millis,
+        reply: Reply<usize>,
+    },
+    Defer {
+        id: String,
+        at: Millis,
+        reply: Reply<()>,
+    },
+    Backlog {
+        channels: Vec<String>,
+        now: Millis,
+        limit: usize,
+        reply: Reply<Vec<Delivery>>,
+    },
+    Merge {
+        ids: Vec<String>,
+        summary: StoredNew,
+        event_id: String,
+        at: Millis,
+        reply: Reply<()>,
+    },
 }
 
 struct EventMeta {
@@ -87,6 +140,35 @@ struct StoredNew {
     rule: String,
     channel: String,
     message: String,
+    headline: String,
+}
+
+impl StoredNew {
+    fn from(d: &NewDelivery) -> Result<StoredNew, OutboxError> {
+        let json = |v: &dyn erased::Json| v.to_json();
+        Ok(StoredNew {
+            id: d.id.clone(),
+            rule: d.rule.clone(),
+            channel: d.channel.clone(),
+            message: json(&d.message)?,
+            headline: json(&d.headline)?,
+        })
+    }
+}
+
+mod erased {
+    use super::OutboxError;
+
+    /// Serializes a stored value to JSON text.
+    pub trait Json {
+        fn to_json(&self) -> Result<String, OutboxError>;
+    }
+
+    impl<T: serde::Serialize> Json for T {
+        fn to_json(&self) -> Result<String, OutboxError> {
+            serde_json::to_string(self).map_err(|e| OutboxError(e.to_string()))
+        }
+    }
 }
 
 /// The SQLite outbox. Cloning shares the writer.
@@ -99,9 +181,11 @@ pub struct SqliteOutbox {
 impl SqliteOutbox {
     /// Opens (creating if needed) `dir/herald.db`, applies migrations, and starts the writer.
     pub fn open(dir: &Path) -> Result<SqliteOutbox, OutboxError> {
-        std::fs::create_dir_all(dir).map_err(|e| OutboxError(format!("cannot create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| OutboxError(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join("herald.db");
-        let mut conn = Connection::open(&path).map_err(|e| OutboxError(format!("cannot open {}: {e}", path.display())))?;
+        let mut conn = Connection::open(&path)
+            .map_err(|e| OutboxError(format!("cannot open {}: {e}", path.display())))?;
         configure(&conn).map_err(db)?;
         migrate(&mut conn)?;
         let (ops, rx) = mpsc::channel();
@@ -173,7 +257,7 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Op>) {
                 continue;
             }
         };
-        let answers: Vec<Box<dyn FnOnce(Option<&OutboxError>)>> = batch.into_iter().map(|op| run(&tx, op)).collect();
+        let answers: Vec<Answer> = batch.into_iter().map(|op| run(&tx, op)).collect();
         match tx.commit() {
             Ok(()) => answers.into_iter().for_each(|a| a(None)),
             Err(e) => {
@@ -198,13 +282,16 @@ fn fail(op: Op, err: &OutboxError) {
         Op::List { reply, .. } => drop(reply.send(e(err))),
         Op::Get { reply, .. } => drop(reply.send(e(err))),
         Op::Replay { reply, .. } => drop(reply.send(e(err))),
+        Op::Defer { reply, .. } => drop(reply.send(e(err))),
+        Op::Backlog { reply, .. } => drop(reply.send(e(err))),
+        Op::Merge { reply, .. } => drop(reply.send(e(err))),
     }
 }
 
 /// Runs one operation inside the batch's transaction; the returned closure answers the
 /// caller once the commit's fate is known (a failed commit fails every answer).
-fn run(tx: &Transaction<'_>, op: Op) -> Box<dyn FnOnce(Option<&OutboxError>)> {
-    fn answer<T: Send + 'static>(reply: Reply<T>, result: Result<T, OutboxError>) -> Box<dyn FnOnce(Option<&OutboxError>)> {
+fn run(tx: &Transaction<'_>, op: Op) -> Answer {
+    fn answer<T: Send + 'static>(reply: Reply<T>, result: Result<T, OutboxError>) -> Answer {
         Box::new(move |commit_err: Option<&OutboxError>| {
             let result = match commit_err {
                 Some(e) => Err(OutboxError(e.0.clone())),
@@ -223,6 +310,11 @@ fn run(tx: &Transaction<'_>, op: Op) -> Box<dyn FnOnce(Option<&OutboxError>)> {
         Op::List { filter, reply } => answer(reply, list(tx, &filter)),
         Op::Get { id, reply } => answer(reply, get(tx, &id)),
         Op::Replay { ids, filter, now, reply } => answer(reply, replay(tx, &ids, &filter, now)),
+        Op::Defer { id, at, reply } => answer(reply, defer(tx, &id, at)),
+        Op::Backlog { channels, now, limit, reply } => answer(reply, backlog(tx, &channels, now, limit)),
+        Op::Merge { ids, summary, event_id, at, reply } => {
+            answer(reply, merge(tx, &ids, &summary, &event_id, at))
+        }
     }
 }
 
@@ -252,26 +344,36 @@ fn enqueue(
     })
     .map_err(db)?;
     if duplicate_of.is_none() {
-        let mut insert = tx
-            .prepare_cached(
-                "INSERT INTO deliveries (id, event_id, rule, channel, message, state, created_at, scheduled_at, next_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?6, ?6)",
-            )
-            .map_err(db)?;
         for d in deliveries {
-            insert.execute(params![d.id, meta.id, d.rule, d.channel, d.message, now]).map_err(db)?;
+            insert_delivery(tx, d, &meta.id, now)?;
         }
     }
     Ok(Enqueued { duplicate_of })
 }
 
+fn insert_delivery(
+    tx: &Transaction<'_>,
+    d: &StoredNew,
+    event_id: &str,
+    at: Millis,
+) -> Result<(), OutboxError> {
+    tx.prepare_cached(
+        "INSERT INTO deliveries (id, event_id, rule, channel, message, headline, state, created_at, scheduled_at, next_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7, ?7)",
+    )
+    .and_then(|mut s| s.execute(params![d.id, event_id, d.rule, d.channel, d.message, d.headline, at]))
+    .map_err(db)?;
+    Ok(())
+}
+
 const DELIVERY_COLUMNS: &str =
-    "id, event_id, rule, channel, message, state, attempts, created_at, scheduled_at, next_at, last_error";
+    "id, event_id, rule, channel, message, state, attempts, created_at, scheduled_at, next_at, last_error, headline";
 
 fn row_to_delivery(r: &rusqlite::Row<'_>) -> rusqlite::Result<Delivery> {
     let message: String = r.get(4)?;
     let state: String = r.get(5)?;
-    let bad = |what: String| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, what.into());
+    let bad =
+        |what: String| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, what.into());
     Ok(Delivery {
         id: r.get(0)?,
         event_id: r.get(1)?,
@@ -284,16 +386,21 @@ fn row_to_delivery(r: &rusqlite::Row<'_>) -> rusqlite::Result<Delivery> {
         scheduled_at: r.get(8)?,
         next_at: r.get(9)?,
         last_error: r.get(10)?,
+        headline: serde_json::from_str(&r.get::<_, String>(11)?)
+            .map_err(|e| bad(format!("stored headline: {e}")))?,
     })
 }
 
 fn parse_state(s: &str) -> Option<DeliveryState> {
-    [DeliveryState::Pending, DeliveryState::Retrying, DeliveryState::Delivered, DeliveryState::Dead]
-        .into_iter()
-        .find(|st| st.as_str() == s)
+    DeliveryState::parse(s)
 }
 
-fn lease(tx: &Transaction<'_>, now: Millis, limit: usize, lease_ms: i64) -> Result<Vec<Delivery>, OutboxError> {
+fn lease(
+    tx: &Transaction<'_>,
+    now: Millis,
+    limit: usize,
+    lease_ms: i64,
+) -> Result<Vec<Delivery>, OutboxError> {
     let sql = format!(
         "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE state IN ('pending', 'retrying') AND next_at <= ?1 \
          AND (leased_until IS NULL OR leased_until <= ?1) ORDER BY next_at, created_at LIMIT ?2"
@@ -370,7 +477,10 @@ fn list(tx: &Transaction<'_>, filter: &ListFilter) -> Result<Vec<Delivery>, Outb
 
 fn get(tx: &Transaction<'_>, id: &str) -> Result<Option<(Delivery, Vec<AttemptRecord>)>, OutboxError> {
     let sql = format!("SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = ?1");
-    let Some(d) = tx.prepare_cached(&sql).and_then(|mut s| s.query_row([id], row_to_delivery).optional()).map_err(db)?
+    let Some(d) = tx
+        .prepare_cached(&sql)
+        .and_then(|mut s| s.query_row([id], row_to_delivery).optional())
+        .map_err(db)?
     else {
         return Ok(None);
     };
@@ -395,7 +505,12 @@ fn get(tx: &Transaction<'_>, id: &str) -> Result<Option<(Delivery, Vec<AttemptRe
     Ok(Some((d, attempts)))
 }
 
-fn replay(tx: &Transaction<'_>, ids: &[String], filter: &ListFilter, now: Millis) -> Result<usize, OutboxError> {
+fn replay(
+    tx: &Transaction<'_>,
+    ids: &[String],
+    filter: &ListFilter,
+    now: Millis,
+) -> Result<usize, OutboxError> {
     let reset = "UPDATE deliveries SET state = 'pending', attempts = 0, scheduled_at = ?1, next_at = ?1, \
                  leased_until = NULL WHERE state IN ('dead', 'retrying')";
     if ids.is_empty() {
@@ -413,6 +528,51 @@ fn replay(tx: &Transaction<'_>, ids: &[String], filter: &ListFilter, now: Millis
     }
 }
 
+fn defer(tx: &Transaction<'_>, id: &str, at: Millis) -> Result<(), OutboxError> {
+    tx.prepare_cached("UPDATE deliveries SET next_at = ?2, leased_until = NULL WHERE id = ?1")
+        .and_then(|mut s| s.execute(params![id, at]))
+        .map_err(db)?;
+    Ok(())
+}
+
+fn backlog(
+    tx: &Transaction<'_>,
+    channels: &[String],
+    now: Millis,
+    limit: usize,
+) -> Result<Vec<Delivery>, OutboxError> {
+    let marks: Vec<String> = (0..channels.len()).map(|i| format!("?{}", i + 2)).collect();
+    let sql = format!(
+        "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE state IN ('pending', 'retrying') AND channel IN ({}) \
+         AND (leased_until IS NULL OR leased_until <= ?1) ORDER BY created_at, id LIMIT {limit}",
+        marks.join(", ")
+    );
+    let values = std::iter::once(rusqlite::types::Value::from(now))
+        .chain(channels.iter().map(|c| rusqlite::types::Value::from(c.clone())));
+    tx.prepare(&sql)
+        .and_then(|mut s| s.query_map(rusqlite::params_from_iter(values), row_to_delivery)?.collect())
+        .map_err(db)
+}
+
+fn merge(
+    tx: &Transaction<'_>,
+    ids: &[String],
+    summary: &StoredNew,
+    event_id: &str,
+    at: Millis,
+) -> Result<(), OutboxError> {
+    let note = format!("merged into summary {}", summary.id);
+    let mut mark = tx
+        .prepare_cached(
+            "UPDATE deliveries SET state = 'merged', last_error = ?2, leased_until = NULL WHERE id = ?1",
+        )
+        .map_err(db)?;
+    for id in ids {
+        mark.execute(params![id, note]).map_err(db)?;
+    }
+    insert_delivery(tx, summary, event_id, at)
+}
+
 #[async_trait]
 impl Outbox for SqliteOutbox {
     async fn enqueue(
@@ -424,18 +584,12 @@ impl Outbox for SqliteOutbox {
     ) -> Result<Enqueued, OutboxError> {
         // Serialize here, on the caller's thread, so the writer only writes.
         let body = serde_json::to_string(event).map_err(|e| OutboxError(e.to_string()))?;
-        let meta = EventMeta { id: event.event_id.clone(), source: event.source.clone(), status: event.status.to_string() };
-        let deliveries = deliveries
-            .iter()
-            .map(|d| {
-                Ok(StoredNew {
-                    id: d.id.clone(),
-                    rule: d.rule.clone(),
-                    channel: d.channel.clone(),
-                    message: serde_json::to_string(&d.message).map_err(|e| OutboxError(e.to_string()))?,
-                })
-            })
-            .collect::<Result<Vec<_>, OutboxError>>()?;
+        let meta = EventMeta {
+            id: event.event_id.clone(),
+            source: event.source.clone(),
+            status: event.status.to_string(),
+        };
+        let deliveries = deliveries.iter().map(StoredNew::from).collect::<Result<Vec<_>, OutboxError>>()?;
         let dedup = dedup.cloned();
         self.call(|reply| Op::Enqueue { event: body, meta, deliveries, now, dedup, reply }).await
     }
@@ -464,5 +618,30 @@ impl Outbox for SqliteOutbox {
     async fn replay(&self, ids: &[String], filter: &ListFilter, now: Millis) -> Result<usize, OutboxError> {
         let (ids, filter) = (ids.to_vec(), filter.clone());
         self.call(|reply| Op::Replay { ids, filter, now, reply }).await
+    }
+
+    async fn defer(&self, id: &str, at: Millis) -> Result<(), OutboxError> {
+        self.call(|reply| Op::Defer { id: id.to_string(), at, reply }).await
+    }
+
+    async fn backlog(
+        &self,
+        channels: &[String],
+        now: Millis,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, OutboxError> {
+        let channels = channels.to_vec();
+        self.call(|reply| Op::Backlog { channels, now, limit, reply }).await
+    }
+
+    async fn merge(
+        &self,
+        ids: &[String],
+        summary: &NewDelivery,
+        event_id: &str,
+        at: Millis,
+    ) -> Result<(), OutboxError> {
+        let (ids, summary, event_id) = (ids.to_vec(), StoredNew::from(summary)?, event_id.to_string());
+        self.call(|reply| Op::Merge { ids, summary, event_id, at, reply }).await
     }
 }

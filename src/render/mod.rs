@@ -206,6 +206,26 @@ pub fn context(event: &Event, extras: &ContextExtras<'_>) -> serde_json::Value {
     context::build(event, extras)
 }
 
+/// One line that names an event, for backlog summaries: `❌ payments-api #42 failure · test / unit`.
+pub fn headline(event: &Event) -> String {
+    let mut line = format!(
+        "{} {}",
+        format::status_emoji(event.status),
+        event.pipeline.as_deref().unwrap_or(&event.source)
+    );
+    if let Some(n) = event.build_number {
+        line.push_str(&format!(" #{n}"));
+    }
+    line.push(' ');
+    line.push_str(event.status.as_str());
+    let unit: Vec<&str> = [event.stage.as_deref(), event.task.as_deref()].into_iter().flatten().collect();
+    if !unit.is_empty() {
+        line.push_str(" · ");
+        line.push_str(&unit.join(" / "));
+    }
+    line
+}
+
 /// Flow-style `${NAME}` interpolation for rule `content`: looks NAME up in the event's params,
 /// then its fields; an unknown name is left as written, and `$${` writes a literal `${`.
 pub fn interpolate_content(content: &str, event: &Event) -> String {

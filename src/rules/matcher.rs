@@ -38,12 +38,20 @@ impl Matcher {
         let params = when
             .params
             .iter()
-            .map(|(k, g)| (k.clone(), glob_set(std::slice::from_ref(g), false, &format!("{path}.params.{k}"), &mut errors)))
+            .map(|(k, g)| {
+                (
+                    k.clone(),
+                    glob_set(std::slice::from_ref(g), false, &format!("{path}.params.{k}"), &mut errors),
+                )
+            })
             .collect();
         let matcher = Matcher {
             sources: when.source.as_ref().map(|s| s.items()),
             // Unknown status words were reported by config::load.
-            statuses: when.status.as_ref().map(|s| s.items().iter().filter_map(|w| Status::parse(w)).collect()),
+            statuses: when
+                .status
+                .as_ref()
+                .map(|s| s.items().iter().filter_map(|w| Status::parse(w)).collect()),
             is_final: when.is_final,
             pipeline,
             branch,

@@ -102,8 +102,15 @@ fn stop_ends_evaluation_only_when_its_rule_matches() {
 
 #[test]
 fn bad_globs_are_reported_with_paths() {
-    let bad = rule("bad", &["x"], WhenConfig { branch: many(&["main", "[oops"]), pipeline: one("{a"), ..Default::default() });
+    let bad = rule(
+        "bad",
+        &["x"],
+        WhenConfig { branch: many(&["main", "[oops"]), pipeline: one("{a"), ..Default::default() },
+    );
     let errors: Vec<String> = RuleSet::compile(&[bad]).unwrap_err().iter().map(|e| e.to_string()).collect();
-    assert!(errors.iter().any(|e| e.starts_with("rules[0].when.branch[1]: invalid glob \"[oops\"")), "{errors:?}");
+    assert!(
+        errors.iter().any(|e| e.starts_with("rules[0].when.branch[1]: invalid glob \"[oops\"")),
+        "{errors:?}"
+    );
     assert!(errors.iter().any(|e| e.starts_with("rules[0].when.pipeline: invalid glob")), "{errors:?}");
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use herald::channels::{Message, MessageBody};
 use herald::event::{Event, Status};
-use herald::outbox::{AttemptRecord, Dedup, DeliveryState, ListFilter, NewDelivery, Next, Outbox};
+use herald::outbox::{AttemptRecord, Dedup, DeliveryState, Headline, ListFilter, NewDelivery, Next, Outbox};
 
 fn delivery(id: &str, channel: &str) -> NewDelivery {
     NewDelivery {
@@ -16,11 +16,19 @@ fn delivery(id: &str, channel: &str) -> NewDelivery {
             body: MessageBody::Text { text: format!("message {id}") },
             template_errors: vec![],
         },
+        headline: Headline { text: format!("headline {id}"), url: None, status: "failure".into() },
     }
 }
 
 fn record(at: i64, outcome: &str) -> AttemptRecord {
-    AttemptRecord { at, outcome: outcome.into(), http_status: Some(200), code: Some(0), detail: "ok".into(), latency_ms: 3 }
+    AttemptRecord {
+        at,
+        outcome: outcome.into(),
+        http_status: Some(200),
+        code: Some(0),
+        detail: "ok".into(),
+        latency_ms: 3,
+    }
 }
 
 fn event() -> Event {
@@ -39,6 +47,47 @@ where
     leases_respect_the_limit_and_due_order(make()).await;
     duplicates_within_the_window_are_stored_without_deliveries(make()).await;
     list_filters_and_replay_dead_letters(make()).await;
+    defer_backlog_and_merge(make()).await;
+}
+
+async fn defer_backlog_and_merge(o: Arc<dyn Outbox>) {
+    let e = event();
+    for (i, (id, ch)) in [("a", "ding"), ("b", "ding"), ("c", "ding"), ("m", "mail")].into_iter().enumerate()
+    {
+        let this = if i == 0 { e.clone() } else { event() };
+        o.enqueue(&this, &[delivery(id, ch)], i as i64, None).await.unwrap();
+    }
+    let leased = o.lease(0, 1, 60_000).await.unwrap();
+    assert_eq!(leased.len(), 1);
+    let held = leased[0].id.clone();
+    assert_eq!(held, "a");
+    // The governor holds it back: due later, no attempt counted, lease released.
+    o.defer(&held, 63_000).await.unwrap();
+    let after = o.get(&held).await.unwrap().unwrap();
+    assert_eq!((after.0.attempts, after.0.next_at, after.1.len()), (0, 63_000, 0));
+    // Another is in flight (leased): the backlog leaves it out.
+    let in_flight = o.lease(3, 1, 60_000).await.unwrap()[0].id.clone();
+    assert_eq!(in_flight, "b");
+    let backlog = o.backlog(&["ding".to_string()], 3, 100).await.unwrap();
+    let ids: Vec<&str> = backlog.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(ids, ["a", "c"], "open, unleased, this robot's channels only, oldest first");
+    assert!(backlog[0].headline.text.starts_with("headline "));
+
+    let merged: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
+    let summary = NewDelivery { id: "summary".into(), ..delivery("summary", "ding") };
+    o.merge(&merged, &summary, &e.event_id, 63_000).await.unwrap();
+    for id in &merged {
+        let (d, _) = o.get(id).await.unwrap().unwrap();
+        assert_eq!(d.state, DeliveryState::Merged);
+        assert_eq!(d.last_error.as_deref(), Some("merged into summary summary"));
+    }
+    let (s, _) = o.get("summary").await.unwrap().unwrap();
+    assert_eq!(
+        (s.state, s.next_at, s.event_id.as_str()),
+        (DeliveryState::Pending, 63_000, e.event_id.as_str())
+    );
+    let filter = ListFilter { state: Some(DeliveryState::Merged), limit: 10, ..Default::default() };
+    assert_eq!(o.list(&filter).await.unwrap().len(), 2);
 }
 
 async fn stored_deliveries_are_due_at_once(o: Arc<dyn Outbox>) {
@@ -125,7 +174,9 @@ async fn duplicates_within_the_window_are_stored_without_deliveries(o: Arc<dyn O
 
 async fn list_filters_and_replay_dead_letters(o: Arc<dyn Outbox>) {
     let e = Event::sample();
-    o.enqueue(&e, &[delivery("a", "ding"), delivery("b", "ding"), delivery("c", "mail")], 0, None).await.unwrap();
+    o.enqueue(&e, &[delivery("a", "ding"), delivery("b", "ding"), delivery("c", "mail")], 0, None)
+        .await
+        .unwrap();
     o.lease(0, 10, 60_000).await.unwrap();
     for id in ["a", "b", "c"] {
         o.finish(id, record(5, "permanent"), Next::Dead("no".into())).await.unwrap();
