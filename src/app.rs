@@ -1,5 +1,6 @@
 //! Wiring: config → gateway, outbox and worker; the HTTP server; and an orderly shutdown.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,8 +10,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::clock::{Clock, SystemClock};
+use crate::config::Rate;
 use crate::config::{Config, ConfigError};
-use crate::delivery::{RetryPolicy, Worker};
+use crate::delivery::governor::Governor;
+use crate::delivery::{self, RetryPolicy, Worker};
 use crate::gateway::Gateway;
 use crate::http::{self, AppState};
 use crate::outbox::memory::MemoryOutbox;
@@ -32,7 +35,8 @@ pub enum StartError {
 pub struct Options {
     pub outbox: Arc<dyn Outbox>,
     pub clock: Arc<dyn Clock>,
-    pub retry: RetryPolicy,
+    /// Overrides the retry policy from `[delivery]`.
+    pub retry: Option<RetryPolicy>,
     /// Let actix stop the server on SIGINT/SIGTERM (off in tests).
     pub signals: bool,
 }
@@ -42,7 +46,7 @@ impl Default for Options {
         Options {
             outbox: Arc::new(MemoryOutbox::new()),
             clock: Arc::new(SystemClock),
-            retry: RetryPolicy::default(),
+            retry: None,
             signals: true,
         }
     }
@@ -84,18 +88,37 @@ pub async fn start(config: &Config, opts: Options) -> Result<Running, StartError
     let server_task = tokio::spawn(server);
 
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let worker = Worker {
-        outbox: opts.outbox,
-        channels: gateway.channels.clone(),
-        clock: opts.clock,
-        policy: opts.retry,
-        wake: gateway.wake.clone(),
-        batch: 64,
-        lease: Duration::from_secs(60),
-    };
+    let worker = worker(config, &gateway, opts.outbox, opts.clock, opts.retry);
     let worker = tokio::spawn(worker.run(shutdown_rx));
     tracing::info!(%addr, channels = gateway.channels.len(), rules = gateway.rules.rules().len(), "Herald is listening");
     Ok(Running { addr, gateway, server: handle, server_task, worker, shutdown })
+}
+
+/// The delivery worker for a gateway: the retry policy (from `[delivery]` unless overridden),
+/// and one rate governor over every robot the channels send to.
+pub fn worker(
+    config: &Config,
+    gateway: &Gateway,
+    outbox: Arc<dyn Outbox>,
+    clock: Arc<dyn Clock>,
+    retry: Option<RetryPolicy>,
+) -> Worker {
+    let rates: HashMap<String, Vec<Rate>> =
+        config.channels.iter().map(|c| (c.name.clone(), c.rates())).collect();
+    let robots = delivery::robots(&gateway.channels, &rates);
+    let governor = Governor::new(robots.iter().map(|(k, r)| (k.clone(), r.rates.clone())).collect());
+    Worker {
+        outbox,
+        channels: gateway.channels.clone(),
+        clock,
+        policy: retry.unwrap_or_else(|| RetryPolicy::from_config(&config.delivery)),
+        wake: gateway.wake.clone(),
+        batch: 64,
+        lease: Duration::from_secs(60),
+        governor: Arc::new(governor),
+        robots: Arc::new(robots),
+        max_wait: config.delivery.max_wait.0,
+    }
 }
 
 impl Running {

@@ -15,6 +15,7 @@ use crate::config::{self, Config, ConfigError};
 use crate::gateway::Gateway;
 use crate::ingest::{self, Format, Inbound};
 use crate::outbox::memory::MemoryOutbox;
+use crate::outbox::sqlite::SqliteOutbox;
 
 /// The config `serve` runs on when neither `--config` nor `herald.toml` is there.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../examples/quickstart.toml");
@@ -99,9 +100,13 @@ fn serve(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         }
     };
     let Some(config) = config else { return Ok(ExitCode::from(2)) };
+    let store = SqliteOutbox::open(&config.server.data_dir)
+        .with_context(|| format!("opening the store in {}", config.server.data_dir.display()))?;
+    tracing::info!(path = %store.path().display(), "store opened");
+    let opts = Options { outbox: Arc::new(store), ..Options::default() };
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     runtime.block_on(async {
-        match app::start(&config, Options::default()).await {
+        match app::start(&config, opts).await {
             Ok(running) => {
                 running.wait().await;
                 Ok(ExitCode::SUCCESS)

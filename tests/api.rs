@@ -7,7 +7,6 @@ use std::time::Duration;
 use herald::app::{self, Options};
 use herald::clock::SystemClock;
 use herald::config;
-use herald::delivery::RetryPolicy;
 use herald::outbox::memory::MemoryOutbox;
 use herald::outbox::DeliveryState;
 use serde_json::Value;
@@ -52,12 +51,8 @@ impl Server {
     async fn start() -> Server {
         let cfg = config::parse(CONFIG, &|_| None).expect("test config is valid");
         let outbox = Arc::new(MemoryOutbox::new());
-        let opts = Options {
-            outbox: outbox.clone(),
-            clock: Arc::new(SystemClock),
-            retry: RetryPolicy::default(),
-            signals: false,
-        };
+        let opts =
+            Options { outbox: outbox.clone(), clock: Arc::new(SystemClock), retry: None, signals: false };
         let running = app::start(&cfg, opts).await.expect("server starts");
         Server {
             base: format!("http://{}", running.addr),

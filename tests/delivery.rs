@@ -14,6 +14,7 @@ use herald::channels::{
 };
 use herald::clock::{Clock, ManualClock};
 use herald::config::Mention;
+use herald::delivery::governor::Governor;
 use herald::delivery::{RetryPolicy, Worker};
 use herald::event::{Event, Status};
 use herald::outbox::memory::MemoryOutbox;
@@ -83,6 +84,9 @@ fn rig(script: Vec<Outcome>, policy: RetryPolicy) -> Rig {
         wake: Arc::new(Notify::new()),
         batch: 16,
         lease: Duration::from_secs(60),
+        governor: Arc::new(Governor::default()),
+        robots: Arc::new(HashMap::new()),
+        max_wait: Duration::from_secs(60),
     };
     Rig { clock, outbox, channel, worker }
 }

@@ -32,6 +32,11 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// The policy `[delivery]` configures, with the default backoff curve.
+    pub fn from_config(cfg: &crate::config::DeliveryConfig) -> RetryPolicy {
+        RetryPolicy { max_attempts: cfg.max_attempts, max_age: cfg.max_age.0, ..RetryPolicy::default() }
+    }
+
     /// The delay before retry number `attempt` (1 after the first failure): `base · 2^(n-1)`,
     /// capped, times `jitter` (expected in 0.8..=1.2).
     pub fn backoff(&self, attempt: u32, jitter: f64) -> Duration {

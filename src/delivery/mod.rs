@@ -4,18 +4,53 @@
 
 mod backoff;
 pub mod governor;
+pub mod summary;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{watch, Notify};
 
 pub use backoff::RetryPolicy;
+use governor::Governor;
 
 use crate::channels::{Attempt, Channel, Verdict};
-use crate::clock::Clock;
-use crate::outbox::{AttemptRecord, Delivery, Next, Outbox};
+use crate::clock::{Clock, Millis};
+use crate::config::Rate;
+use crate::event::new_event_id;
+use crate::outbox::{AttemptRecord, Delivery, NewDelivery, Next, Outbox};
+
+/// The most held-back deliveries one summary covers.
+const MAX_SUMMARY_ITEMS: usize = 500;
+
+/// Who shares a robot: the rate key's channels and limits.
+#[derive(Debug, Clone, Default)]
+pub struct Robot {
+    pub channels: Vec<String>,
+    pub rates: Vec<Rate>,
+}
+
+/// Groups channels by the robot they send to; channels sharing a robot share its limits (every
+/// limit any of them names applies).
+pub fn robots(
+    channels: &HashMap<String, Arc<dyn Channel>>,
+    rates: &HashMap<String, Vec<Rate>>,
+) -> HashMap<String, Robot> {
+    let mut robots: HashMap<String, Robot> = HashMap::new();
+    let mut names: Vec<&String> = channels.keys().collect();
+    names.sort();
+    for name in names {
+        let robot = robots.entry(channels[name].rate_key()).or_default();
+        robot.channels.push(name.clone());
+        for r in rates.get(name).into_iter().flatten() {
+            if !robot.rates.contains(r) {
+                robot.rates.push(*r);
+            }
+        }
+    }
+    robots
+}
 
 /// The worker's dependencies and knobs.
 pub struct Worker {
@@ -29,6 +64,12 @@ pub struct Worker {
     pub batch: usize,
     /// How long a lease hides a delivery from other workers.
     pub lease: Duration,
+    /// Per-robot sending limits.
+    pub governor: Arc<Governor>,
+    /// Robots by rate key.
+    pub robots: Arc<HashMap<String, Robot>>,
+    /// A robot backlog that would wait longer than this is merged into one summary.
+    pub max_wait: Duration,
 }
 
 impl Worker {
@@ -44,9 +85,63 @@ impl Worker {
             }
         };
         let n = due.len();
-        let attempts = due.into_iter().map(|d| self.attempt(d));
-        futures_util::future::join_all(attempts).await;
+        // The governor decides, in lease order, which deliveries go now; the rest wait for
+        // their robot's next free slot, without counting an attempt.
+        let mut sends = Vec::new();
+        let mut held: BTreeMap<String, Millis> = BTreeMap::new();
+        for d in due {
+            let key = self.channels.get(&d.channel).map(|c| c.rate_key());
+            match key.as_deref().map(|k| self.governor.acquire(k, now)) {
+                Some(Err(ready)) => {
+                    if let Err(e) = self.outbox.defer(&d.id, ready).await {
+                        tracing::error!(delivery_id = %d.id, error = %e, "deferring a delivery failed");
+                    }
+                    held.insert(key.unwrap_or_default(), ready);
+                }
+                _ => sends.push(d),
+            }
+        }
+        futures_util::future::join_all(sends.into_iter().map(|d| self.attempt(d))).await;
+        for (key, ready) in held {
+            self.summarize_backlog(&key, now, ready).await;
+        }
         n
+    }
+
+    /// Merges a robot's backlog into one summary when draining it at the robot's limits would
+    /// take longer than `max_wait`.
+    async fn summarize_backlog(&self, key: &str, now: Millis, ready: Millis) {
+        let Some(robot) = self.robots.get(key) else { return };
+        let backlog = match self.outbox.backlog(&robot.channels, now, MAX_SUMMARY_ITEMS).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "reading a robot's backlog failed");
+                return;
+            }
+        };
+        let items: Vec<Delivery> = backlog.into_iter().filter(|d| d.rule != summary::SUMMARY_RULE).collect();
+        let wait = self.governor.drain_time(key, items.len(), now);
+        if items.len() < 2 || wait <= self.max_wait {
+            return;
+        }
+        let first = &items[0];
+        let Some(channel) = self.channels.get(&first.channel) else { return };
+        let built = summary::build(channel.as_ref(), &items, &robot.rates, self.max_wait);
+        let new = NewDelivery {
+            id: new_event_id(),
+            rule: summary::SUMMARY_RULE.to_string(),
+            channel: first.channel.clone(),
+            message: built.message,
+            headline: built.headline,
+        };
+        let ids: Vec<String> = items.iter().map(|d| d.id.clone()).collect();
+        match self.outbox.merge(&ids, &new, &first.event_id, ready).await {
+            Ok(()) => tracing::warn!(
+                channel = %first.channel, merged = ids.len(), summary_id = %new.id, wait_s = wait.as_secs(),
+                "robot backlog would wait longer than max_wait: merged into one summary"
+            ),
+            Err(e) => tracing::error!(error = %e, "merging a robot's backlog failed"),
+        }
     }
 
     /// Runs until `shutdown` turns true: steps while work is due, otherwise sleeps until the

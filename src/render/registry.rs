@@ -47,6 +47,17 @@ pub(super) const BUILTINS: &[(&str, &str)] = builtins![
     "default.email.html",
     "default.webhook",
     "default.console",
+    "summary",
+    "summary.title",
+    "summary.subject",
+    "summary.html",
+    "summary.dingtalk.text",
+    "summary.wecom.text",
+    "summary.lark.text",
+    "summary.lark.post",
+    "summary.console",
+    "summary.email.text",
+    "summary.webhook",
 ];
 
 /// Where a template comes from.

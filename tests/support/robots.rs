@@ -46,12 +46,86 @@ pub struct MockOptions {
     pub secret: Option<String>,
     /// A custom keyword every message must contain (DingTalk, Lark).
     pub keyword: Option<String>,
+    /// Enforce a sending limit the way the platform does (see [`RateLimit`]).
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// A platform's sending limit: more than `limit` accepted messages within `window` is answered
+/// with `code`, and the robot then refuses everything for `lockout` (DingTalk: 20 a minute,
+/// then 130101 and a 10-minute lockout). Time is the platform's view of the send time: the
+/// signed `timestamp` of each request (ms for DingTalk, s for Lark), or the wall clock when a
+/// request carries none, so tests can drive it with an injected clock.
+#[derive(Clone, Copy, Debug)]
+pub struct RateLimit {
+    pub limit: usize,
+    pub window: Duration,
+    pub lockout: Duration,
+    pub code: i64,
+}
+
+impl RateLimit {
+    /// DingTalk's published limit.
+    pub fn dingtalk() -> RateLimit {
+        RateLimit {
+            limit: 20,
+            window: Duration::from_secs(60),
+            lockout: Duration::from_secs(600),
+            code: 130101,
+        }
+    }
+}
+
+/// Accepted send times and the end of any lockout, in ms.
+#[derive(Default)]
+struct Limiter {
+    accepted: VecDeque<i64>,
+    locked_until: i64,
+}
+
+impl Limiter {
+    /// Records an accepted message at `now`, or refuses it.
+    fn admit(&mut self, rl: &RateLimit, now: i64) -> bool {
+        if now < self.locked_until {
+            return false;
+        }
+        let window = rl.window.as_millis() as i64;
+        while self.accepted.front().is_some_and(|t| *t <= now - window) {
+            self.accepted.pop_front();
+        }
+        if self.accepted.len() >= rl.limit {
+            self.locked_until = now + rl.lockout.as_millis() as i64;
+            return false;
+        }
+        self.accepted.push_back(now);
+        true
+    }
+}
+
+/// The platform's view of when a request was sent.
+fn sent_at(platform: Platform, target: &str, body: &[u8]) -> i64 {
+    let from_query = url::Url::parse(&format!("http://mock{target}")).ok().and_then(|u| {
+        u.query_pairs().find(|(k, _)| k == "timestamp").and_then(|(_, v)| v.parse::<i64>().ok())
+    });
+    let from_body = || {
+        serde_json::from_slice::<Value>(body)
+            .ok()
+            .and_then(|v| v["timestamp"].as_str().and_then(|t| t.parse::<i64>().ok()))
+            .map(|s| s * 1000)
+    };
+    match platform {
+        Platform::Dingtalk => from_query,
+        Platform::Lark => from_body(),
+        Platform::Wecom => None,
+    }
+    .unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+    })
 }
 
 impl MockOptions {
     /// Signed, no keyword.
     pub fn signed(secret: &str) -> MockOptions {
-        MockOptions { secret: Some(secret.to_string()), keyword: None }
+        MockOptions { secret: Some(secret.to_string()), ..MockOptions::default() }
     }
 
     /// The same options with a keyword.
@@ -115,6 +189,7 @@ struct State {
     options: MockOptions,
     script: VecDeque<Reply>,
     seen: Vec<Seen>,
+    limiter: Limiter,
 }
 
 /// (requests answered, messages accepted), for waiting without sleeping.
@@ -141,6 +216,7 @@ impl MockRobot {
             options,
             script: VecDeque::new(),
             seen: Vec::new(),
+            limiter: Limiter::default(),
         }));
         let counts = Arc::new(tokio::sync::watch::channel((0, 0)).0);
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
@@ -279,9 +355,13 @@ async fn receive(
                 content_type.as_deref(),
                 &body,
             );
-            let (status, code, msg) = match checked {
-                Ok(()) => (200, 0, "ok".to_string()),
-                Err(r) => (r.status, r.code, r.msg),
+            let rate = state.options.rate_limit;
+            let (status, code, msg) = match (checked, rate) {
+                (Ok(()), Some(rl)) if !state.limiter.admit(&rl, sent_at(platform, &target, &body)) => {
+                    (200, rl.code, checks::usual_message(platform, rl.code).to_string())
+                }
+                (Ok(()), _) => (200, 0, "ok".to_string()),
+                (Err(r), _) => (r.status, r.code, r.msg),
             };
             (answer(platform, status, code, &msg), status, Some(code))
         }

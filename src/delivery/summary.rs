@@ -1,0 +1,71 @@
+//! Backlog summaries: when a robot's rate limit would hold its pending messages back longer
+//! than `delivery.max_wait`, they are merged into one message that says how many it covers and
+//! lists each one with a link to its build. Nothing is dropped: every merged delivery is kept,
+//! in state `merged`, pointing at its summary.
+
+use std::time::Duration;
+
+use crate::channels::{Channel, Message, Prepare};
+use crate::config::{Mention, Rate};
+use crate::event::{Event, Status};
+use crate::outbox::{Delivery, Headline};
+use crate::render::{self, ContextExtras};
+
+/// The rule name recorded on summary deliveries.
+pub const SUMMARY_RULE: &str = "(rate-limit summary)";
+
+/// The template summaries render with (`templates/summary*.hbs`).
+pub const SUMMARY_TEMPLATE: &str = "summary";
+
+/// Statuses from most to least alarming: a summary takes the worst of its items.
+const SEVERITY: [Status; 9] = [
+    Status::Failure,
+    Status::Aborted,
+    Status::Unstable,
+    Status::Unknown,
+    Status::Running,
+    Status::Started,
+    Status::Waiting,
+    Status::Skipped,
+    Status::Success,
+];
+
+/// A summary built for one robot.
+pub struct Summary {
+    pub message: Message,
+    pub headline: Headline,
+}
+
+/// Builds the summary of `items` through `channel`.
+pub fn build(channel: &dyn Channel, items: &[Delivery], rates: &[Rate], max_wait: Duration) -> Summary {
+    let worst = items
+        .iter()
+        .filter_map(|d| Status::parse(&d.headline.status))
+        .min_by_key(|s| SEVERITY.iter().position(|x| x == s))
+        .unwrap_or(Status::Unknown);
+    let count = items.len();
+    let mut event = Event::new("herald", worst, "summary", true);
+    event.pipeline = Some(format!("{count} notifications"));
+    event.message = Some(items.iter().map(|d| d.headline.text.as_str()).collect::<Vec<_>>().join("\n"));
+    let mut ctx =
+        render::context(&event, &ContextExtras { channel: Some(channel.name()), ..Default::default() });
+    let limit = rates.iter().map(Rate::to_string).collect::<Vec<_>>().join(", ");
+    ctx["summary"] = serde_json::json!({
+        "count": count,
+        "limit": if limit.is_empty() { "none".to_string() } else { limit },
+        "max_wait": humantime::format_duration(max_wait).to_string(),
+        "items": items.iter().map(|d| &d.headline).collect::<Vec<_>>(),
+    });
+    let message = channel.prepare(&Prepare {
+        event: &event,
+        ctx: &ctx,
+        template: SUMMARY_TEMPLATE,
+        mention: &Mention::default(),
+    });
+    let headline = Headline {
+        text: format!("🔔 {count} notifications in one message"),
+        url: None,
+        status: worst.to_string(),
+    };
+    Summary { message, headline }
+}
