@@ -16,7 +16,7 @@ use crate::clock::Clock;
 use crate::config::{Config, ConfigError, SourceConfig};
 use crate::event::{self, Event, Status};
 use crate::ingest::{self, Format, Inbound, IngestError};
-use crate::outbox::{Headline, NewDelivery, Outbox};
+use crate::outbox::{Dedup, Headline, NewDelivery, Outbox};
 use crate::render::{self, ContextExtras, Renderer};
 use crate::rules::{Route, RuleSet};
 
@@ -80,6 +80,9 @@ pub struct Accepted {
     pub event_id: String,
     pub status: Status,
     pub routes: Vec<Route>,
+    /// Set when the event repeats one accepted within the dedup window: it was stored, but
+    /// nothing was sent again.
+    pub duplicate_of: Option<String>,
 }
 
 /// The accept pipeline, built from a config.
@@ -89,6 +92,8 @@ pub struct Gateway {
     pub channels: Arc<HashMap<String, Arc<dyn Channel>>>,
     channel_templates: HashMap<String, String>,
     pub public_url: Option<String>,
+    /// Identical events within this window are stored but not sent again; 0 turns it off.
+    pub dedup_window_ms: i64,
     pub outbox: Arc<dyn Outbox>,
     pub clock: Arc<dyn Clock>,
     /// Wakes the delivery worker when deliveries are stored.
@@ -208,6 +213,7 @@ impl Gateway {
             channels: Arc::new(built),
             channel_templates,
             public_url: config.server.public_url.clone(),
+            dedup_window_ms: config.delivery.dedup_window.0.as_millis() as i64,
             outbox,
             clock,
             wake: Arc::new(Notify::new()),
@@ -316,10 +322,24 @@ impl Gateway {
                 },
             })
             .collect();
-        self.outbox
-            .enqueue(&event, &deliveries, self.clock.now_ms(), None)
+        let dedup = dedup_key(&event)
+            .filter(|_| self.dedup_window_ms > 0)
+            .map(|key| Dedup { key, window_ms: self.dedup_window_ms });
+        let stored = self
+            .outbox
+            .enqueue(&event, &deliveries, self.clock.now_ms(), dedup.as_ref())
             .await
             .map_err(|e| HookError::Unavailable(e.to_string()))?;
+        if let Some(first) = &stored.duplicate_of {
+            tracing::info!(event_id = %event.event_id, duplicate_of = %first, source = %event.source,
+                status = %event.status, "duplicate event stored, not sent again");
+            return Ok(Accepted {
+                event_id: event.event_id,
+                status: event.status,
+                routes: Vec::new(),
+                duplicate_of: stored.duplicate_of,
+            });
+        }
         if !deliveries.is_empty() {
             self.wake.notify_one();
         }
@@ -329,6 +349,7 @@ impl Gateway {
             event_id: event.event_id,
             status: event.status,
             routes: planned.into_iter().map(|p| p.route).collect(),
+            duplicate_of: None,
         })
     }
 }
@@ -349,6 +370,27 @@ fn render_check<'a>(
         }
     }
     found
+}
+
+/// What makes two events the same notification: source, pipeline, build, stage/task, status
+/// and finality (not the phase: Jenkins sends COMPLETED and then FINALIZED for one result).
+/// Events that name neither a pipeline nor a build are never de-duplicated.
+pub fn dedup_key(e: &Event) -> Option<String> {
+    if e.pipeline.is_none() && e.build_number.is_none() {
+        return None;
+    }
+    let build = e.build_number.map(|n| n.to_string());
+    let parts = [
+        e.source.as_str(),
+        e.pipeline.as_deref().unwrap_or(""),
+        build.as_deref().unwrap_or(""),
+        e.stage.as_deref().unwrap_or(""),
+        e.task.as_deref().unwrap_or(""),
+        e.status.as_str(),
+        if e.is_final { "final" } else { "open" },
+    ];
+    // serde_json escapes the separators out of the values, so keys never collide.
+    serde_json::to_string(&parts).ok()
 }
 
 fn form_urlencoded_token(query: &str) -> Option<String> {

@@ -227,3 +227,40 @@ async fn only_jenkins_status_accepts_other_methods() {
     assert_eq!(resp.status(), 404);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_repeated_event_is_stored_but_not_sent_again() {
+    let s = Server::start().await;
+    let post = |body: Vec<u8>, ct: &'static str| {
+        s.client
+            .post(format!("{}/hooks/jenkins", s.base))
+            .header("Authorization", "Bearer hook-token-1")
+            .header("Content-Type", ct)
+            .body(body)
+            .send()
+    };
+    // The same build's result, once as JSON and once as XML (as a sender retry or Jenkins'
+    // COMPLETED-then-FINALIZED would repeat it).
+    let first: Value = post(fixture("jenkins-tikal-completed-success.json"), "application/json")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(first.get("duplicate_of").is_none(), "{first}");
+    assert_eq!(first["routes"].as_array().unwrap().len(), 1);
+    let resp = post(fixture("jenkins-tikal-completed-success.xml"), "application/xml").await.unwrap();
+    assert_eq!(resp.status(), 202);
+    let second: Value = resp.json().await.unwrap();
+    assert_eq!(second["duplicate_of"], first["event_id"]);
+    assert_eq!(second["routes"], serde_json::json!([]));
+    settled(&s.outbox).await;
+    assert_eq!(s.outbox.all().len(), 1, "only the first event's delivery exists");
+    // A different status of the same build is news.
+    let (status, third) = s
+        .post("/hooks/jenkins?token=hook-token-1", "application/json", fixture("jenkins-tikal-started.json"))
+        .await;
+    assert_eq!(status, 202);
+    assert!(third.get("duplicate_of").is_none());
+    s.stop().await;
+}

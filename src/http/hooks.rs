@@ -21,6 +21,8 @@ struct AcceptedBody<'a> {
     event_id: &'a str,
     status: &'a str,
     routes: Vec<RouteBody<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duplicate_of: Option<&'a str>,
 }
 
 /// `POST /hooks/{format}` (and GET/PUT/DELETE for `jenkins-status`).
@@ -74,6 +76,7 @@ async fn handle(
         event_id: &accepted.event_id,
         status: accepted.status.as_str(),
         routes: accepted.routes.iter().map(|r| RouteBody { rule: &r.rule, channel: &r.channel }).collect(),
+        duplicate_of: accepted.duplicate_of.as_deref(),
     };
     Ok(HttpResponse::Accepted().json(body))
 }
