@@ -71,8 +71,11 @@ pub async fn start(config: &Config, opts: Options) -> Result<Running, StartError
         tracing::warn!("config: {w}");
     }
     let gateway = Arc::new(built.gateway);
-    let state =
-        web::Data::new(AppState { gateway: gateway.clone(), max_body_bytes: config.server.max_body_bytes });
+    let state = web::Data::new(AppState {
+        gateway: gateway.clone(),
+        max_body_bytes: config.server.max_body_bytes,
+        admin_token: config.server.admin_token.clone(),
+    });
     let mut server = HttpServer::new(move || App::new().app_data(state.clone()).configure(http::configure))
         .workers(2)
         .shutdown_timeout(SHUTDOWN_GRACE.as_secs());

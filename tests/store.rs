@@ -66,9 +66,8 @@ async fn everything_survives_reopening() {
     assert_eq!(a.last_error.as_deref(), Some("keywords not in content"));
     assert_eq!(attempts, vec![attempt("permanent")]);
     assert_eq!(a.message.template_errors, vec!["e"]);
-    // b was leased by the process that went away: it comes back when the lease expires.
-    assert!(o.lease(100, 10, 60_000).await.unwrap().is_empty());
-    let back = o.lease(60_100, 10, 60_000).await.unwrap();
+    // b was leased by the process that went away: reopening releases its lease at once.
+    let back = o.lease(100, 10, 60_000).await.unwrap();
     assert_eq!(back.len(), 1);
     assert_eq!(back[0].id, "b");
     assert_eq!(back[0].message.body, MessageBody::Text { text: "msg b".into() });
@@ -94,4 +93,17 @@ async fn concurrent_enqueues_are_all_committed() {
     drop(o);
     let o = SqliteOutbox::open(dir.path()).unwrap();
     assert_eq!(o.list(&ListFilter { limit: 1000, ..Default::default() }).await.unwrap().len(), 200);
+}
+
+#[tokio::test]
+async fn one_gateway_owns_a_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = SqliteOutbox::open(dir.path()).unwrap();
+    let second = SqliteOutbox::open(dir.path());
+    assert!(second.is_err_and(|e| e.to_string().contains("in use by another Herald")));
+    // The operator's CLI may still read and replay beside it.
+    let shared = SqliteOutbox::open_shared(dir.path()).unwrap();
+    assert!(shared.list(&ListFilter { limit: 10, ..Default::default() }).await.unwrap().is_empty());
+    drop(first);
+    assert!(SqliteOutbox::open(dir.path()).is_ok(), "the lock goes with the process that held it");
 }

@@ -1,6 +1,7 @@
-//! The HTTP API: webhook intake and health. Routes are here; the accept pipeline is in
-//! `gateway`, and every error answer goes through `error::ApiError`.
+//! The HTTP API: webhook intake, health, and the admin API over deliveries. Routes are here;
+//! the accept pipeline is in `gateway`, and every error answer goes through `error::ApiError`.
 
+mod admin;
 mod error;
 mod hooks;
 
@@ -11,11 +12,14 @@ use actix_web::{web, HttpResponse};
 pub use error::ApiError;
 
 use crate::gateway::Gateway;
+use crate::secret::Secret;
 
 /// What every handler shares.
 pub struct AppState {
     pub gateway: Arc<Gateway>,
     pub max_body_bytes: usize,
+    /// `server.admin_token`; `None` closes `/api`.
+    pub admin_token: Option<Secret>,
 }
 
 /// Registers every route.
@@ -35,6 +39,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::delete().to(hooks::detected)),
     )
     .route("/healthz", web::get().to(healthz))
+    // The bulk route first: "retry" is not a delivery id.
+    .route("/api/deliveries/retry", web::post().to(admin::retry_many))
+    .route("/api/deliveries", web::get().to(admin::list))
+    .route("/api/deliveries/{id}", web::get().to(admin::show))
+    .route("/api/deliveries/{id}/retry", web::post().to(admin::retry_one))
     .default_service(web::to(not_found));
 }
 

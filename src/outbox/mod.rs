@@ -7,6 +7,7 @@
 
 pub mod memory;
 pub mod sqlite;
+pub mod view;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};

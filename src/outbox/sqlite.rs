@@ -176,24 +176,65 @@ mod erased {
 pub struct SqliteOutbox {
     ops: mpsc::Sender<Op>,
     path: PathBuf,
+    /// Held while the gateway runs: one process owns a data dir.
+    _lock: Option<std::sync::Arc<std::fs::File>>,
 }
 
 impl SqliteOutbox {
-    /// Opens (creating if needed) `dir/herald.db`, applies migrations, and starts the writer.
+    /// Opens the store for the gateway: takes `dir/herald.lock` exclusively (a second gateway
+    /// on the same data dir is refused, since it would send everything twice), creates
+    /// `dir/herald.db` if needed, applies migrations, and releases every lease, because the
+    /// process that held them is gone: deliveries in flight at a crash are due again at once.
     pub fn open(dir: &Path) -> Result<SqliteOutbox, OutboxError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| OutboxError(format!("cannot create {}: {e}", dir.display())))?;
+        let lock_path = dir.join("herald.lock");
+        let lock = std::fs::File::create(&lock_path)
+            .map_err(|e| OutboxError(format!("cannot create {}: {e}", lock_path.display())))?;
+        lock.try_lock().map_err(|_| {
+            OutboxError(format!(
+                "{} is in use by another Herald (server.data_dir must not be shared)",
+                dir.display()
+            ))
+        })?;
+        let conn = SqliteOutbox::connect(dir)?;
+        let n = conn
+            .execute("UPDATE deliveries SET leased_until = NULL WHERE leased_until IS NOT NULL", [])
+            .map_err(db)?;
+        if n > 0 {
+            tracing::info!(deliveries = n, "released the leases of a previous run");
+        }
+        let mut store = SqliteOutbox::start(dir, conn)?;
+        store._lock = Some(std::sync::Arc::new(lock));
+        Ok(store)
+    }
+
+    /// Opens the store beside a running gateway, for `herald deliveries`: no lock is taken and
+    /// leases are left alone.
+    pub fn open_shared(dir: &Path) -> Result<SqliteOutbox, OutboxError> {
+        let conn = SqliteOutbox::connect(dir)?;
+        SqliteOutbox::start(dir, conn)
+    }
+
+    /// Opens `dir/herald.db` and brings its schema up to date.
+    fn connect(dir: &Path) -> Result<Connection, OutboxError> {
         let path = dir.join("herald.db");
         let mut conn = Connection::open(&path)
             .map_err(|e| OutboxError(format!("cannot open {}: {e}", path.display())))?;
         configure(&conn).map_err(db)?;
         migrate(&mut conn)?;
+        Ok(conn)
+    }
+
+    /// Starts the writer thread on `conn`.
+    fn start(dir: &Path, conn: Connection) -> Result<SqliteOutbox, OutboxError> {
+        let path = dir.join("herald.db");
         let (ops, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("herald-store".into())
             .spawn(move || writer(conn, rx))
             .map_err(|e| OutboxError(format!("cannot start the store thread: {e}")))?;
-        Ok(SqliteOutbox { ops, path })
+        Ok(SqliteOutbox { ops, path, _lock: None })
     }
 
     /// The database file.

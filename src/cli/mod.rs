@@ -1,5 +1,7 @@
-//! The command line: `serve`, `check` and `render` (SPEC §1). Output and exit codes live here;
-//! the work is done by the library.
+//! The command line: `serve`, `check` and `render` (SPEC §1), and `deliveries` for dead
+//! letters and replay. Output and exit codes live here; the work is done by the library.
+
+mod deliveries;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -18,7 +20,7 @@ use crate::outbox::memory::MemoryOutbox;
 use crate::outbox::sqlite::SqliteOutbox;
 
 /// The config `serve` runs on when neither `--config` nor `herald.toml` is there.
-pub const EMBEDDED_DEFAULT: &str = include_str!("../examples/quickstart.toml");
+pub const EMBEDDED_DEFAULT: &str = include_str!("../../examples/quickstart.toml");
 
 #[derive(Parser)]
 #[command(
@@ -57,6 +59,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List, show and retry stored deliveries (dead letters included).
+    Deliveries {
+        #[command(subcommand)]
+        action: deliveries::Action,
+    },
 }
 
 /// Runs the parsed command line.
@@ -65,6 +72,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve { config } => serve(config),
         Command::Check { config } => Ok(check(&config)),
         Command::Render { config, source, file, json } => render(&config, &source, &file, json),
+        Command::Deliveries { action } => deliveries::run(action),
     }
 }
 
