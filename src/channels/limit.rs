@@ -142,7 +142,7 @@ fn drop_open_tag(line: &mut String) {
 
 /// Closes an odd `delim` (emphasis), or drops it when nothing follows it.
 fn balance(line: &mut String, delim: &str) {
-    if line.matches(delim).count() % 2 == 0 {
+    if line.matches(delim).count().is_multiple_of(2) {
         return;
     }
     let last = line.rfind(delim).expect("an odd count is at least one");
