@@ -1,0 +1,243 @@
+//! The real `herald` binary on the durable store: a `kill -9` mid-delivery loses nothing, a
+//! SIGTERM lets in-flight attempts finish and leaves the rest for the next start, and the
+//! admin API and CLI replay dead letters.
+
+mod support;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::webhook_sink::{Reply, WebhookSink};
+
+const ADMIN: &str = "admin-token-for-tests";
+
+/// A running `herald serve`, killed when dropped so a failing test leaves nothing behind.
+struct Herald {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Herald {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn write_config(dir: &Path, sink_url: &str, port: u16) -> PathBuf {
+    let path = dir.join("herald.toml");
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{data}\"\nadmin_token = \"{ADMIN}\"\n\
+         [delivery]\ndedup_window = \"0s\"\n\
+         [channels.sink]\ntype = \"webhook\"\nurl = \"{sink_url}\"\ntimeout_ms = 5000\n\
+         [[rules]]\nname = \"all\"\nchannels = [\"sink\"]\n",
+        data = dir.join("data").display()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Starts the binary (its log goes to `herald.log` beside the config) and waits for /healthz.
+async fn start(config: &Path, port: u16) -> Herald {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(config.with_file_name("herald.log"))
+        .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .env("HERALD_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("herald starts");
+    let herald = Herald { child, base: format!("http://127.0.0.1:{port}") };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(resp) = reqwest::get(format!("{}/healthz", herald.base)).await {
+            if resp.status() == 200 {
+                return herald;
+            }
+        }
+        assert!(Instant::now() < deadline, "herald did not answer /healthz");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn flow_body(build: u64) -> Vec<u8> {
+    let raw =
+        std::fs::read(format!("{}/tests/fixtures/inbound/flow-task-fail.json", env!("CARGO_MANIFEST_DIR")))
+            .unwrap();
+    let mut v: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    v["task"]["buildNumber"] = serde_json::json!(build.to_string());
+    serde_json::to_vec(&v).unwrap()
+}
+
+async fn post_events(base: &str, n: u64) -> Vec<String> {
+    let client = reqwest::Client::new();
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let resp = client
+            .post(format!("{base}/hooks/flow"))
+            .header("Content-Type", "application/json")
+            .body(flow_body(i))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 202);
+        let v: serde_json::Value = resp.json().await.unwrap();
+        ids.push(v["event_id"].as_str().unwrap().to_string());
+    }
+    ids
+}
+
+fn delivered_event_ids(sink: &WebhookSink) -> HashSet<String> {
+    sink.requests()
+        .iter()
+        .filter_map(|r| serde_json::from_slice::<serde_json::Value>(&r.body).ok())
+        .filter_map(|v| v["event_id"].as_str().map(str::to_string))
+        .collect()
+}
+
+fn wait_all(sink: &WebhookSink, ids: &[String], within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let got = delivered_event_ids(sink);
+        let missing: Vec<&String> = ids.iter().filter(|id| !got.contains(*id)).collect();
+        if missing.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{} of {} events never arrived", missing.len(), ids.len());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_delivery_loses_nothing() {
+    let sink = WebhookSink::start(None);
+    // Slow answers keep deliveries in flight when the process dies.
+    sink.script((0..40).map(|_| Reply { delay: Duration::from_millis(400), ..Reply::status(200) }));
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), &sink.url("/ci"), port);
+    let mut herald = start(&config, port).await;
+    let ids = post_events(&herald.base, 60).await;
+    sink.wait_for(1, Duration::from_secs(20));
+    herald.child.kill().unwrap(); // SIGKILL
+    herald.child.wait().unwrap();
+    let before = delivered_event_ids(&sink).len();
+    assert!(before < ids.len(), "everything was delivered before the kill; the test proves nothing");
+
+    let herald = start(&config, port).await;
+    wait_all(&sink, &ids, Duration::from_secs(60));
+    drop(herald);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_in_flight_attempts_and_keeps_the_rest() {
+    let sink = WebhookSink::start(None);
+    sink.script((0..200).map(|_| Reply { delay: Duration::from_millis(300), ..Reply::status(200) }));
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), &sink.url("/ci"), port);
+    let mut herald = start(&config, port).await;
+    let ids = post_events(&herald.base, 100).await;
+    sink.wait_for(1, Duration::from_secs(20));
+    let pid = herald.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = herald.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "herald did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "a graceful stop exits 0: {status:?}");
+    let port_closed = std::net::TcpStream::connect(("127.0.0.1", port)).is_err();
+    assert!(port_closed, "the port is closed after shutdown");
+
+    let herald = start(&config, port).await;
+    wait_all(&sink, &ids, Duration::from_secs(60));
+    drop(herald);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_listed_and_replayed_through_the_api_and_the_cli() {
+    let sink = WebhookSink::start(None);
+    sink.script((0..3).map(|_| Reply::status(400))); // permanent: dead at once
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), &sink.url("/ci?key=sink-secret-key"), port);
+    let herald = start(&config, port).await;
+    let ids = post_events(&herald.base, 3).await;
+    let client = reqwest::Client::new();
+    let api = |path: &str| format!("{}/api/deliveries{path}", herald.base);
+
+    let unauthorized = client.get(api("?state=dead")).send().await.unwrap();
+    assert_eq!(unauthorized.status(), 401);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let dead = loop {
+        let v: serde_json::Value =
+            client.get(api("?state=dead")).bearer_auth(ADMIN).send().await.unwrap().json().await.unwrap();
+        if v["deliveries"].as_array().unwrap().len() == 3 {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "deliveries did not die: {v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let first = dead["deliveries"][0]["id"].as_str().unwrap().to_string();
+    let detail: serde_json::Value =
+        client.get(api(&format!("/{first}"))).bearer_auth(ADMIN).send().await.unwrap().json().await.unwrap();
+    assert_eq!(detail["state"], "dead");
+    assert_eq!(detail["history"][0]["http_status"], 400);
+    let all_output = format!("{dead}{detail}");
+    assert!(!all_output.contains("sink-secret-key"), "a secret reached the API: {all_output}");
+
+    // One through the API...
+    let resp = client.post(api(&format!("/{first}/retry"))).bearer_auth(ADMIN).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.json::<serde_json::Value>().await.unwrap()["retried"], 1);
+    // ...the rest through the CLI, beside the running gateway.
+    let out = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["deliveries", "retry", "--config", config.to_str().unwrap(), "--state", "dead"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("retried 2"));
+    // 3 refused requests, then the 3 replays.
+    sink.wait_for(6, Duration::from_secs(30));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let v: serde_json::Value = client
+            .get(api("?state=delivered"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if v["deliveries"].as_array().unwrap().len() == 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "replayed deliveries were not delivered: {v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(delivered_event_ids(&sink).len(), ids.len());
+
+    let listed = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["deliveries", "list", "--config", config.to_str().unwrap(), "--state", "delivered", "--json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("--json prints JSON");
+    assert_eq!(v["deliveries"].as_array().unwrap().len(), 3);
+    assert!(!String::from_utf8_lossy(&listed.stdout).contains("sink-secret-key"));
+    drop(herald);
+}
