@@ -80,6 +80,8 @@ fn classify_table() {
         (400105, "不支持的消息类型", Verdict::Permanent),
         (400106, "机器人不存在", Verdict::Permanent),
         (430101, "含有不安全的外链", Verdict::Permanent),
+        (430102, "合适的文本", Verdict::Permanent),
+        (430103, "合适的图片", Verdict::Permanent),
         (430104, "消息内容中含有不合适的内容", Verdict::Permanent),
         (460101, "message too long, exceed 20000 bytes", Verdict::Permanent),
         (101002, "message is too long", Verdict::Permanent),
