@@ -62,7 +62,7 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
             errors.push(ConfigError::new("templates.dir", format!("{} is not a directory", dir.display())));
         }
     }
-    check_rules(&rules, &channels, &mut errors);
+    check_rules(&rules, &channels, &sources, &mut errors);
     if delivery.max_attempts == 0 {
         errors.push(ConfigError::new("delivery.max_attempts", "must be at least 1"));
     }
@@ -129,16 +129,67 @@ fn parse_sources(value: toml::Value, errors: &mut Vec<ConfigError>) -> BTreeMap<
     };
     for (name, v) in table {
         let path = format!("sources.{name}");
-        if Format::from_name(&name).is_none() {
+        let Some(src) = typed::<SourceConfig>(&path, v, errors) else { continue };
+        let format = match src.kind.as_deref() {
+            Some("generic") => Some(Format::Generic),
+            Some(other) => {
+                errors.push(ConfigError::new(format!("{path}.type"), format!("unknown type \"{other}\" (only \"generic\")")));
+                continue;
+            }
+            None => Format::from_name(&name),
+        };
+        let Some(format) = format else {
             let known: Vec<&str> = Format::ALL.iter().map(|f| f.name()).collect();
-            errors.push(ConfigError::new(&path, format!("unknown format (known: {})", known.join(", "))));
+            errors.push(ConfigError::new(
+                &path,
+                format!("unknown format (known: {}; or set type = \"generic\")", known.join(", ")),
+            ));
             continue;
-        }
-        if let Some(src) = typed::<SourceConfig>(&path, v, errors) {
-            out.insert(name, src);
-        }
+        };
+        check_source(&path, &name, format, &src, errors);
+        out.insert(name, src);
     }
     out
+}
+
+fn check_source(path: &str, name: &str, format: Format, src: &SourceConfig, errors: &mut Vec<ConfigError>) {
+    for (i, ip) in src.allow_ips.iter().enumerate() {
+        if ip.parse::<ipnet::IpNet>().is_err() && ip.parse::<std::net::IpAddr>().is_err() {
+            errors.push(ConfigError::new(format!("{path}.allow_ips[{i}]"), format!("\"{ip}\" is not an address or CIDR range")));
+        }
+    }
+    for (key, addr) in [("tcp", &src.tcp), ("udp", &src.udp)] {
+        let Some(addr) = addr else { continue };
+        if format != Format::Jenkins {
+            errors.push(ConfigError::new(format!("{path}.{key}"), "only the jenkins source listens on raw sockets"));
+        } else if addr.parse::<std::net::SocketAddr>().is_err() {
+            errors.push(ConfigError::new(format!("{path}.{key}"), format!("\"{addr}\" is not an address like 0.0.0.0:9000")));
+        }
+    }
+    let spec = src.generic_spec();
+    if format == Format::Generic {
+        if !spec.pointers.contains_key("status") {
+            errors.push(ConfigError::new(format!("{path}.status"), "a generic source needs a JSON pointer to its status"));
+        }
+        for (field, pointer) in &spec.pointers {
+            if !pointer.is_empty() && !pointer.starts_with('/') {
+                errors.push(ConfigError::new(
+                    format!("{path}.{field}"),
+                    format!("\"{pointer}\" is not a JSON pointer (they start with \"/\")"),
+                ));
+            }
+        }
+        for (word, status) in &spec.status_map {
+            if Status::parse(status).is_none() {
+                errors.push(ConfigError::new(format!("{path}.status_map.{word}"), format!("unknown status \"{status}\"")));
+            }
+        }
+    } else if !spec.pointers.is_empty() || !spec.status_map.is_empty() {
+        errors.push(ConfigError::new(
+            path,
+            format!("field mappings belong to generic sources; \"{name}\" is the built-in {} format", format.name()),
+        ));
+    }
 }
 
 fn parse_channels(value: toml::Value, errors: &mut Vec<ConfigError>) -> Vec<ChannelConfig> {
@@ -288,7 +339,12 @@ fn check_server(server: &ServerConfig, errors: &mut Vec<ConfigError>) {
     }
 }
 
-fn check_rules(rules: &[RuleConfig], channels: &[ChannelConfig], errors: &mut Vec<ConfigError>) {
+fn check_rules(
+    rules: &[RuleConfig],
+    channels: &[ChannelConfig],
+    sources: &BTreeMap<String, SourceConfig>,
+    errors: &mut Vec<ConfigError>,
+) {
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, rule) in rules.iter().enumerate() {
         let path = format!("rules[{i}]");
@@ -324,7 +380,7 @@ fn check_rules(rules: &[RuleConfig], channels: &[ChannelConfig], errors: &mut Ve
         }
         if let Some(sources) = &rule.when.source {
             for (j, s) in sources.items().iter().enumerate() {
-                if Format::from_name(s).is_none() {
+                if Format::from_name(s).is_none() && !sources.contains_key(s) {
                     let known: Vec<&str> = Format::ALL.iter().map(|f| f.name()).collect();
                     errors.push(ConfigError::new(
                         format!("{path}.when.source[{j}]"),

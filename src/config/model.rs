@@ -107,12 +107,105 @@ pub struct TemplatesConfig {
     pub dir: Option<PathBuf>,
 }
 
-/// `[sources.<format>]`.
+/// `[sources.<name>]`: a built-in format's settings (the name is the format), or a named
+/// generic source (`type = "generic"`, posted to `/hooks/<name>`).
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct SourceConfig {
-    /// When set, requests must carry `?token=` or `Authorization: Bearer`.
+    /// `generic` for a named generic source; otherwise absent (the name is the format).
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    /// When set, requests must carry `?token=`, `Authorization: Bearer`, or the sender's own
+    /// token header (GitLab `X-Gitlab-Token`).
     #[serde(default)]
     pub token: Option<Secret>,
+    /// The HMAC key of senders that sign their body (GitHub `X-Hub-Signature-256`).
+    #[serde(default)]
+    pub secret: Option<Secret>,
+    /// When not empty, only these addresses or CIDR ranges may post (e.g. `10.0.0.0/8`).
+    #[serde(default)]
+    pub allow_ips: Vec<String>,
+    /// Jenkins (Tikal) over raw TCP: one message per connection, ending at EOF.
+    #[serde(default)]
+    pub tcp: Option<String>,
+    /// Jenkins (Tikal) over UDP: one datagram per message.
+    #[serde(default)]
+    pub udp: Option<String>,
+    /// Generic sources: JSON pointers to the event's fields, and the status words.
+    #[serde(default)]
+    pub status_map: BTreeMap<String, String>,
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default, rename = "final")]
+    pub is_final: Option<String>,
+    #[serde(default)]
+    pub pipeline: Option<String>,
+    #[serde(default)]
+    pub pipeline_id: Option<String>,
+    #[serde(default)]
+    pub pipeline_url: Option<String>,
+    #[serde(default)]
+    pub stage: Option<String>,
+    #[serde(default)]
+    pub task: Option<String>,
+    #[serde(default)]
+    pub build_number: Option<String>,
+    #[serde(default)]
+    pub build_url: Option<String>,
+    #[serde(default)]
+    pub repo: Option<String>,
+    #[serde(default)]
+    pub branch: Option<String>,
+    #[serde(default)]
+    pub commit: Option<String>,
+    #[serde(default)]
+    pub commit_title: Option<String>,
+    #[serde(default)]
+    pub author: Option<String>,
+    #[serde(default)]
+    pub message: Option<String>,
+    #[serde(default)]
+    pub duration_ms: Option<String>,
+    /// A pointer to an id the sender repeats on retries, for de-duplication.
+    #[serde(default)]
+    pub delivery_id: Option<String>,
+}
+
+impl SourceConfig {
+    /// The generic mapping this source configures.
+    pub fn generic_spec(&self) -> GenericSpec {
+        let pointers = [
+            ("status", &self.status),
+            ("final", &self.is_final),
+            ("pipeline", &self.pipeline),
+            ("pipeline_id", &self.pipeline_id),
+            ("pipeline_url", &self.pipeline_url),
+            ("stage", &self.stage),
+            ("task", &self.task),
+            ("build_number", &self.build_number),
+            ("build_url", &self.build_url),
+            ("repo", &self.repo),
+            ("branch", &self.branch),
+            ("commit", &self.commit),
+            ("commit_title", &self.commit_title),
+            ("author", &self.author),
+            ("message", &self.message),
+            ("duration_ms", &self.duration_ms),
+            ("delivery_id", &self.delivery_id),
+        ];
+        GenericSpec {
+            pointers: pointers.iter().filter_map(|(k, v)| v.as_ref().map(|p| (k.to_string(), p.clone()))).collect(),
+            status_map: self.status_map.clone(),
+        }
+    }
+}
+
+/// How a generic source maps any JSON onto an event: event field → JSON pointer (RFC 6901),
+/// and the sender's status words → Herald's (`status_map`; unmapped words that are already
+/// Herald words are taken as they are).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GenericSpec {
+    pub pointers: BTreeMap<String, String>,
+    pub status_map: BTreeMap<String, String>,
 }
 
 /// One `[channels.<name>]` table.

@@ -62,11 +62,28 @@ pub enum Format {
     Flow,
     /// Buildbot HttpStatusPush.
     Buildbot,
+    /// GitHub Actions `workflow_run` / `workflow_job` webhooks.
+    Github,
+    /// GitLab Pipeline Hook / Job Hook.
+    Gitlab,
+    /// Prometheus Alertmanager webhook, version 4: one event per alert.
+    Alertmanager,
+    /// Any JSON, mapped by a configured [`GenericSpec`](crate::config::GenericSpec).
+    Generic,
 }
 
 impl Format {
     /// Every format, in detection order.
-    pub const ALL: [Format; 4] = [Format::Jenkins, Format::JenkinsStatus, Format::Flow, Format::Buildbot];
+    pub const ALL: [Format; 8] = [
+        Format::Jenkins,
+        Format::JenkinsStatus,
+        Format::Flow,
+        Format::Buildbot,
+        Format::Github,
+        Format::Gitlab,
+        Format::Alertmanager,
+        Format::Generic,
+    ];
 
     /// The format's name in URLs (`/hooks/{name}`), config (`[sources.{name}]`) and `event.source`.
     pub fn name(self) -> &'static str {
@@ -75,6 +92,10 @@ impl Format {
             Format::JenkinsStatus => "jenkins-status",
             Format::Flow => "flow",
             Format::Buildbot => "buildbot",
+            Format::Github => "github",
+            Format::Gitlab => "gitlab",
+            Format::Alertmanager => "alertmanager",
+            Format::Generic => "generic",
         }
     }
 
@@ -110,7 +131,29 @@ pub fn parse(format: Format, req: &Inbound<'_>) -> Result<Event, IngestError> {
         Format::JenkinsStatus => jenkins_status::parse(req),
         Format::Flow => flow::parse(req),
         Format::Buildbot => buildbot::parse(req),
+        Format::Github | Format::Gitlab | Format::Alertmanager | Format::Generic => {
+            Err(IngestError::Invalid(format!("{} is not supported yet", format.name())))
+        }
     }
+}
+
+/// A configured source, as the parsers need it.
+#[derive(Debug, Clone, Copy)]
+pub struct Source<'a> {
+    /// The source's name: the format's name, or a named generic source's. It becomes
+    /// `event.source`.
+    pub name: &'a str,
+    pub format: Format,
+    /// The mapping of a generic source.
+    pub generic: Option<&'a crate::config::GenericSpec>,
+}
+
+/// Parses a request into its events: one for most formats, one per alert for Alertmanager,
+/// none for a GitHub `ping`.
+pub fn parse_events(source: &Source<'_>, req: &Inbound<'_>) -> Result<Vec<Event>, IngestError> {
+    let mut event = parse(source.format, req)?;
+    event.source = source.name.to_string();
+    Ok(vec![event])
 }
 
 /// Picks the format of a request from its headers and body shape.
