@@ -342,7 +342,7 @@ fn check_server(server: &ServerConfig, errors: &mut Vec<ConfigError>) {
 fn check_rules(
     rules: &[RuleConfig],
     channels: &[ChannelConfig],
-    sources: &BTreeMap<String, SourceConfig>,
+    configured: &BTreeMap<String, SourceConfig>,
     errors: &mut Vec<ConfigError>,
 ) {
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
@@ -380,7 +380,7 @@ fn check_rules(
         }
         if let Some(sources) = &rule.when.source {
             for (j, s) in sources.items().iter().enumerate() {
-                if Format::from_name(s).is_none() && !sources.contains_key(s) {
+                if Format::from_name(s).is_none() && !configured.contains_key(s.as_str()) {
                     let known: Vec<&str> = Format::ALL.iter().map(|f| f.name()).collect();
                     errors.push(ConfigError::new(
                         format!("{path}.when.source[{j}]"),
