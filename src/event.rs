@@ -137,6 +137,10 @@ pub struct Event {
     pub artifacts: Vec<Artifact>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_summary: Option<TestSummary>,
+    /// The sender's own id for this delivery (`X-GitHub-Delivery`, GitLab's
+    /// `Idempotency-Key`, …), repeated on its retries; Herald de-duplicates on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_id: Option<String>,
     /// The payload as received, as JSON (XML converted).
     #[serde(default)]
     pub raw: serde_json::Value,
@@ -175,6 +179,7 @@ impl Event {
             params: BTreeMap::new(),
             artifacts: Vec::new(),
             test_summary: None,
+            delivery_id: None,
             raw: serde_json::Value::Null,
         }
     }

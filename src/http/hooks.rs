@@ -58,9 +58,9 @@ async fn handle(
         .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_ascii_lowercase(), v.to_string())))
         .collect();
     let inbound = Inbound { method: req.method().as_str(), headers, query: &query, body: &body };
-    let gateway = &state.gateway;
-    let mut event = match gateway.parse(format.as_deref(), &inbound, req.query_string()) {
-        Ok(e) => e,
+    let peer = req.peer_addr().map(|a| a.ip());
+    let accepted = match state.gateway.receive(format.as_deref(), &inbound, req.query_string(), peer).await {
+        Ok(a) => a,
         Err(e) => {
             tracing::info!(
                 format = format.as_deref().unwrap_or("auto"),
@@ -70,14 +70,26 @@ async fn handle(
             return Err(e.into());
         }
     };
-    event.received_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let accepted = gateway.accept(event).await?;
-    let body = AcceptedBody {
-        event_id: &accepted.event_id,
-        status: accepted.status.as_str(),
-        routes: accepted.routes.iter().map(|r| RouteBody { rule: &r.rule, channel: &r.channel }).collect(),
-        duplicate_of: accepted.duplicate_of.as_deref(),
-    };
+    let views: Vec<AcceptedBody<'_>> = accepted
+        .iter()
+        .map(|a| AcceptedBody {
+            event_id: &a.event_id,
+            status: a.status.as_str(),
+            routes: a.routes.iter().map(|r| RouteBody { rule: &r.rule, channel: &r.channel }).collect(),
+            duplicate_of: a.duplicate_of.as_deref(),
+        })
+        .collect();
+    // One event: SPEC's body. Several (Alertmanager): the first's, plus every event. None (a
+    // GitHub ping): 200.
+    let body = match views.len() {
+        0 => return Ok(HttpResponse::Ok().json(serde_json::json!({ "events": [] }))),
+        1 => serde_json::to_value(&views[0]),
+        _ => serde_json::to_value(&views[0]).map(|mut v| {
+            v["events"] = serde_json::to_value(&views).unwrap_or_default();
+            v
+        }),
+    }
+    .map_err(|e| ApiError::new(500, e.to_string()))?;
     Ok(HttpResponse::Accepted().json(body))
 }
 

@@ -4,16 +4,19 @@
 //! config, and building it is the validation `serve` and `check` share (channels, rules,
 //! templates rendered against a sample event, mention warnings).
 
+mod auth;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
+use std::net::IpAddr;
+
+pub use auth::Guard;
 use tokio::sync::Notify;
 
 use crate::channels::{self, Channel, ChannelDeps, Message, Prepare};
 use crate::clock::Clock;
-use crate::config::{Config, ConfigError, SourceConfig};
+use crate::config::{Config, ConfigError, GenericSpec, SourceConfig};
 use crate::event::{self, Event, Status};
 use crate::ingest::{self, Format, Inbound, IngestError};
 use crate::outbox::{Dedup, Headline, NewDelivery, Outbox};
@@ -85,9 +88,38 @@ pub struct Accepted {
     pub duplicate_of: Option<String>,
 }
 
+/// A source requests can name: a built-in format, or a named generic source.
+#[derive(Debug, Clone)]
+pub struct SourceEntry {
+    pub format: Format,
+    pub guard: Guard,
+    pub generic: Option<GenericSpec>,
+}
+
+/// Every source requests can name: each built-in format (with its settings, if configured)
+/// and each configured generic source.
+fn sources(config: &BTreeMap<String, SourceConfig>) -> BTreeMap<String, SourceEntry> {
+    let mut out: BTreeMap<String, SourceEntry> = Format::ALL
+        .into_iter()
+        .filter(|f| *f != Format::Generic)
+        .map(|f| (f.name().to_string(), SourceEntry { format: f, guard: Guard::default(), generic: None }))
+        .collect();
+    for (name, src) in config {
+        let format = if src.kind.as_deref() == Some("generic") {
+            Some(Format::Generic)
+        } else {
+            Format::from_name(name)
+        };
+        let Some(format) = format else { continue };
+        let generic = (format == Format::Generic).then(|| src.generic_spec());
+        out.insert(name.clone(), SourceEntry { format, guard: Guard::new(src), generic });
+    }
+    out
+}
+
 /// The accept pipeline, built from a config.
 pub struct Gateway {
-    pub sources: BTreeMap<String, SourceConfig>,
+    pub sources: BTreeMap<String, SourceEntry>,
     pub rules: RuleSet,
     pub channels: Arc<HashMap<String, Arc<dyn Channel>>>,
     channel_templates: HashMap<String, String>,
@@ -208,7 +240,7 @@ impl Gateway {
             return Err(errors);
         }
         let gateway = Gateway {
-            sources: config.sources.clone(),
+            sources: sources(&config.sources),
             rules,
             channels: Arc::new(built),
             channel_templates,
@@ -221,53 +253,51 @@ impl Gateway {
         Ok(Built { gateway, warnings })
     }
 
-    /// Resolves the format (detecting it when `format` is `None`), checks the source's token,
-    /// and parses the request. `raw_query` is the query as received, token included; `req`
-    /// carries it with the token stripped (see [`strip_token`]).
+    /// Resolves the source (detecting the format when `name` is `None`), authenticates the
+    /// request, and parses it into its events. `raw_query` is the query as received, token
+    /// included; `req` carries it with the token stripped (see [`strip_token`]).
     pub fn parse(
         &self,
-        format: Option<&str>,
+        name: Option<&str>,
         req: &Inbound<'_>,
         raw_query: &str,
-    ) -> Result<Event, HookError> {
-        let format = match format {
-            Some(name) => {
-                Format::from_name(name).ok_or_else(|| HookError::UnknownFormat(name.to_string()))?
-            }
-            None => ingest::detect(req)?,
+        peer: Option<IpAddr>,
+    ) -> Result<Vec<Event>, HookError> {
+        let name = match name {
+            Some(n) => n.to_string(),
+            None => ingest::detect(req)?.name().to_string(),
         };
-        if req.method != "POST" && format != Format::JenkinsStatus {
-            return Err(HookError::MethodNotAllowed(format!("{} accepts POST only", format.name())));
+        let src = self.sources.get(&name).ok_or_else(|| HookError::UnknownFormat(name.clone()))?;
+        if req.method != "POST" && src.format != Format::JenkinsStatus {
+            return Err(HookError::MethodNotAllowed(format!("{name} accepts POST only")));
         }
-        self.authorize(format, req, raw_query)?;
-        Ok(ingest::parse(format, req)?)
+        src.guard.check(&name, src.format, req, raw_query, peer).map_err(|e| HookError::Unauthorized(e.0))?;
+        let source = ingest::Source { name: &name, format: src.format, generic: src.generic.as_ref() };
+        Ok(ingest::parse_events(&source, req)?)
     }
 
-    /// Checks `?token=` or `Authorization: Bearer` against `[sources.<format>] token`, in
-    /// constant time.
-    fn authorize(&self, format: Format, req: &Inbound<'_>, raw_query: &str) -> Result<(), HookError> {
-        let Some(expected) = self.sources.get(format.name()).and_then(|s| s.token.as_ref()) else {
-            return Ok(());
-        };
-        let bearer = req
-            .header("authorization")
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .map(|v| v.trim().to_string());
-        let query = form_urlencoded_token(raw_query);
-        let Some(given) = bearer.or(query) else {
-            return Err(HookError::Unauthorized(format!(
-                "{} requires a token: ?token=... or Authorization: Bearer ...",
-                format.name()
-            )));
-        };
-        // Hashing first makes the comparison independent of the lengths too.
-        let a = Sha256::digest(given.as_bytes());
-        let b = Sha256::digest(expected.expose().as_bytes());
-        if bool::from(a.ct_eq(&b)) {
-            Ok(())
-        } else {
-            Err(HookError::Unauthorized(format!("wrong token for {}", format.name())))
+    /// Parses, authenticates and accepts a request: the HTTP API's and the raw listeners'
+    /// entry point. Returns one `Accepted` per event (none for a GitHub ping).
+    pub async fn receive(
+        &self,
+        name: Option<&str>,
+        req: &Inbound<'_>,
+        raw_query: &str,
+        peer: Option<IpAddr>,
+    ) -> Result<Vec<Accepted>, HookError> {
+        let events = self.parse(name, req, raw_query, peer)?;
+        let mut accepted = Vec::with_capacity(events.len());
+        for mut event in events {
+            event.received_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            accepted.push(self.accept(event).await?);
         }
+        Ok(accepted)
+    }
+
+    /// Checks a raw-socket sender's address against the source's allowlist.
+    pub fn check_peer(&self, name: &str, peer: Option<IpAddr>) -> Result<(), HookError> {
+        let src = self.sources.get(name).ok_or_else(|| HookError::UnknownFormat(name.to_string()))?;
+        src.guard.check_peer(name, peer).map_err(|e| HookError::Unauthorized(e.0))
     }
 
     /// The messages an event produces, one per route. Pure: nothing is stored or sent.
@@ -376,6 +406,9 @@ fn render_check<'a>(
 /// and finality (not the phase: Jenkins sends COMPLETED and then FINALIZED for one result).
 /// Events that name neither a pipeline nor a build are never de-duplicated.
 pub fn dedup_key(e: &Event) -> Option<String> {
+    if let Some(id) = &e.delivery_id {
+        return serde_json::to_string(&[e.source.as_str(), "delivery", id]).ok();
+    }
     if e.pipeline.is_none() && e.build_number.is_none() {
         return None;
     }
@@ -391,10 +424,6 @@ pub fn dedup_key(e: &Event) -> Option<String> {
     ];
     // serde_json escapes the separators out of the values, so keys never collide.
     serde_json::to_string(&parts).ok()
-}
-
-fn form_urlencoded_token(query: &str) -> Option<String> {
-    url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "token").map(|(_, v)| v.into_owned())
 }
 
 /// The query string without its `token` parameter, so a token never reaches an event's
@@ -419,6 +448,5 @@ mod tests {
         assert_eq!(strip_token("a=1&token=s3cret&b=2"), "a=1&b=2");
         assert_eq!(strip_token("token=x"), "");
         assert_eq!(strip_token("tokens=1"), "tokens=1");
-        assert_eq!(form_urlencoded_token("a=1&token=s%2F3"), Some("s/3".into()));
     }
 }
