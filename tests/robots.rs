@@ -84,11 +84,7 @@ fn event(message: Option<String>) -> Event {
 }
 
 fn mention(mobiles: &[&str], user_ids: &[&str], all: bool) -> Mention {
-    Mention {
-        mobiles: mobiles.iter().map(|s| s.to_string()).collect(),
-        user_ids: user_ids.iter().map(|s| s.to_string()).collect(),
-        all,
-    }
+    Mention::direct(mobiles, user_ids, all)
 }
 
 fn prepare(ch: &dyn Channel, event: &Event, mention: &Mention) -> Message {

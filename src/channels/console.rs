@@ -122,7 +122,12 @@ mod tests {
     #[test]
     fn mention_lines() {
         assert_eq!(mention_line(&Mention::default()), None);
-        let m = Mention { mobiles: vec!["138".into()], user_ids: vec!["zhang".into()], all: true };
+        let m = Mention {
+            mobiles: vec!["138".into()],
+            user_ids: vec!["zhang".into()],
+            all: true,
+            ..Mention::default()
+        };
         assert_eq!(mention_line(&m).unwrap(), "mentions: @138 @zhang @all");
     }
 

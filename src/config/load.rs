@@ -42,6 +42,7 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
     let mut sources = BTreeMap::new();
     let mut channels = Vec::new();
     let mut rules = Vec::new();
+    let mut people = BTreeMap::new();
     for (key, value) in table {
         match key.as_str() {
             "server" => server = typed(&key, value, &mut errors).unwrap_or_default(),
@@ -50,9 +51,10 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
             "sources" => sources = parse_sources(value, &mut errors),
             "channels" => channels = parse_channels(value, &mut errors),
             "rules" => rules = parse_rules(value, &mut errors),
+            "people" => people = parse_people(value, &mut errors),
             other => errors.push(ConfigError::new(
                 other,
-                "unknown key (expected server, delivery, templates, sources, channels or rules)",
+                "unknown key (expected server, delivery, templates, sources, channels, rules or people)",
             )),
         }
     }
@@ -63,11 +65,21 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
         }
     }
     check_rules(&rules, &channels, &sources, &mut errors);
+    for (i, rule) in rules.iter().enumerate() {
+        for (j, key) in rule.mention.people.iter().enumerate() {
+            if !people.contains_key(key) {
+                errors.push(ConfigError::new(
+                    format!("rules[{i}].mention.people[{j}]"),
+                    format!("unknown person \"{key}\""),
+                ));
+            }
+        }
+    }
     if delivery.max_attempts == 0 {
         errors.push(ConfigError::new("delivery.max_attempts", "must be at least 1"));
     }
     if errors.is_empty() {
-        Ok(Config { server, delivery, templates_dir: templates.dir, sources, channels, rules })
+        Ok(Config { people, server, delivery, templates_dir: templates.dir, sources, channels, rules })
     } else {
         Err(errors)
     }
@@ -133,7 +145,10 @@ fn parse_sources(value: toml::Value, errors: &mut Vec<ConfigError>) -> BTreeMap<
         let format = match src.kind.as_deref() {
             Some("generic") => Some(Format::Generic),
             Some(other) => {
-                errors.push(ConfigError::new(format!("{path}.type"), format!("unknown type \"{other}\" (only \"generic\")")));
+                errors.push(ConfigError::new(
+                    format!("{path}.type"),
+                    format!("unknown type \"{other}\" (only \"generic\")"),
+                ));
                 continue;
             }
             None => Format::from_name(&name),
@@ -155,21 +170,33 @@ fn parse_sources(value: toml::Value, errors: &mut Vec<ConfigError>) -> BTreeMap<
 fn check_source(path: &str, name: &str, format: Format, src: &SourceConfig, errors: &mut Vec<ConfigError>) {
     for (i, ip) in src.allow_ips.iter().enumerate() {
         if ip.parse::<ipnet::IpNet>().is_err() && ip.parse::<std::net::IpAddr>().is_err() {
-            errors.push(ConfigError::new(format!("{path}.allow_ips[{i}]"), format!("\"{ip}\" is not an address or CIDR range")));
+            errors.push(ConfigError::new(
+                format!("{path}.allow_ips[{i}]"),
+                format!("\"{ip}\" is not an address or CIDR range"),
+            ));
         }
     }
     for (key, addr) in [("tcp", &src.tcp), ("udp", &src.udp)] {
         let Some(addr) = addr else { continue };
         if format != Format::Jenkins {
-            errors.push(ConfigError::new(format!("{path}.{key}"), "only the jenkins source listens on raw sockets"));
+            errors.push(ConfigError::new(
+                format!("{path}.{key}"),
+                "only the jenkins source listens on raw sockets",
+            ));
         } else if addr.parse::<std::net::SocketAddr>().is_err() {
-            errors.push(ConfigError::new(format!("{path}.{key}"), format!("\"{addr}\" is not an address like 0.0.0.0:9000")));
+            errors.push(ConfigError::new(
+                format!("{path}.{key}"),
+                format!("\"{addr}\" is not an address like 0.0.0.0:9000"),
+            ));
         }
     }
     let spec = src.generic_spec();
     if format == Format::Generic {
         if !spec.pointers.contains_key("status") {
-            errors.push(ConfigError::new(format!("{path}.status"), "a generic source needs a JSON pointer to its status"));
+            errors.push(ConfigError::new(
+                format!("{path}.status"),
+                "a generic source needs a JSON pointer to its status",
+            ));
         }
         for (field, pointer) in &spec.pointers {
             if !pointer.is_empty() && !pointer.starts_with('/') {
@@ -181,13 +208,19 @@ fn check_source(path: &str, name: &str, format: Format, src: &SourceConfig, erro
         }
         for (word, status) in &spec.status_map {
             if Status::parse(status).is_none() {
-                errors.push(ConfigError::new(format!("{path}.status_map.{word}"), format!("unknown status \"{status}\"")));
+                errors.push(ConfigError::new(
+                    format!("{path}.status_map.{word}"),
+                    format!("unknown status \"{status}\""),
+                ));
             }
         }
     } else if !spec.pointers.is_empty() || !spec.status_map.is_empty() {
         errors.push(ConfigError::new(
             path,
-            format!("field mappings belong to generic sources; \"{name}\" is the built-in {} format", format.name()),
+            format!(
+                "field mappings belong to generic sources; \"{name}\" is the built-in {} format",
+                format.name()
+            ),
         ));
     }
 }
@@ -308,6 +341,17 @@ fn check_channel(path: &str, spec: &ChannelSpec, errors: &mut Vec<ConfigError>) 
         }
         ChannelSpec::Console(_) => {}
     }
+}
+
+fn parse_people(value: toml::Value, errors: &mut Vec<ConfigError>) -> BTreeMap<String, Person> {
+    let toml::Value::Table(table) = value else {
+        errors.push(ConfigError::new("people", "expected a table of [people.<key>]"));
+        return BTreeMap::new();
+    };
+    table
+        .into_iter()
+        .filter_map(|(key, v)| typed::<Person>(&format!("people.{key}"), v, errors).map(|p| (key, p)))
+        .collect()
 }
 
 fn parse_rules(value: toml::Value, errors: &mut Vec<ConfigError>) -> Vec<RuleConfig> {

@@ -14,6 +14,8 @@ use crate::secret::{Secret, SecretUrl};
 /// The whole configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// `[people.<key>]`.
+    pub people: BTreeMap<String, Person>,
     pub server: ServerConfig,
     pub delivery: DeliveryConfig,
     pub templates_dir: Option<PathBuf>,
@@ -193,7 +195,10 @@ impl SourceConfig {
             ("delivery_id", &self.delivery_id),
         ];
         GenericSpec {
-            pointers: pointers.iter().filter_map(|(k, v)| v.as_ref().map(|p| (k.to_string(), p.clone()))).collect(),
+            pointers: pointers
+                .iter()
+                .filter_map(|(k, v)| v.as_ref().map(|p| (k.to_string(), p.clone())))
+                .collect(),
             status_map: self.status_map.clone(),
         }
     }
@@ -402,7 +407,7 @@ pub struct WebhookConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct ConsoleConfig {}
 
-/// `[rules.mention]`.
+/// `[rules.mention]`, and the resolved mention a channel receives.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct Mention {
     #[serde(default)]
@@ -411,11 +416,31 @@ pub struct Mention {
     pub user_ids: Vec<String>,
     #[serde(default)]
     pub all: bool,
+    /// Keys of `[people.<key>]` to mention, resolved per channel to the id that platform needs.
+    #[serde(default)]
+    pub people: Vec<String>,
+    /// Mention the event's author (commit author, Jenkins culprit, GitHub actor), found in
+    /// `[people]` through their `git` names.
+    #[serde(default)]
+    pub author: bool,
+    /// Resolved email addresses (for email channels); never read from config.
+    #[serde(skip)]
+    pub emails: Vec<String>,
 }
 
 impl Mention {
+    /// A mention of these phone numbers and user ids (and everyone, with `all`).
+    pub fn direct(mobiles: &[&str], user_ids: &[&str], all: bool) -> Mention {
+        Mention {
+            mobiles: mobiles.iter().map(|s| s.to_string()).collect(),
+            user_ids: user_ids.iter().map(|s| s.to_string()).collect(),
+            all,
+            ..Mention::default()
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.mobiles.is_empty() && self.user_ids.is_empty() && !self.all
+        self.mobiles.is_empty() && self.user_ids.is_empty() && !self.all && self.emails.is_empty()
     }
 
     /// The union of two mention sets, keeping first-seen order.
@@ -431,7 +456,39 @@ impl Mention {
             }
         }
         self.all |= other.all;
+        for p in &other.people {
+            if !self.people.contains(p) {
+                self.people.push(p.clone());
+            }
+        }
+        self.author |= other.author;
+        for e in &other.emails {
+            if !self.emails.contains(e) {
+                self.emails.push(e.clone());
+            }
+        }
     }
+}
+
+/// `[people.<key>]`: one person, with the id each platform needs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct Person {
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Names and emails this person commits as (matched case-insensitively against the
+    /// event's author).
+    #[serde(default)]
+    pub git: Vec<String>,
+    #[serde(default)]
+    pub dingtalk_mobile: Option<String>,
+    #[serde(default)]
+    pub dingtalk_user_id: Option<String>,
+    #[serde(default)]
+    pub wecom_user_id: Option<String>,
+    #[serde(default)]
+    pub wecom_mobile: Option<String>,
+    #[serde(default)]
+    pub lark_open_id: Option<String>,
 }
 
 /// A glob or a list of globs.

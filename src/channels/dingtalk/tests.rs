@@ -11,11 +11,7 @@ fn attempt_at(ms: u64) -> Attempt {
 }
 
 fn mention(mobiles: &[&str], user_ids: &[&str], all: bool) -> Mention {
-    Mention {
-        mobiles: mobiles.iter().map(|s| s.to_string()).collect(),
-        user_ids: user_ids.iter().map(|s| s.to_string()).collect(),
-        all,
-    }
+    Mention::direct(mobiles, user_ids, all)
 }
 
 #[test]

@@ -3,11 +3,7 @@ use serde_json::json;
 use super::*;
 
 fn mention(mobiles: &[&str], user_ids: &[&str], all: bool) -> Mention {
-    Mention {
-        mobiles: mobiles.iter().map(|s| s.to_string()).collect(),
-        user_ids: user_ids.iter().map(|s| s.to_string()).collect(),
-        all,
-    }
+    Mention::direct(mobiles, user_ids, all)
 }
 
 fn content(body: &Value) -> &str {
