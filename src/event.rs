@@ -80,6 +80,43 @@ pub struct TestSummary {
     pub skipped: u64,
 }
 
+/// Where a failure streak began (template context `failing_since`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailingSince {
+    pub build_number: Option<u64>,
+    /// RFC 3339.
+    pub at: String,
+}
+
+/// How a final event relates to the one before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transition {
+    FirstFailure,
+    StillFailing,
+    Fixed,
+    /// Any other change of status (including the first result ever seen).
+    Changed,
+    /// The same non-failing status again.
+    Unchanged,
+}
+
+impl Transition {
+    pub const WORDS: [&'static str; 4] = ["first_failure", "still_failing", "fixed", "changed"];
+
+    /// Whether `when.transition = [word]` matches this transition. Every first failure and
+    /// every fix is also a change.
+    pub fn matches(self, word: &str) -> bool {
+        match word {
+            "first_failure" => self == Transition::FirstFailure,
+            "still_failing" => self == Transition::StillFailing,
+            "fixed" => self == Transition::Fixed,
+            "changed" => matches!(self, Transition::FirstFailure | Transition::Fixed | Transition::Changed),
+            _ => false,
+        }
+    }
+}
+
 /// The normalized event (SPEC §4). It is also the template context.
 ///
 /// Absent values stay `None` and are left out of the serialized form: a parser never invents an
@@ -137,6 +174,19 @@ pub struct Event {
     pub artifacts: Vec<Artifact>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_summary: Option<TestSummary>,
+    /// For a final event: the status of the previous final event of the same unit of work
+    /// (source, pipeline, branch, stage/task), when Herald has seen one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_status: Option<Status>,
+    /// While failing: where the current failure streak began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing_since: Option<FailingSince>,
+    /// Consecutive failing results, this one included (0 when it passed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_streak: Option<u32>,
+    /// How this final event relates to the previous one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transition: Option<Transition>,
     /// The sender's own id for this delivery (`X-GitHub-Delivery`, GitLab's
     /// `Idempotency-Key`, …), repeated on its retries; Herald de-duplicates on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -179,6 +229,10 @@ impl Event {
             params: BTreeMap::new(),
             artifacts: Vec::new(),
             test_summary: None,
+            previous_status: None,
+            failing_since: None,
+            failure_streak: None,
+            transition: None,
             delivery_id: None,
             raw: serde_json::Value::Null,
         }

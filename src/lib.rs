@@ -11,6 +11,7 @@
 //! | [`event`] | the normalized event and status words |
 //! | [`ingest`] | one parser per inbound format, and format detection |
 //! | [`rules`] | compiled matchers: event → (rule, channel) routes |
+//! | [`people`] | the people directory: `mention.people` and `mention.author` → each platform's ids |
 //! | [`render`] | the Handlebars registry, helpers, template context |
 //! | [`channels`] | one trait, one file per platform: wire format, signing, limits, verdicts |
 //! | [`outbox`] | stored deliveries behind one trait: enqueue, lease, finish |
@@ -29,7 +30,10 @@ pub mod event;
 pub mod gateway;
 pub mod http;
 pub mod ingest;
+pub mod listen;
 pub mod outbox;
+pub mod people;
 pub mod render;
 pub mod rules;
 pub mod secret;
+pub mod state;

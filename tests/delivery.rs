@@ -18,7 +18,7 @@ use herald::delivery::governor::Governor;
 use herald::delivery::{RetryPolicy, Worker};
 use herald::event::{Event, Status};
 use herald::outbox::memory::MemoryOutbox;
-use herald::outbox::{DeliveryState, Headline, NewDelivery, Outbox};
+use herald::outbox::{EnqueueWith, DeliveryState, Headline, NewDelivery, Outbox};
 use tokio::sync::Notify;
 
 /// A channel that answers from a script and records every attempt.
@@ -100,7 +100,7 @@ async fn enqueue(rig: &Rig, id: &str, channel: &str) {
         headline: Headline::default(),
     };
     let e = Event::new("flow", Status::Failure, "FAIL", true);
-    rig.outbox.enqueue(&e, &[d], rig.clock.now_ms(), None).await.unwrap();
+    rig.outbox.enqueue(&e, &[d], rig.clock.now_ms(), &EnqueueWith::default()).await.unwrap();
 }
 
 fn transient(detail: &str, retry_after: Option<Duration>) -> Outcome {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use herald::channels::{Message, MessageBody};
 use herald::event::{Event, Status};
 use herald::outbox::sqlite::SqliteOutbox;
-use herald::outbox::{AttemptRecord, DeliveryState, Headline, ListFilter, NewDelivery, Next, Outbox};
+use herald::outbox::{EnqueueWith, AttemptRecord, DeliveryState, Headline, ListFilter, NewDelivery, Next, Outbox};
 
 fn delivery(id: &str, channel: &str) -> NewDelivery {
     NewDelivery {
@@ -56,7 +56,7 @@ async fn everything_survives_reopening() {
     {
         let o = SqliteOutbox::open(dir.path()).unwrap();
         let e = Event::sample();
-        o.enqueue(&e, &[delivery("a", "ding"), delivery("b", "mail")], 100, None).await.unwrap();
+        o.enqueue(&e, &[delivery("a", "ding"), delivery("b", "mail")], 100, &EnqueueWith::default()).await.unwrap();
         o.lease(100, 10, 60_000).await.unwrap();
         o.finish("a", attempt("permanent"), Next::Dead("keywords not in content".into())).await.unwrap();
     }
@@ -83,7 +83,7 @@ async fn concurrent_enqueues_are_all_committed() {
             tokio::spawn(async move {
                 let mut e = Event::new("flow", Status::Success, "SUCCESS", true);
                 e.event_id = format!("e{i}");
-                o.enqueue(&e, &[delivery(&format!("d{i}"), "c")], i, None).await.unwrap();
+                o.enqueue(&e, &[delivery(&format!("d{i}"), "c")], i, &EnqueueWith::default()).await.unwrap();
             })
         })
         .collect();

@@ -422,6 +422,22 @@ fn check_rules(
                 }
             }
         }
+        if let Some(words) = &rule.when.transition {
+            for (j, w) in words.items().iter().enumerate() {
+                if !crate::state::Transition::WORDS.contains(&w.as_str()) {
+                    errors.push(ConfigError::new(
+                        format!("{path}.when.transition[{j}]"),
+                        format!(
+                            "unknown transition \"{w}\" (one of {})",
+                            crate::state::Transition::WORDS.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        if rule.when.still_failing_every == Some(0) {
+            errors.push(ConfigError::new(format!("{path}.when.still_failing_every"), "must be at least 1"));
+        }
         if let Some(sources) = &rule.when.source {
             for (j, s) in sources.items().iter().enumerate() {
                 if Format::from_name(s).is_none() && !configured.contains_key(s.as_str()) {

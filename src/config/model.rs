@@ -529,6 +529,12 @@ pub struct WhenConfig {
     pub task: Option<OneOrMany>,
     #[serde(default)]
     pub params: BTreeMap<String, String>,
+    /// `first_failure`, `still_failing`, `fixed` or `changed` (a word or a list).
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub transition: Option<OneOrMany>,
+    /// Of a still-failing streak, report only every Nth consecutive failure.
+    #[serde(default)]
+    pub still_failing_every: Option<u32>,
 }
 
 impl<'de> Deserialize<'de> for OneOrMany {

@@ -19,9 +19,10 @@ use crate::clock::Clock;
 use crate::config::{Config, ConfigError, GenericSpec, SourceConfig};
 use crate::event::{self, Event, Status};
 use crate::ingest::{self, Format, Inbound, IngestError};
-use crate::outbox::{Dedup, Headline, NewDelivery, Outbox};
+use crate::outbox::{Dedup, EnqueueWith, Headline, NewDelivery, Outbox};
 use crate::render::{self, ContextExtras, Renderer};
 use crate::rules::{Route, RuleSet};
+use crate::state;
 
 /// Why a webhook was refused. Each maps to one HTTP status (SPEC §3).
 #[derive(Debug, thiserror::Error)]
@@ -336,7 +337,13 @@ impl Gateway {
 
     /// Plans and stores an event's deliveries, then wakes the worker. Returns once they are
     /// stored: the caller may then answer 202.
-    pub async fn accept(&self, event: Event) -> Result<Accepted, HookError> {
+    pub async fn accept(&self, mut event: Event) -> Result<Accepted, HookError> {
+        let unavailable = |e: crate::outbox::OutboxError| HookError::Unavailable(e.to_string());
+        // What happened to this unit of work before decides transitions, so it is read before
+        // routing; the new state is stored with the event, unless the event is a duplicate.
+        let key = state::key(&event);
+        let prior = self.outbox.track(&key).await.map_err(unavailable)?;
+        let next = state::observe(prior.as_ref(), &mut event, self.clock.now_ms());
         let planned = self.plan(&event);
         let deliveries: Vec<NewDelivery> = planned
             .iter()
@@ -357,9 +364,14 @@ impl Gateway {
             .map(|key| Dedup { key, window_ms: self.dedup_window_ms });
         let stored = self
             .outbox
-            .enqueue(&event, &deliveries, self.clock.now_ms(), dedup.as_ref())
+            .enqueue(
+                &event,
+                &deliveries,
+                self.clock.now_ms(),
+                &EnqueueWith { dedup: dedup.as_ref(), track: next.as_ref().map(|t| (key.as_str(), t)) },
+            )
             .await
-            .map_err(|e| HookError::Unavailable(e.to_string()))?;
+            .map_err(unavailable)?;
         if let Some(first) = &stored.duplicate_of {
             tracing::info!(event_id = %event.event_id, duplicate_of = %first, source = %event.source,
                 status = %event.status, "duplicate event stored, not sent again");

@@ -7,11 +7,12 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::{
-    AttemptRecord, Dedup, Delivery, DeliveryState, Enqueued, ListFilter, NewDelivery, Next, Outbox,
+    AttemptRecord, Delivery, DeliveryState, EnqueueWith, Enqueued, ListFilter, NewDelivery, Next, Outbox,
     OutboxError,
 };
 use crate::clock::Millis;
 use crate::event::Event;
+use crate::state::Track;
 
 struct Entry {
     delivery: Delivery,
@@ -25,6 +26,7 @@ pub struct MemoryOutbox {
     entries: Mutex<HashMap<String, Entry>>,
     /// Dedup keys of stored events: key → (event id, stored at).
     seen: Mutex<HashMap<String, (String, Millis)>>,
+    tracks: Mutex<HashMap<String, Track>>,
 }
 
 impl MemoryOutbox {
@@ -58,9 +60,9 @@ impl Outbox for MemoryOutbox {
         event: &Event,
         deliveries: &[NewDelivery],
         now: Millis,
-        dedup: Option<&Dedup>,
+        with: &EnqueueWith<'_>,
     ) -> Result<Enqueued, OutboxError> {
-        if let Some(dedup) = dedup {
+        if let Some(dedup) = with.dedup {
             let mut seen = self.seen.lock().expect("outbox lock");
             if let Some((first, at)) = seen.get(&dedup.key) {
                 if now - at < dedup.window_ms {
@@ -68,6 +70,9 @@ impl Outbox for MemoryOutbox {
                 }
             }
             seen.insert(dedup.key.clone(), (event.event_id.clone(), now));
+        }
+        if let Some((key, track)) = with.track {
+            self.tracks.lock().expect("outbox lock").insert(key.to_string(), track.clone());
         }
         let mut entries = self.entries.lock().expect("outbox lock");
         for d in deliveries {
@@ -88,6 +93,10 @@ impl Outbox for MemoryOutbox {
             entries.insert(d.id.clone(), Entry { delivery, leased_until: None, attempts: Vec::new() });
         }
         Ok(Enqueued::default())
+    }
+
+    async fn track(&self, key: &str) -> Result<Option<Track>, OutboxError> {
+        Ok(self.tracks.lock().expect("outbox lock").get(key).cloned())
     }
 
     async fn lease(&self, now: Millis, limit: usize, lease_ms: i64) -> Result<Vec<Delivery>, OutboxError> {

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::channels::Message;
 use crate::clock::Millis;
 use crate::event::Event;
+use crate::state::Track;
 
 /// A delivery's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,6 +123,15 @@ pub struct Dedup {
     pub window_ms: i64,
 }
 
+/// What `enqueue` stores besides the event and its deliveries.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EnqueueWith<'a> {
+    /// De-duplicate against events stored within the window.
+    pub dedup: Option<&'a Dedup>,
+    /// The unit of work's new state (see `state`), written only if the event is not a duplicate.
+    pub track: Option<(&'a str, &'a Track)>,
+}
+
 /// What `enqueue` did.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Enqueued {
@@ -146,15 +156,17 @@ pub struct OutboxError(pub String);
 #[async_trait]
 pub trait Outbox: Send + Sync {
     /// Stores an event and its deliveries, due at `now`, atomically. Herald answers 202 only
-    /// after this returns. With `dedup`, an event matching one stored within the window is
-    /// stored without its deliveries.
+    /// after this returns. With `with.dedup`, an event matching one stored within the window is
+    /// stored without its deliveries; otherwise `with.track` is stored too.
     async fn enqueue(
         &self,
         event: &Event,
         deliveries: &[NewDelivery],
         now: Millis,
-        dedup: Option<&Dedup>,
+        with: &EnqueueWith<'_>,
     ) -> Result<Enqueued, OutboxError>;
+    /// The remembered state of a unit of work (see `state::key`).
+    async fn track(&self, key: &str) -> Result<Option<Track>, OutboxError>;
     /// Leases up to `limit` due deliveries (pending or retrying, `next_at <= now`, not leased
     /// by someone else) for `lease_ms`.
     async fn lease(&self, now: Millis, limit: usize, lease_ms: i64) -> Result<Vec<Delivery>, OutboxError>;

@@ -15,17 +15,19 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use tokio::sync::oneshot;
 
 use super::{
-    AttemptRecord, Dedup, Delivery, DeliveryState, Enqueued, ListFilter, NewDelivery, Next, Outbox,
-    OutboxError,
+    AttemptRecord, Dedup, Delivery, DeliveryState, EnqueueWith, Enqueued, ListFilter, NewDelivery, Next,
+    Outbox, OutboxError,
 };
 use crate::clock::Millis;
 use crate::event::Event;
+use crate::state::Track;
 
 /// The most operations committed in one transaction.
 const MAX_BATCH: usize = 512;
 
 /// Schema migrations, in order; `PRAGMA user_version` counts those applied.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE events (
     id           TEXT PRIMARY KEY,
     source       TEXT NOT NULL,
@@ -63,7 +65,15 @@ CREATE TABLE attempts (
     latency_ms  INTEGER NOT NULL
 );
 CREATE INDEX attempts_delivery ON attempts (delivery_id, at);
-"#];
+"#,
+    r#"
+CREATE TABLE tracks (
+    key        TEXT PRIMARY KEY,
+    state      TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+"#,
+];
 
 type Reply<T> = oneshot::Sender<Result<T, OutboxError>>;
 
@@ -78,7 +88,12 @@ enum Op {
         deliveries: Vec<StoredNew>,
         now: Millis,
         dedup: Option<Dedup>,
+        track: Option<(String, String)>,
         reply: Reply<Enqueued>,
+    },
+    Track {
+        key: String,
+        reply: Reply<Option<Track>>,
     },
     Lease {
         now: Millis,
@@ -317,6 +332,7 @@ fn fail(op: Op, err: &OutboxError) {
     }
     match op {
         Op::Enqueue { reply, .. } => drop(reply.send(e(err))),
+        Op::Track { reply, .. } => drop(reply.send(e(err))),
         Op::Lease { reply, .. } => drop(reply.send(e(err))),
         Op::Finish { reply, .. } => drop(reply.send(e(err))),
         Op::NextDue { reply } => drop(reply.send(e(err))),
@@ -342,9 +358,17 @@ fn run(tx: &Transaction<'_>, op: Op) -> Answer {
         })
     }
     match op {
-        Op::Enqueue { event, meta, deliveries, now, dedup, reply } => {
-            answer(reply, enqueue(tx, &event, &meta, &deliveries, now, dedup.as_ref()))
+        Op::Enqueue { event, meta, deliveries, now, dedup, track, reply } => {
+            let result =
+                enqueue(tx, &event, &meta, &deliveries, now, dedup.as_ref()).and_then(|done| {
+                    match (&done.duplicate_of, &track) {
+                        (None, Some((key, state))) => save_track(tx, key, state, now).map(|_| done),
+                        _ => Ok(done),
+                    }
+                });
+            answer(reply, result)
         }
+        Op::Track { key, reply } => answer(reply, load_track(tx, &key)),
         Op::Lease { now, limit, lease_ms, reply } => answer(reply, lease(tx, now, limit, lease_ms)),
         Op::Finish { id, attempt, next, reply } => answer(reply, finish(tx, &id, &attempt, &next)),
         Op::NextDue { reply } => answer(reply, next_due(tx)),
@@ -390,6 +414,26 @@ fn enqueue(
         }
     }
     Ok(Enqueued { duplicate_of })
+}
+
+fn save_track(tx: &Transaction<'_>, key: &str, state: &str, now: Millis) -> Result<(), OutboxError> {
+    tx.prepare_cached(
+        "INSERT INTO tracks (key, state, updated_at) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (key) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+    )
+    .and_then(|mut s| s.execute(params![key, state, now]))
+    .map_err(db)?;
+    Ok(())
+}
+
+fn load_track(tx: &Transaction<'_>, key: &str) -> Result<Option<Track>, OutboxError> {
+    let stored: Option<String> = tx
+        .prepare_cached("SELECT state FROM tracks WHERE key = ?1")
+        .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
+        .map_err(db)?;
+    stored
+        .map(|s| serde_json::from_str(&s).map_err(|e| OutboxError(format!("stored state of {key}: {e}"))))
+        .transpose()
 }
 
 fn insert_delivery(
@@ -621,7 +665,7 @@ impl Outbox for SqliteOutbox {
         event: &Event,
         deliveries: &[NewDelivery],
         now: Millis,
-        dedup: Option<&Dedup>,
+        with: &EnqueueWith<'_>,
     ) -> Result<Enqueued, OutboxError> {
         // Serialize here, on the caller's thread, so the writer only writes.
         let body = serde_json::to_string(event).map_err(|e| OutboxError(e.to_string()))?;
@@ -631,8 +675,18 @@ impl Outbox for SqliteOutbox {
             status: event.status.to_string(),
         };
         let deliveries = deliveries.iter().map(StoredNew::from).collect::<Result<Vec<_>, OutboxError>>()?;
-        let dedup = dedup.cloned();
-        self.call(|reply| Op::Enqueue { event: body, meta, deliveries, now, dedup, reply }).await
+        let dedup = with.dedup.cloned();
+        let track = match with.track {
+            Some((key, state)) => {
+                Some((key.to_string(), serde_json::to_string(state).map_err(|e| OutboxError(e.to_string()))?))
+            }
+            None => None,
+        };
+        self.call(|reply| Op::Enqueue { event: body, meta, deliveries, now, dedup, track, reply }).await
+    }
+
+    async fn track(&self, key: &str) -> Result<Option<Track>, OutboxError> {
+        self.call(|reply| Op::Track { key: key.to_string(), reply }).await
     }
 
     async fn lease(&self, now: Millis, limit: usize, lease_ms: i64) -> Result<Vec<Delivery>, OutboxError> {

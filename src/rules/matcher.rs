@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use crate::config::{ConfigError, OneOrMany, WhenConfig};
-use crate::event::{Event, Status};
+use crate::event::{Event, Status, Transition};
 
 /// A compiled `[rules.when]`.
 #[derive(Debug, Clone, Default)]
@@ -20,6 +20,8 @@ pub struct Matcher {
     stage: Option<GlobSet>,
     task: Option<GlobSet>,
     params: BTreeMap<String, GlobSet>,
+    transitions: Option<Vec<String>>,
+    still_failing_every: Option<u32>,
 }
 
 impl Matcher {
@@ -58,6 +60,8 @@ impl Matcher {
             stage,
             task,
             params,
+            transitions: when.transition.as_ref().map(|t| t.items()),
+            still_failing_every: when.still_failing_every,
         };
         if errors.is_empty() {
             Ok(matcher)
@@ -83,6 +87,13 @@ impl Matcher {
             && glob(&self.stage, &e.stage)
             && glob(&self.task, &e.task)
             && self.params.iter().all(|(k, set)| e.params.get(k).is_some_and(|v| set.is_match(v)))
+            && self
+                .transitions
+                .as_ref()
+                .is_none_or(|words| e.transition.is_some_and(|t| words.iter().any(|w| t.matches(w))))
+            && self.still_failing_every.is_none_or(|n| {
+                e.transition != Some(Transition::StillFailing) || e.failure_streak.is_some_and(|s| s % n == 0)
+            })
     }
 }
 

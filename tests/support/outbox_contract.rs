@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use herald::channels::{Message, MessageBody};
 use herald::event::{Event, Status};
-use herald::outbox::{AttemptRecord, Dedup, DeliveryState, Headline, ListFilter, NewDelivery, Next, Outbox};
+use herald::outbox::{EnqueueWith, AttemptRecord, Dedup, DeliveryState, Headline, ListFilter, NewDelivery, Next, Outbox};
 
 fn delivery(id: &str, channel: &str) -> NewDelivery {
     NewDelivery {
@@ -48,6 +48,24 @@ where
     duplicates_within_the_window_are_stored_without_deliveries(make()).await;
     list_filters_and_replay_dead_letters(make()).await;
     defer_backlog_and_merge(make()).await;
+    tracks_are_stored_with_their_event_unless_duplicate(make()).await;
+}
+
+async fn tracks_are_stored_with_their_event_unless_duplicate(o: Arc<dyn Outbox>) {
+    use herald::state::Track;
+    let failing = Track { last_status: Status::Failure, last_build: Some(7), failures: 1, failing_since: None };
+    assert_eq!(o.track("unit").await.unwrap(), None);
+    let dedup = Dedup { key: "k".into(), window_ms: 1_000 };
+    let with = EnqueueWith { dedup: Some(&dedup), track: Some(("unit", &failing)) };
+    o.enqueue(&event(), &[], 0, &with).await.unwrap();
+    assert_eq!(o.track("unit").await.unwrap(), Some(failing.clone()));
+    let passing = Track { last_status: Status::Success, failures: 0, ..failing.clone() };
+    let dup = EnqueueWith { dedup: Some(&dedup), track: Some(("unit", &passing)) };
+    let r = o.enqueue(&event(), &[], 10, &dup).await.unwrap();
+    assert!(r.duplicate_of.is_some());
+    assert_eq!(o.track("unit").await.unwrap(), Some(failing), "a duplicate does not move the state");
+    o.enqueue(&event(), &[], 20, &EnqueueWith { dedup: None, track: Some(("unit", &passing)) }).await.unwrap();
+    assert_eq!(o.track("unit").await.unwrap(), Some(passing));
 }
 
 async fn defer_backlog_and_merge(o: Arc<dyn Outbox>) {
@@ -55,7 +73,7 @@ async fn defer_backlog_and_merge(o: Arc<dyn Outbox>) {
     for (i, (id, ch)) in [("a", "ding"), ("b", "ding"), ("c", "ding"), ("m", "mail")].into_iter().enumerate()
     {
         let this = if i == 0 { e.clone() } else { event() };
-        o.enqueue(&this, &[delivery(id, ch)], i as i64, None).await.unwrap();
+        o.enqueue(&this, &[delivery(id, ch)], i as i64, &EnqueueWith::default()).await.unwrap();
     }
     let leased = o.lease(0, 1, 60_000).await.unwrap();
     assert_eq!(leased.len(), 1);
@@ -92,7 +110,7 @@ async fn defer_backlog_and_merge(o: Arc<dyn Outbox>) {
 
 async fn stored_deliveries_are_due_at_once(o: Arc<dyn Outbox>) {
     assert_eq!(o.next_due().await.unwrap(), None, "empty outbox has nothing due");
-    o.enqueue(&event(), &[delivery("a", "c1"), delivery("b", "c2")], 1_000, None).await.unwrap();
+    o.enqueue(&event(), &[delivery("a", "c1"), delivery("b", "c2")], 1_000, &EnqueueWith::default()).await.unwrap();
     assert_eq!(o.next_due().await.unwrap(), Some(1_000));
     assert!(o.lease(999, 10, 60_000).await.unwrap().is_empty(), "not due before it was stored");
     let leased = o.lease(1_000, 10, 60_000).await.unwrap();
@@ -107,7 +125,7 @@ async fn stored_deliveries_are_due_at_once(o: Arc<dyn Outbox>) {
 }
 
 async fn a_lease_is_exclusive_until_it_expires(o: Arc<dyn Outbox>) {
-    o.enqueue(&event(), &[delivery("a", "c")], 0, None).await.unwrap();
+    o.enqueue(&event(), &[delivery("a", "c")], 0, &EnqueueWith::default()).await.unwrap();
     assert_eq!(o.lease(0, 10, 5_000).await.unwrap().len(), 1);
     assert!(
         o.lease(10, 10, 5_000).await.unwrap().is_empty(),
@@ -121,7 +139,7 @@ async fn a_lease_is_exclusive_until_it_expires(o: Arc<dyn Outbox>) {
 }
 
 async fn finish_reschedules_and_releases(o: Arc<dyn Outbox>) {
-    o.enqueue(&event(), &[delivery("a", "c")], 0, None).await.unwrap();
+    o.enqueue(&event(), &[delivery("a", "c")], 0, &EnqueueWith::default()).await.unwrap();
     o.lease(0, 10, 60_000).await.unwrap();
     o.finish("a", record(10, "transient"), Next::RetryAt(2_000)).await.unwrap();
     assert!(o.lease(1_999, 10, 60_000).await.unwrap().is_empty(), "not due before its retry time");
@@ -134,7 +152,7 @@ async fn finish_reschedules_and_releases(o: Arc<dyn Outbox>) {
 }
 
 async fn dead_and_delivered_are_final(o: Arc<dyn Outbox>) {
-    o.enqueue(&event(), &[delivery("dead", "c"), delivery("done", "c")], 0, None).await.unwrap();
+    o.enqueue(&event(), &[delivery("dead", "c"), delivery("done", "c")], 0, &EnqueueWith::default()).await.unwrap();
     o.lease(0, 10, 60_000).await.unwrap();
     o.finish("dead", record(1, "permanent"), Next::Dead("310000 keywords not in content".into()))
         .await
@@ -145,9 +163,9 @@ async fn dead_and_delivered_are_final(o: Arc<dyn Outbox>) {
 }
 
 async fn leases_respect_the_limit_and_due_order(o: Arc<dyn Outbox>) {
-    o.enqueue(&event(), &[delivery("late", "c")], 500, None).await.unwrap();
-    o.enqueue(&event(), &[delivery("early", "c")], 100, None).await.unwrap();
-    o.enqueue(&event(), &[delivery("mid", "c")], 300, None).await.unwrap();
+    o.enqueue(&event(), &[delivery("late", "c")], 500, &EnqueueWith::default()).await.unwrap();
+    o.enqueue(&event(), &[delivery("early", "c")], 100, &EnqueueWith::default()).await.unwrap();
+    o.enqueue(&event(), &[delivery("mid", "c")], 300, &EnqueueWith::default()).await.unwrap();
     let first = o.lease(1_000, 2, 60_000).await.unwrap();
     let ids: Vec<&str> = first.iter().map(|d| d.id.as_str()).collect();
     assert_eq!(ids, ["early", "mid"], "the oldest due deliveries first, at most `limit`");
@@ -159,22 +177,22 @@ async fn leases_respect_the_limit_and_due_order(o: Arc<dyn Outbox>) {
 async fn duplicates_within_the_window_are_stored_without_deliveries(o: Arc<dyn Outbox>) {
     let dedup = Dedup { key: "flow|payments|42|test|unit|failure|true".into(), window_ms: 600_000 };
     let first = Event::sample();
-    let r = o.enqueue(&first, &[delivery("a", "ding")], 1_000, Some(&dedup)).await.unwrap();
+    let r = o.enqueue(&first, &[delivery("a", "ding")], 1_000, &EnqueueWith { dedup: Some(&dedup), ..Default::default() }).await.unwrap();
     assert_eq!(r.duplicate_of, None);
     let mut second = Event::sample();
     second.event_id = "second".into();
-    let r = o.enqueue(&second, &[delivery("b", "ding")], 2_000, Some(&dedup)).await.unwrap();
+    let r = o.enqueue(&second, &[delivery("b", "ding")], 2_000, &EnqueueWith { dedup: Some(&dedup), ..Default::default() }).await.unwrap();
     assert_eq!(r.duplicate_of.as_deref(), Some(first.event_id.as_str()));
     assert!(o.get("b").await.unwrap().is_none(), "a duplicate's deliveries are not stored");
     let mut third = Event::sample();
     third.event_id = "third".into();
-    let r = o.enqueue(&third, &[delivery("c", "ding")], 1_000 + 600_001, Some(&dedup)).await.unwrap();
+    let r = o.enqueue(&third, &[delivery("c", "ding")], 1_000 + 600_001, &EnqueueWith { dedup: Some(&dedup), ..Default::default() }).await.unwrap();
     assert_eq!(r.duplicate_of, None, "outside the window it is sent again");
 }
 
 async fn list_filters_and_replay_dead_letters(o: Arc<dyn Outbox>) {
     let e = Event::sample();
-    o.enqueue(&e, &[delivery("a", "ding"), delivery("b", "ding"), delivery("c", "mail")], 0, None)
+    o.enqueue(&e, &[delivery("a", "ding"), delivery("b", "ding"), delivery("c", "mail")], 0, &EnqueueWith::default())
         .await
         .unwrap();
     o.lease(0, 10, 60_000).await.unwrap();
