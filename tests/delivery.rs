@@ -98,6 +98,8 @@ async fn enqueue(rig: &Rig, id: &str, channel: &str) {
         channel: channel.into(),
         message: Message { body: MessageBody::Text { text: "hi".into() }, template_errors: vec![] },
         headline: Headline::default(),
+        hold: None,
+        due_at: None,
     };
     let e = Event::new("flow", Status::Failure, "FAIL", true);
     rig.outbox.enqueue(&e, &[d], rig.clock.now_ms(), &EnqueueWith::default()).await.unwrap();

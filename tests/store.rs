@@ -24,6 +24,8 @@ fn delivery(id: &str, channel: &str) -> NewDelivery {
             url: Some("https://ci/1".into()),
             status: "failure".into(),
         },
+        hold: None,
+        due_at: None,
     }
 }
 

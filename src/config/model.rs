@@ -564,6 +564,24 @@ fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Option<OneOrMany>, D::
     OneOrMany::deserialize(d).map(Some)
 }
 
+/// `[rules.quiet]`: hold a rule's messages during a daily window.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct QuietConfig {
+    /// "22:00"
+    pub from: String,
+    /// "08:00"; earlier than `from` means the next day.
+    pub to: String,
+    /// An IANA zone such as "Asia/Shanghai" (default UTC).
+    #[serde(default)]
+    pub tz: Option<String>,
+    /// The days a window starts on ("mon" … "sun"); default every day.
+    #[serde(default)]
+    pub days: Vec<String>,
+    /// Statuses sent at once even in the window.
+    #[serde(default)]
+    pub bypass: Vec<String>,
+}
+
 /// One `[[rules]]` entry as written.
 #[derive(Debug, Clone, Deserialize)]
 pub struct RuleConfig {
@@ -579,6 +597,17 @@ pub struct RuleConfig {
     pub when: WhenConfig,
     #[serde(default)]
     pub mention: Mention,
+    #[serde(default)]
+    pub quiet: Option<QuietConfig>,
+    /// Suppresses the same (pipeline, branch, status) message within this interval.
+    #[serde(default)]
+    pub repeat_interval: Option<HumanDuration>,
+    /// Event fields that identify one run; with `group_wait`, that run's events arriving
+    /// within the wait are merged into one message.
+    #[serde(default)]
+    pub group_by: Vec<String>,
+    #[serde(default)]
+    pub group_wait: Option<HumanDuration>,
 }
 
 impl<'de> Deserialize<'de> for SecretUrl {

@@ -4,6 +4,7 @@
 
 mod backoff;
 pub mod governor;
+pub mod hold;
 pub mod summary;
 
 use std::collections::{BTreeMap, HashMap};
@@ -85,6 +86,7 @@ impl Worker {
             }
         };
         let n = due.len();
+        let due = self.release_holds(due, now).await;
         // The governor decides, in lease order, which deliveries go now; the rest wait for
         // their robot's next free slot, without counting an attempt.
         let mut sends = Vec::new();
@@ -108,6 +110,57 @@ impl Worker {
         n
     }
 
+    /// Held deliveries come due together (quiet hours ended, a group's wait passed): when
+    /// several share a hold, they are merged into one summary, due at once; a lone one is sent
+    /// as it is. Returns the deliveries to send now.
+    async fn release_holds(&self, due: Vec<Delivery>, now: Millis) -> Vec<Delivery> {
+        let mut send = Vec::with_capacity(due.len());
+        let mut merged_keys: Vec<String> = Vec::new();
+        for d in due {
+            let Some(key) = d.hold.clone() else {
+                send.push(d);
+                continue;
+            };
+            if merged_keys.contains(&key) {
+                continue;
+            }
+            let held = match self.outbox.held(&key).await {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::error!(error = %e, "reading held deliveries failed");
+                    continue;
+                }
+            };
+            let (Some(hold), Some(channel), true) =
+                (hold::Hold::parse(&key), self.channels.get(&d.channel), held.len() > 1)
+            else {
+                send.push(d);
+                continue;
+            };
+            let (title, reason) = hold.describe(held.len());
+            let built = summary::build(channel.as_ref(), &held, &title, &reason);
+            let new = NewDelivery {
+                id: new_event_id(),
+                rule: d.rule.clone(),
+                channel: d.channel.clone(),
+                message: built.message,
+                headline: built.headline,
+                hold: None,
+                due_at: None,
+            };
+            let ids: Vec<String> = held.iter().map(|h| h.id.clone()).collect();
+            match self.outbox.merge(&ids, &new, &held[0].event_id, now).await {
+                Ok(()) => {
+                    tracing::info!(channel = %d.channel, rule = %d.rule, merged = ids.len(), summary_id = %new.id,
+                    "released held messages as one summary")
+                }
+                Err(e) => tracing::error!(error = %e, "merging held deliveries failed"),
+            }
+            merged_keys.push(key);
+        }
+        send
+    }
+
     /// Merges a robot's backlog into one summary when draining it at the robot's limits would
     /// take longer than `max_wait`.
     async fn summarize_backlog(&self, key: &str, now: Millis, ready: Millis) {
@@ -126,13 +179,17 @@ impl Worker {
         }
         let first = &items[0];
         let Some(channel) = self.channels.get(&first.channel) else { return };
-        let built = summary::build(channel.as_ref(), &items, &robot.rates, self.max_wait);
+        let title = format!("{} notifications in one message", items.len());
+        let reason = summary::rate_limit_reason(&robot.rates, self.max_wait);
+        let built = summary::build(channel.as_ref(), &items, &title, &reason);
         let new = NewDelivery {
             id: new_event_id(),
             rule: summary::SUMMARY_RULE.to_string(),
             channel: first.channel.clone(),
             message: built.message,
             headline: built.headline,
+            hold: None,
+            due_at: None,
         };
         let ids: Vec<String> = items.iter().map(|d| d.id.clone()).collect();
         match self.outbox.merge(&ids, &new, &first.event_id, ready).await {

@@ -1,7 +1,8 @@
-//! Backlog summaries: when a robot's rate limit would hold its pending messages back longer
-//! than `delivery.max_wait`, they are merged into one message that says how many it covers and
-//! lists each one with a link to its build. Nothing is dropped: every merged delivery is kept,
-//! in state `merged`, pointing at its summary.
+//! Summaries: several held-back messages for one channel merged into one message that says how
+//! many it covers, why, and lists each with a link to its build. Three things hold messages
+//! back: a robot's rate limit (a backlog that would wait past `delivery.max_wait`), a rule's
+//! quiet hours, and a rule's grouping of one run's events. Nothing is dropped: every merged
+//! delivery is kept, in state `merged`, pointing at its summary.
 
 use std::time::Duration;
 
@@ -36,8 +37,18 @@ pub struct Summary {
     pub headline: Headline,
 }
 
-/// Builds the summary of `items` through `channel`.
-pub fn build(channel: &dyn Channel, items: &[Delivery], rates: &[Rate], max_wait: Duration) -> Summary {
+/// Why a rate-limited backlog was merged.
+pub fn rate_limit_reason(rates: &[Rate], max_wait: Duration) -> String {
+    let limit = rates.iter().map(Rate::to_string).collect::<Vec<_>>().join(", ");
+    format!(
+        "This robot's rate limit ({}) would have held them back for more than {}, so Herald merged them",
+        if limit.is_empty() { "none".to_string() } else { limit },
+        humantime::format_duration(max_wait)
+    )
+}
+
+/// Builds the summary of `items` through `channel`; `title` and `reason` head the message.
+pub fn build(channel: &dyn Channel, items: &[Delivery], title: &str, reason: &str) -> Summary {
     let worst = items
         .iter()
         .filter_map(|d| Status::parse(&d.headline.status))
@@ -49,11 +60,10 @@ pub fn build(channel: &dyn Channel, items: &[Delivery], rates: &[Rate], max_wait
     event.message = Some(items.iter().map(|d| d.headline.text.as_str()).collect::<Vec<_>>().join("\n"));
     let mut ctx =
         render::context(&event, &ContextExtras { channel: Some(channel.name()), ..Default::default() });
-    let limit = rates.iter().map(Rate::to_string).collect::<Vec<_>>().join(", ");
     ctx["summary"] = serde_json::json!({
         "count": count,
-        "limit": if limit.is_empty() { "none".to_string() } else { limit },
-        "max_wait": humantime::format_duration(max_wait).to_string(),
+        "title": title,
+        "reason": reason,
         "items": items.iter().map(|d| &d.headline).collect::<Vec<_>>(),
     });
     let message = channel.prepare(&Prepare {

@@ -15,11 +15,12 @@ pub use auth::Guard;
 use tokio::sync::Notify;
 
 use crate::channels::{self, Channel, ChannelDeps, Message, Prepare};
-use crate::clock::Clock;
+use crate::clock::{Clock, Millis};
 use crate::config::{Config, ConfigError, GenericSpec, SourceConfig};
+use crate::delivery::hold::Hold;
 use crate::event::{self, Event, Status};
 use crate::ingest::{self, Format, Inbound, IngestError};
-use crate::outbox::{Dedup, EnqueueWith, Headline, NewDelivery, Outbox};
+use crate::outbox::{Dedup, EnqueueWith, Headline, NewDelivery, Outbox, OutboxError};
 use crate::render::{self, ContextExtras, Renderer};
 use crate::rules::{Route, RuleSet};
 use crate::state;
@@ -345,20 +346,31 @@ impl Gateway {
         let prior = self.outbox.track(&key).await.map_err(unavailable)?;
         let next = state::observe(prior.as_ref(), &mut event, self.clock.now_ms());
         let planned = self.plan(&event);
-        let deliveries: Vec<NewDelivery> = planned
-            .iter()
-            .map(|p| NewDelivery {
-                id: p.delivery_id.clone(),
+        let now = self.clock.now_ms();
+        let mut deliveries: Vec<NewDelivery> = Vec::with_capacity(planned.len());
+        let mut routes = Vec::with_capacity(planned.len());
+        for p in planned {
+            if !self.fresh(&p.route, &event, now).await.map_err(unavailable)? {
+                tracing::info!(event_id = %event.event_id, rule = %p.route.rule, channel = %p.route.channel,
+                    "same message within repeat_interval: suppressed");
+                continue;
+            }
+            let (hold, due_at) = self.hold(&p.route, &event, now).await.map_err(unavailable)?;
+            deliveries.push(NewDelivery {
+                id: p.delivery_id,
                 rule: p.route.rule.clone(),
                 channel: p.route.channel.clone(),
-                message: p.message.clone(),
+                message: p.message,
                 headline: Headline {
                     text: render::headline(&event),
                     url: event.build_url.clone().or_else(|| event.pipeline_url.clone()),
                     status: event.status.to_string(),
                 },
-            })
-            .collect();
+                hold,
+                due_at,
+            });
+            routes.push(p.route);
+        }
         let dedup = dedup_key(&event)
             .filter(|_| self.dedup_window_ms > 0)
             .map(|key| Dedup { key, window_ms: self.dedup_window_ms });
@@ -367,7 +379,7 @@ impl Gateway {
             .enqueue(
                 &event,
                 &deliveries,
-                self.clock.now_ms(),
+                now,
                 &EnqueueWith { dedup: dedup.as_ref(), track: next.as_ref().map(|t| (key.as_str(), t)) },
             )
             .await
@@ -387,12 +399,7 @@ impl Gateway {
         }
         tracing::info!(event_id = %event.event_id, source = %event.source, status = %event.status,
             pipeline = event.pipeline.as_deref().unwrap_or("-"), routes = deliveries.len(), "event accepted");
-        Ok(Accepted {
-            event_id: event.event_id,
-            status: event.status,
-            routes: planned.into_iter().map(|p| p.route).collect(),
-            duplicate_of: None,
-        })
+        Ok(Accepted { event_id: event.event_id, status: event.status, routes, duplicate_of: None })
     }
 }
 
@@ -412,6 +419,52 @@ fn render_check<'a>(
         }
     }
     found
+}
+
+impl Gateway {
+    /// False when the route's rule has a `repeat_interval` and the same (pipeline, branch,
+    /// status) message went to this channel within it.
+    async fn fresh(&self, route: &Route, e: &Event, now: Millis) -> Result<bool, OutboxError> {
+        let Some(interval) = route.hold.repeat_interval else { return Ok(true) };
+        let parts = [
+            "repeat",
+            route.rule.as_str(),
+            route.channel.as_str(),
+            e.pipeline.as_deref().unwrap_or(""),
+            e.branch.as_deref().unwrap_or(""),
+            e.status.as_str(),
+        ];
+        let key = serde_json::to_string(&parts).unwrap_or_default();
+        self.outbox.claim(&key, now, interval.as_millis() as i64).await
+    }
+
+    /// Whether the route's rule holds this message back (quiet hours, grouping), under which
+    /// key and until when. A group's later events join its first event's release time.
+    async fn hold(
+        &self,
+        route: &Route,
+        e: &Event,
+        now: Millis,
+    ) -> Result<(Option<String>, Option<Millis>), OutboxError> {
+        let quiet_until = route.hold.quiet.as_ref().filter(|q| !q.bypass.contains(&e.status)).and_then(|q| {
+            let now_utc = chrono::DateTime::from_timestamp_millis(now)?;
+            q.until(now_utc).map(|end| (end.timestamp_millis(), q.label.clone()))
+        });
+        if let Some((fields, wait)) = &route.hold.group {
+            let key = Hold::group(&route.rule, &route.channel, fields, e).key();
+            let due = self.outbox.hold_due(&key).await?.unwrap_or(now + wait.as_millis() as Millis);
+            let due = quiet_until.as_ref().map_or(due, |(end, _)| due.max(*end));
+            return Ok((Some(key), Some(due)));
+        }
+        Ok(match quiet_until {
+            Some((until, label)) => {
+                let hold =
+                    Hold::Quiet { rule: route.rule.clone(), channel: route.channel.clone(), until, label };
+                (Some(hold.key()), Some(until))
+            }
+            None => (None, None),
+        })
+    }
 }
 
 /// What makes two events the same notification: source, pipeline, build, stage/task, status

@@ -27,6 +27,7 @@ pub struct MemoryOutbox {
     /// Dedup keys of stored events: key → (event id, stored at).
     seen: Mutex<HashMap<String, (String, Millis)>>,
     tracks: Mutex<HashMap<String, Track>>,
+    claims: Mutex<HashMap<String, Millis>>,
 }
 
 impl MemoryOutbox {
@@ -83,11 +84,12 @@ impl Outbox for MemoryOutbox {
                 channel: d.channel.clone(),
                 message: d.message.clone(),
                 headline: d.headline.clone(),
+                hold: d.hold.clone(),
                 state: DeliveryState::Pending,
                 attempts: 0,
                 created_at: now,
                 scheduled_at: now,
-                next_at: now,
+                next_at: d.due_at.unwrap_or(now),
                 last_error: None,
             };
             entries.insert(d.id.clone(), Entry { delivery, leased_until: None, attempts: Vec::new() });
@@ -204,6 +206,7 @@ impl Outbox for MemoryOutbox {
             channel: summary.channel.clone(),
             message: summary.message.clone(),
             headline: summary.headline.clone(),
+            hold: summary.hold.clone(),
             state: DeliveryState::Pending,
             attempts: 0,
             created_at: at,
@@ -213,6 +216,26 @@ impl Outbox for MemoryOutbox {
         };
         entries.insert(summary.id.clone(), Entry { delivery, leased_until: None, attempts: Vec::new() });
         Ok(())
+    }
+
+    async fn held(&self, key: &str) -> Result<Vec<Delivery>, OutboxError> {
+        let mut held: Vec<Delivery> =
+            self.all().into_iter().filter(|d| is_open(d.state) && d.hold.as_deref() == Some(key)).collect();
+        held.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(held)
+    }
+
+    async fn hold_due(&self, key: &str) -> Result<Option<Millis>, OutboxError> {
+        Ok(self.held(key).await?.iter().map(|d| d.next_at).min())
+    }
+
+    async fn claim(&self, key: &str, now: Millis, window_ms: i64) -> Result<bool, OutboxError> {
+        let mut claims = self.claims.lock().expect("outbox lock");
+        if claims.get(key).is_some_and(|at| now - at < window_ms) {
+            return Ok(false);
+        }
+        claims.insert(key.to_string(), now);
+        Ok(true)
     }
 
     async fn list(&self, filter: &ListFilter) -> Result<Vec<Delivery>, OutboxError> {

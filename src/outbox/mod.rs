@@ -73,6 +73,11 @@ pub struct NewDelivery {
     pub channel: String,
     pub message: Message,
     pub headline: Headline,
+    /// Held back under this key (quiet hours, a group) until `due_at`; when released, the
+    /// open deliveries sharing the key go out as one message.
+    pub hold: Option<String>,
+    /// When it is first due; `None` means at once.
+    pub due_at: Option<Millis>,
 }
 
 /// A stored delivery.
@@ -84,6 +89,7 @@ pub struct Delivery {
     pub channel: String,
     pub message: Message,
     pub headline: Headline,
+    pub hold: Option<String>,
     pub state: DeliveryState,
     /// Attempts made so far.
     pub attempts: u32,
@@ -194,6 +200,13 @@ pub trait Outbox: Send + Sync {
         event_id: &str,
         at: Millis,
     ) -> Result<(), OutboxError>;
+    /// The open deliveries held under `key`, leased or not, oldest first.
+    async fn held(&self, key: &str) -> Result<Vec<Delivery>, OutboxError>;
+    /// When the open deliveries held under `key` are released (the earliest due time).
+    async fn hold_due(&self, key: &str) -> Result<Option<Millis>, OutboxError>;
+    /// Atomically: if `key` was not claimed within `window_ms` before `now`, claims it and
+    /// returns true; otherwise false. (Repeat suppression.)
+    async fn claim(&self, key: &str, now: Millis, window_ms: i64) -> Result<bool, OutboxError>;
     /// Deliveries, newest first.
     async fn list(&self, filter: &ListFilter) -> Result<Vec<Delivery>, OutboxError>;
     /// One delivery and its attempts, oldest first.

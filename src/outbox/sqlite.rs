@@ -95,6 +95,16 @@ enum Op {
         key: String,
         reply: Reply<Option<Track>>,
     },
+    Held {
+        key: String,
+        reply: Reply<Vec<Delivery>>,
+    },
+    Claim {
+        key: String,
+        now: Millis,
+        window_ms: i64,
+        reply: Reply<bool>,
+    },
     Lease {
         now: Millis,
         limit: usize,
@@ -156,6 +166,8 @@ struct StoredNew {
     channel: String,
     message: String,
     headline: String,
+    hold: Option<String>,
+    due_at: Option<Millis>,
 }
 
 impl StoredNew {
@@ -167,6 +179,8 @@ impl StoredNew {
             channel: d.channel.clone(),
             message: json(&d.message)?,
             headline: json(&d.headline)?,
+            hold: d.hold.clone(),
+            due_at: d.due_at,
         })
     }
 }
@@ -333,6 +347,8 @@ fn fail(op: Op, err: &OutboxError) {
     match op {
         Op::Enqueue { reply, .. } => drop(reply.send(e(err))),
         Op::Track { reply, .. } => drop(reply.send(e(err))),
+        Op::Held { reply, .. } => drop(reply.send(e(err))),
+        Op::Claim { reply, .. } => drop(reply.send(e(err))),
         Op::Lease { reply, .. } => drop(reply.send(e(err))),
         Op::Finish { reply, .. } => drop(reply.send(e(err))),
         Op::NextDue { reply } => drop(reply.send(e(err))),
@@ -369,6 +385,8 @@ fn run(tx: &Transaction<'_>, op: Op) -> Answer {
             answer(reply, result)
         }
         Op::Track { key, reply } => answer(reply, load_track(tx, &key)),
+        Op::Held { key, reply } => answer(reply, held(tx, &key)),
+        Op::Claim { key, now, window_ms, reply } => answer(reply, claim(tx, &key, now, window_ms)),
         Op::Lease { now, limit, lease_ms, reply } => answer(reply, lease(tx, now, limit, lease_ms)),
         Op::Finish { id, attempt, next, reply } => answer(reply, finish(tx, &id, &attempt, &next)),
         Op::NextDue { reply } => answer(reply, next_due(tx)),
@@ -436,6 +454,30 @@ fn load_track(tx: &Transaction<'_>, key: &str) -> Result<Option<Track>, OutboxEr
         .transpose()
 }
 
+fn held(tx: &Transaction<'_>, key: &str) -> Result<Vec<Delivery>, OutboxError> {
+    let sql = format!(
+        "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE hold_key = ?1 AND state IN ('pending', 'retrying') \
+         ORDER BY created_at, id"
+    );
+    tx.prepare_cached(&sql).and_then(|mut s| s.query_map([key], row_to_delivery)?.collect()).map_err(db)
+}
+
+fn claim(tx: &Transaction<'_>, key: &str, now: Millis, window_ms: i64) -> Result<bool, OutboxError> {
+    let last: Option<Millis> = tx
+        .prepare_cached("SELECT at FROM claims WHERE key = ?1")
+        .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
+        .map_err(db)?;
+    if last.is_some_and(|at| now - at < window_ms) {
+        return Ok(false);
+    }
+    tx.prepare_cached(
+        "INSERT INTO claims (key, at) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET at = excluded.at",
+    )
+    .and_then(|mut s| s.execute(params![key, now]))
+    .map_err(db)?;
+    Ok(true)
+}
+
 fn insert_delivery(
     tx: &Transaction<'_>,
     d: &StoredNew,
@@ -443,16 +485,18 @@ fn insert_delivery(
     at: Millis,
 ) -> Result<(), OutboxError> {
     tx.prepare_cached(
-        "INSERT INTO deliveries (id, event_id, rule, channel, message, headline, state, created_at, scheduled_at, next_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7, ?7)",
+        "INSERT INTO deliveries (id, event_id, rule, channel, message, headline, hold_key, state, created_at, scheduled_at, next_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?8, ?9)",
     )
-    .and_then(|mut s| s.execute(params![d.id, event_id, d.rule, d.channel, d.message, d.headline, at]))
+    .and_then(|mut s| {
+        s.execute(params![d.id, event_id, d.rule, d.channel, d.message, d.headline, d.hold, at, d.due_at.unwrap_or(at)])
+    })
     .map_err(db)?;
     Ok(())
 }
 
 const DELIVERY_COLUMNS: &str =
-    "id, event_id, rule, channel, message, state, attempts, created_at, scheduled_at, next_at, last_error, headline";
+    "id, event_id, rule, channel, message, state, attempts, created_at, scheduled_at, next_at, last_error, headline, hold_key";
 
 fn row_to_delivery(r: &rusqlite::Row<'_>) -> rusqlite::Result<Delivery> {
     let message: String = r.get(4)?;
@@ -473,6 +517,7 @@ fn row_to_delivery(r: &rusqlite::Row<'_>) -> rusqlite::Result<Delivery> {
         last_error: r.get(10)?,
         headline: serde_json::from_str(&r.get::<_, String>(11)?)
             .map_err(|e| bad(format!("stored headline: {e}")))?,
+        hold: r.get(12)?,
     })
 }
 
@@ -738,5 +783,17 @@ impl Outbox for SqliteOutbox {
     ) -> Result<(), OutboxError> {
         let (ids, summary, event_id) = (ids.to_vec(), StoredNew::from(summary)?, event_id.to_string());
         self.call(|reply| Op::Merge { ids, summary, event_id, at, reply }).await
+    }
+
+    async fn held(&self, key: &str) -> Result<Vec<Delivery>, OutboxError> {
+        self.call(|reply| Op::Held { key: key.to_string(), reply }).await
+    }
+
+    async fn hold_due(&self, key: &str) -> Result<Option<Millis>, OutboxError> {
+        Ok(self.held(key).await?.iter().map(|d| d.next_at).min())
+    }
+
+    async fn claim(&self, key: &str, now: Millis, window_ms: i64) -> Result<bool, OutboxError> {
+        self.call(|reply| Op::Claim { key: key.to_string(), now, window_ms, reply }).await
     }
 }

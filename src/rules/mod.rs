@@ -5,6 +5,9 @@
 //! first matching rule's template and content win, and the mentions of all of them are merged.
 
 mod matcher;
+pub mod quiet;
+
+use std::time::Duration;
 
 use crate::config::{ConfigError, Mention, RuleConfig};
 use crate::event::Event;
@@ -20,7 +23,17 @@ pub struct Rule {
     pub content: Option<String>,
     pub stop: bool,
     pub mention: Mention,
+    pub hold: HoldRules,
     matcher: Matcher,
+}
+
+/// What a rule holds back: quiet hours, repeats, and grouping of one run's events.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HoldRules {
+    pub quiet: Option<quiet::Quiet>,
+    pub repeat_interval: Option<Duration>,
+    /// Event fields that identify a run, and how long to gather its events.
+    pub group: Option<(Vec<String>, Duration)>,
 }
 
 /// Where one event goes: a channel, and the rule(s) that sent it there.
@@ -34,6 +47,8 @@ pub struct Route {
     pub content: Option<String>,
     /// The union of the mentions of every matching rule that named this channel.
     pub mention: Mention,
+    /// The first matching rule's quiet hours, repeat interval and grouping.
+    pub hold: HoldRules,
 }
 
 /// The ordered, compiled rules.
@@ -48,17 +63,23 @@ impl RuleSet {
         let mut errors = Vec::new();
         let mut rules = Vec::new();
         for (i, cfg) in configs.iter().enumerate() {
-            match Matcher::compile(&cfg.when, &format!("rules[{i}].when")) {
-                Ok(matcher) => rules.push(Rule {
+            let matcher = Matcher::compile(&cfg.when, &format!("rules[{i}].when"));
+            let hold = hold_rules(cfg, &format!("rules[{i}]"));
+            match (matcher, hold) {
+                (Ok(matcher), Ok(hold)) => rules.push(Rule {
                     name: cfg.name.clone(),
                     channels: cfg.channels.clone(),
                     template: cfg.template.clone(),
                     content: cfg.content.clone(),
                     stop: cfg.stop,
                     mention: cfg.mention.clone(),
+                    hold,
                     matcher,
                 }),
-                Err(mut e) => errors.append(&mut e),
+                (m, h) => {
+                    errors.extend(m.err().into_iter().flatten());
+                    errors.extend(h.err().into_iter().flatten());
+                }
             }
         }
         if errors.is_empty() {
@@ -88,6 +109,7 @@ impl RuleSet {
                         template: rule.template.clone(),
                         content: rule.content.clone(),
                         mention: rule.mention.clone(),
+                        hold: rule.hold.clone(),
                     }),
                 }
             }
@@ -96,6 +118,51 @@ impl RuleSet {
             }
         }
         routes
+    }
+}
+
+/// The event fields `group_by` may name.
+pub const GROUP_FIELDS: &[&str] =
+    &["source", "pipeline", "pipeline_id", "build_number", "branch", "commit", "repo", "stage", "task"];
+
+fn hold_rules(cfg: &RuleConfig, path: &str) -> Result<HoldRules, Vec<ConfigError>> {
+    let mut errors = Vec::new();
+    let quiet = match &cfg.quiet {
+        Some(q) => {
+            quiet::Quiet::compile(q, &format!("{path}.quiet")).map_err(|mut e| errors.append(&mut e)).ok()
+        }
+        None => None,
+    };
+    for (j, f) in cfg.group_by.iter().enumerate() {
+        if !GROUP_FIELDS.contains(&f.as_str()) {
+            errors.push(ConfigError::new(
+                format!("{path}.group_by[{j}]"),
+                format!("\"{f}\" is not a field to group by (one of {})", GROUP_FIELDS.join(", ")),
+            ));
+        }
+    }
+    let group = match (cfg.group_by.is_empty(), cfg.group_wait) {
+        (true, None) => None,
+        (false, Some(w)) => Some((cfg.group_by.clone(), w.0)),
+        (false, None) => {
+            errors.push(ConfigError::new(
+                format!("{path}.group_wait"),
+                "group_by needs a group_wait, e.g. \"30s\"",
+            ));
+            None
+        }
+        (true, Some(_)) => {
+            errors.push(ConfigError::new(
+                format!("{path}.group_by"),
+                "group_wait needs group_by, e.g. [\"pipeline\", \"build_number\"]",
+            ));
+            None
+        }
+    };
+    if errors.is_empty() {
+        Ok(HoldRules { quiet, repeat_interval: cfg.repeat_interval.map(|d| d.0), group })
+    } else {
+        Err(errors)
     }
 }
 

@@ -13,6 +13,10 @@ fn rule(name: &str, channels: &[&str], when: WhenConfig) -> RuleConfig {
         stop: false,
         when,
         mention: Mention::default(),
+        quiet: None,
+        repeat_interval: None,
+        group_by: vec![],
+        group_wait: None,
     }
 }
 

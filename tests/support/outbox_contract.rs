@@ -17,6 +17,8 @@ fn delivery(id: &str, channel: &str) -> NewDelivery {
             template_errors: vec![],
         },
         headline: Headline { text: format!("headline {id}"), url: None, status: "failure".into() },
+        hold: None,
+        due_at: None,
     }
 }
 
