@@ -6,14 +6,16 @@
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use herald::channels::email::Email;
 use herald::channels::{Attempt, Channel, ChannelDeps, Message, MessageBody, Outcome, Prepare, Verdict};
-use herald::config::{EmailConfig, Mention};
+use herald::config::{EmailConfig, Mention, Person};
 use herald::event::Event;
+use herald::people::Directory;
 use herald::render::{self, ContextExtras, Renderer};
 use herald::secret::SecretUrl;
 use support::smtp::{Mode, SmtpSink, TestCa};
@@ -53,6 +55,7 @@ fn mail() -> Message {
             subject: "构建失败: payments-api #42".into(),
             text: "流水线 payments-api 失败\nplain part".into(),
             html: "<p>流水线 payments-api 失败 <b>html part</b></p>".into(),
+            to: vec![],
         },
         template_errors: vec![],
     }
@@ -217,7 +220,7 @@ async fn prepare_renders_the_built_in_templates_and_they_arrive() {
     let input = Prepare { event: &event, ctx: &ctx, template: "default", mention: &Mention::default() };
     let msg = ch.prepare(&input);
     assert!(msg.template_errors.is_empty(), "{:?}", msg.template_errors);
-    let MessageBody::Email { subject, text, html } = &msg.body else { panic!("{msg:?}") };
+    let MessageBody::Email { subject, text, html, .. } = &msg.body else { panic!("{msg:?}") };
     assert!(subject.contains("支付服务") && !subject.contains('\n'), "{subject:?}");
     assert!(text.contains("支付服务") && html.contains("支付服务"));
 
@@ -246,8 +249,94 @@ async fn preview_mentions_and_rate_key() {
     assert!(ch.check_mention(&Mention::default()).is_empty());
     let mention = Mention { mobiles: vec!["13800000000".into()], ..Mention::default() };
     assert_eq!(ch.check_mention(&mention).len(), 1);
+    let people = Mention { people: vec!["alice".into()], author: true, ..Mention::default() };
+    assert!(ch.check_mention(&people).is_empty(), "people are addressed by email");
+    let emails = Mention { emails: vec!["alice@example.com".into()], ..Mention::default() };
+    assert!(ch.check_mention(&emails).is_empty());
     let key = ch.rate_key();
     assert!(key.contains("127.0.0.1:2525") && key.contains("ci@example.com") && !key.contains(PASSWORD));
+}
+
+fn person(email: &str, git: &[&str]) -> Person {
+    Person {
+        email: Some(email.into()),
+        git: git.iter().map(|g| g.to_string()).collect(),
+        ..Person::default()
+    }
+}
+
+#[tokio::test]
+async fn a_resolved_mentions_emails_receive_the_mail() {
+    let sink = SmtpSink::start(Mode::Plain, None, None);
+    let ch = channel(&format!("smtp://127.0.0.1:{}", sink.port), None, TIMEOUT);
+    let people = BTreeMap::from([
+        ("alice".to_string(), person("alice@example.com", &[])),
+        ("bob".to_string(), person("bob@example.com", &["Bob Chen"])),
+        // Already a configured recipient, in another case: not added twice.
+        ("dev".to_string(), person("DEV@example.com", &[])),
+        ("lead".to_string(), person("lead@example.com", &[])),
+    ]);
+    let rule = Mention {
+        people: vec!["alice".into(), "dev".into(), "lead".into()],
+        author: true,
+        ..Default::default()
+    };
+    let mut event = Event::sample();
+    event.author = Some("bob chen".into());
+    let mention = Directory::new(&people).resolve(&rule, ch.kind(), &event);
+    assert_eq!(
+        mention.emails,
+        ["alice@example.com", "DEV@example.com", "lead@example.com", "bob@example.com"]
+    );
+    assert!(ch.check_mention(&rule).is_empty() && ch.check_mention(&mention).is_empty());
+
+    let ctx = render::context(&event, &ContextExtras::default());
+    let msg = ch.prepare(&Prepare { event: &event, ctx: &ctx, template: "default", mention: &mention });
+    let MessageBody::Email { to, .. } = &msg.body else { panic!("{msg:?}") };
+    assert_eq!(to, &mention.emails);
+    let to_header = ch.preview(&msg, &Attempt::first("d-people")).headers[1].clone();
+    let want = "dev@example.com, 测试组 <qa@example.com>, alice@example.com, bob@example.com";
+    assert_eq!(to_header, ("To".to_string(), want.to_string()));
+
+    assert!(ch.send(&msg, &Attempt::first("d-people")).await.is_delivered());
+    let got = sink.messages();
+    let envelope =
+        ["dev@example.com", "qa@example.com", "alice@example.com", "bob@example.com", "lead@example.com"];
+    assert_eq!(got[0].rcpt_tos, envelope);
+    assert_eq!(got[0].parsed["headers"]["to"], want);
+    assert_eq!(got[0].parsed["headers"]["cc"], "lead@example.com");
+
+    // An address that does not parse is skipped; everyone else still gets the mail.
+    let mut bad = mail();
+    if let MessageBody::Email { to, .. } = &mut bad.body {
+        *to = vec!["not an address".into(), "carol@example.com".into()];
+    }
+    assert!(ch.send(&bad, &Attempt::first("d-bad-address")).await.is_delivered());
+    assert_eq!(
+        sink.messages()[1].rcpt_tos,
+        ["dev@example.com", "qa@example.com", "carol@example.com", "lead@example.com"]
+    );
+}
+
+#[test]
+fn stored_emails_without_recipients_still_load() {
+    let old = r#"{"body":{"kind":"email","subject":"S","text":"T","html":"H"}}"#;
+    let msg: Message = serde_json::from_str(old).expect("a message stored before people");
+    assert_eq!(
+        msg.body,
+        MessageBody::Email { subject: "S".into(), text: "T".into(), html: "H".into(), to: vec![] }
+    );
+    assert_eq!(serde_json::to_string(&msg).unwrap(), old, "an empty `to` is not written");
+
+    let with = MessageBody::Email {
+        subject: "S".into(),
+        text: "T".into(),
+        html: "H".into(),
+        to: vec!["alice@example.com".into()],
+    };
+    let json = serde_json::to_value(&with).unwrap();
+    assert_eq!(json["to"], serde_json::json!(["alice@example.com"]));
+    assert_eq!(serde_json::from_value::<MessageBody>(json).unwrap(), with);
 }
 
 #[tokio::test]

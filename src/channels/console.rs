@@ -159,7 +159,8 @@ mod tests {
     fn every_body_kind_prints() {
         let msg = |body| Message { body, template_errors: vec![] };
         assert_eq!(text_of(&msg(MessageBody::Text { text: "hi".into() })), "hi");
-        let email = MessageBody::Email { subject: "S".into(), text: "T".into(), html: "<p>H</p>".into() };
+        let email =
+            MessageBody::Email { subject: "S".into(), text: "T".into(), html: "<p>H</p>".into(), to: vec![] };
         assert_eq!(text_of(&msg(email)), "S\n\nT");
         let json = MessageBody::Json { json: serde_json::json!({"a": 1}) };
         assert!(text_of(&msg(json)).contains("\"a\": 1"));

@@ -1,10 +1,12 @@
-//! The email channel: one SMTP relay, a fixed sender and fixed recipients.
+//! The email channel: one SMTP relay, a fixed sender and fixed recipients, plus, per message,
+//! the addresses a rule's resolved mention carries (its people's `email`, see `people`).
 //!
 //! It owns the mail's shape (a `multipart/alternative` with the plain-text part first and the
 //! HTML part last, `Auto-Submitted: auto-generated`, a `Message-ID` that stays the same across
-//! retries) and the SMTP verdict: only a 2xx reply is success, a 4xx reply or a network failure
-//! is transient, a 5xx reply is permanent. It does not render templates itself (that is
-//! `render`) and it never retries.
+//! retries, the rule's people added to `To` after the configured recipients, never twice) and
+//! the SMTP verdict: only a 2xx reply is success, a 4xx reply or a network failure is
+//! transient, a 5xx reply is permanent. It does not render templates itself (that is `render`)
+//! and it never retries.
 //!
 //! The transport is configured from lettre's URL form (`smtp://user:pass@host:587?tls=required`,
 //! `smtps://…`) and validated in [`Email::new`]. Its connection pool is created on the first
@@ -136,12 +138,35 @@ impl Email {
         self.transport.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 
-    /// The RFC 5322 message for one attempt.
+    /// The mention's addresses that are not already a configured `to` or `cc` (compared
+    /// case-insensitively), each once. An address that does not parse is skipped: the
+    /// configured recipients still get the mail.
+    fn extra_recipients(&self, extra: &[String]) -> Vec<Mailbox> {
+        let mut seen: Vec<String> =
+            self.to.iter().chain(&self.cc).map(|m| m.email.to_string().to_lowercase()).collect();
+        let mut out = Vec::new();
+        for s in extra {
+            match s.parse::<Mailbox>() {
+                Ok(m) => {
+                    let addr = m.email.to_string().to_lowercase();
+                    if !seen.contains(&addr) {
+                        seen.push(addr);
+                        out.push(m);
+                    }
+                }
+                Err(e) => tracing::warn!(channel = %self.name, "skipping the invalid address {s:?}: {e}"),
+            }
+        }
+        out
+    }
+
+    /// The RFC 5322 message for one attempt, to the configured recipients and `extra`.
     fn build(
         &self,
         subject: &str,
         text: &str,
         html: &str,
+        extra: &[String],
         attempt: &Attempt,
     ) -> Result<lettre::Message, String> {
         let mut b = lettre::Message::builder()
@@ -150,8 +175,8 @@ impl Email {
             .date(attempt.now)
             .message_id(Some(message_id(&attempt.delivery_id, self.from.email.domain())))
             .raw_header(HeaderValue::new(AUTO_SUBMITTED, "auto-generated".into()));
-        for m in &self.to {
-            b = b.to(m.clone());
+        for m in self.to.iter().cloned().chain(self.extra_recipients(extra)) {
+            b = b.to(m);
         }
         for m in &self.cc {
             b = b.cc(m.clone());
@@ -261,18 +286,21 @@ impl Channel for Email {
         };
         // A subject is one line: a template's line breaks must not end the header.
         let subject = render("subject").split_whitespace().collect::<Vec<_>>().join(" ");
-        let body = MessageBody::Email { subject, text: render("text"), html: render("html") };
+        let (text, html) = (render("text"), render("html"));
+        let body = MessageBody::Email { subject, text, html, to: input.mention.emails.clone() };
         Message { body, template_errors: errors }
     }
 
     fn preview(&self, msg: &Message, _attempt: &Attempt) -> RequestPreview {
-        let (subject, body) = match &msg.body {
-            MessageBody::Email { subject, text, html } => (subject.clone(), format!("{text}\n\n{html}")),
-            other => (String::new(), format!("{other:?}")),
+        let (subject, body, extra) = match &msg.body {
+            MessageBody::Email { subject, text, html, to } => {
+                (subject.clone(), format!("{text}\n\n{html}"), self.extra_recipients(to))
+            }
+            other => (String::new(), format!("{other:?}"), vec![]),
         };
         let list = |v: &[Mailbox]| v.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
-        let mut headers =
-            vec![("From".to_string(), self.from.to_string()), ("To".to_string(), list(&self.to))];
+        let to: Vec<Mailbox> = self.to.iter().cloned().chain(extra).collect();
+        let mut headers = vec![("From".to_string(), self.from.to_string()), ("To".to_string(), list(&to))];
         if !self.cc.is_empty() {
             headers.push(("Cc".to_string(), list(&self.cc)));
         }
@@ -281,10 +309,10 @@ impl Channel for Email {
     }
 
     async fn send(&self, msg: &Message, attempt: &Attempt) -> Outcome {
-        let MessageBody::Email { subject, text, html } = &msg.body else {
+        let MessageBody::Email { subject, text, html, to } = &msg.body else {
             return Outcome::permanent("the stored message is not an email");
         };
-        let mail = match self.build(subject, text, html, attempt) {
+        let mail = match self.build(subject, text, html, to, attempt) {
             Ok(m) => m,
             Err(e) => return Outcome::permanent(e),
         };
@@ -314,11 +342,17 @@ impl Channel for Email {
             .collect()
     }
 
+    /// People (and the author) are addressed by their `email`; only phone numbers, user ids
+    /// and `all` have no meaning in a mail.
     fn check_mention(&self, mention: &Mention) -> Vec<String> {
-        if mention.is_empty() {
+        if mention.mobiles.is_empty() && mention.user_ids.is_empty() && !mention.all {
             return vec![];
         }
-        vec![format!("channel {:?}: email cannot @mention anyone; the mention is ignored", self.name)]
+        vec![format!(
+            "channel {:?}: email cannot @mention by mobile or user id, nor everyone; those are ignored \
+             (people are added as recipients by their email)",
+            self.name
+        )]
     }
 
     fn rate_key(&self) -> String {

@@ -78,8 +78,15 @@ pub struct Message {
 pub enum MessageBody {
     /// A chat robot's JSON body, without timestamp or signature.
     Json { json: serde_json::Value },
-    /// An email.
-    Email { subject: String, text: String, html: String },
+    /// An email. `to` holds the rule's people, by their `email`, sent to besides the channel's
+    /// own recipients (absent in messages stored before there were people).
+    Email {
+        subject: String,
+        text: String,
+        html: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        to: Vec<String>,
+    },
     /// A generic webhook body.
     Raw { body: String, content_type: String },
     /// Console text.

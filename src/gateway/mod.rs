@@ -21,6 +21,7 @@ use crate::delivery::hold::Hold;
 use crate::event::{self, Event, Status};
 use crate::ingest::{self, Format, Inbound, IngestError};
 use crate::outbox::{Dedup, EnqueueWith, Headline, NewDelivery, Outbox, OutboxError};
+use crate::people::Directory;
 use crate::render::{self, ContextExtras, Renderer};
 use crate::rules::{Route, RuleSet};
 use crate::state;
@@ -126,6 +127,8 @@ pub struct Gateway {
     pub channels: Arc<HashMap<String, Arc<dyn Channel>>>,
     channel_templates: HashMap<String, String>,
     pub public_url: Option<String>,
+    /// `[people]`: resolves each route's `mention.people` / `mention.author` per channel type.
+    pub directory: Directory,
     /// Identical events within this window are stored but not sent again; 0 turns it off.
     pub dedup_window_ms: i64,
     pub outbox: Arc<dyn Outbox>,
@@ -191,6 +194,7 @@ impl Gateway {
         // (every optional field absent), so an unguarded optional field is caught here, not at
         // 3 a.m. when a real event lacks it.
         let samples = [Event::sample(), Event::new("flow", Status::Running, "RUNNING", false)];
+        let directory = Directory::new(&config.people);
         let mut checked: Vec<(String, String)> = Vec::new();
         for (i, rule) in config.rules.iter().enumerate() {
             if let Some(t) = &rule.template {
@@ -214,7 +218,10 @@ impl Gateway {
                 errors.extend(
                     found.into_iter().map(|e| ConfigError::new(format!("rules[{i}].channels[{j}]"), e)),
                 );
-                for w in ch.check_mention(&rule.mention) {
+                // Platform limits apply to the ids people resolve to, too.
+                let resolved = directory.resolve_people(&rule.mention, ch.kind());
+                let found = directory.check(&rule.mention, ch.kind());
+                for w in found.into_iter().chain(ch.check_mention(&resolved)) {
                     warnings.push(ConfigError::new(
                         format!("rules[{i}].mention"),
                         format!("channel \"{name}\": {w}"),
@@ -247,6 +254,7 @@ impl Gateway {
             channels: Arc::new(built),
             channel_templates,
             public_url: config.server.public_url.clone(),
+            directory,
             dedup_window_ms: config.delivery.dedup_window.0.as_millis() as i64,
             outbox,
             clock,
@@ -321,12 +329,9 @@ impl Gateway {
                         public_url: self.public_url.as_deref(),
                     },
                 );
-                let message = channel.prepare(&Prepare {
-                    event,
-                    ctx: &ctx,
-                    template: &template,
-                    mention: &route.mention,
-                });
+                let mention = self.directory.resolve(&route.mention, channel.kind(), event);
+                let message =
+                    channel.prepare(&Prepare { event, ctx: &ctx, template: &template, mention: &mention });
                 for e in &message.template_errors {
                     tracing::warn!(event_id = %event.event_id, rule = %route.rule, channel = %route.channel,
                         "template failed, sent with the built-in default: {e}");
