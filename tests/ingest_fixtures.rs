@@ -1,15 +1,16 @@
 //! Every inbound sample in `tests/fixtures/inbound/manifest.json`, through `herald::ingest`.
 //!
-//! For each case of a supported format, the request is built from the manifest's method and
-//! headers and the file (a `.query.txt` file is a GET query string with an empty body). Both
-//! `parse` with the named format and `detect` must succeed, and every `expected` field must match;
-//! an expected key this test does not know fails the test, so nothing is skipped silently. Cases of
-//! senders not supported yet must make `detect` fail rather than guess a format.
+//! For each case, the request is built from the manifest's method and headers and the file (a
+//! `.query.txt` file is a GET query string with an empty body). `detect` must pick the manifest's
+//! format, `parse_events` (what the gateway calls) must give at least one event, and every
+//! `expected` field must match on every event (Alertmanager gives one per alert); an expected key
+//! this test does not know fails the test, so nothing is skipped silently. `parse` must agree
+//! with the first event. Delivery ids must come from the headers the manifest sends.
 
 use std::path::{Path, PathBuf};
 
 use herald::event::{Event, TestSummary};
-use herald::ingest::{self, Format, Inbound, IngestError};
+use herald::ingest::{self, Format, Inbound, Source};
 use serde_json::{Map, Value};
 
 fn fixtures_dir() -> PathBuf {
@@ -22,22 +23,16 @@ fn manifest_cases() -> Vec<Value> {
     manifest["cases"].as_array().expect("manifest has a cases array").clone()
 }
 
-/// What the manifest's `format` means for this test.
-enum Kind {
-    Supported(Format),
-    /// A sender `detect` must refuse (it is not parsed yet).
-    Unsupported,
-}
-
-fn kind(manifest_format: &str) -> Kind {
+/// The Herald format of a manifest `format`.
+fn format_of(manifest_format: &str) -> Format {
     match manifest_format {
-        "jenkins-tikal" => Kind::Supported(Format::Jenkins),
-        "jenkins-jobstatus" => Kind::Supported(Format::JenkinsStatus),
-        "aliyun-flow" => Kind::Supported(Format::Flow),
-        "buildbot-httpstatuspush" => Kind::Supported(Format::Buildbot),
-        f if f.starts_with("github-") || f.starts_with("gitlab-") || f.starts_with("alertmanager-") => {
-            Kind::Unsupported
-        }
+        "jenkins-tikal" => Format::Jenkins,
+        "jenkins-jobstatus" => Format::JenkinsStatus,
+        "aliyun-flow" => Format::Flow,
+        "buildbot-httpstatuspush" => Format::Buildbot,
+        "github-workflow_run" | "github-workflow_job" | "gitea-workflow_job" => Format::Github,
+        "gitlab-pipeline" | "gitlab-job" => Format::Gitlab,
+        "alertmanager-v4" => Format::Alertmanager,
         other => panic!("manifest format {other:?} is unknown to this test: teach it what to expect"),
     }
 }
@@ -80,6 +75,8 @@ fn check_field(file: &str, e: &Event, key: &str, want: &Value) {
         "stage" => (e.stage.clone().into(), s(want).into()),
         "task" => (e.task.clone().into(), s(want).into()),
         "triggered_by" => (e.triggered_by.clone().into(), s(want).into()),
+        // Alertmanager's group key is the id of the group the pipeline name comes from.
+        "group_key" => (e.pipeline_id.clone().into(), s(want).into()),
         "duration_s" => {
             let ms = want.as_f64().map(|secs| (secs * 1000.0).round() as u64);
             assert!(want.is_null() || ms.is_some(), "{file}: expected.duration_s is not a number: {want}");
@@ -102,8 +99,20 @@ fn check_field(file: &str, e: &Event, key: &str, want: &Value) {
     assert_eq!(got, want, "{file}: field {key}");
 }
 
-fn check_supported(case: &Value, format: Format) -> usize {
+/// The delivery id each format must take from the manifest's headers, if any.
+fn expected_delivery_id(format: Format, req: &Inbound<'_>) -> Option<String> {
+    let header = |name: &str| req.header(name).map(str::to_string);
+    match format {
+        Format::Github => header("X-GitHub-Delivery"),
+        Format::Gitlab => header("Idempotency-Key").or_else(|| header("X-Gitlab-Event-UUID")),
+        _ => None,
+    }
+}
+
+/// Checks one case; returns how many fields were compared.
+fn check_case(case: &Value) -> usize {
     let file = case["file"].as_str().expect("case has a file");
+    let format = format_of(case["format"].as_str().expect("case has a format"));
     let method = case["method"].as_str().unwrap_or("POST");
     let (bytes, is_query) = load(file);
     let query = if is_query { std::str::from_utf8(&bytes).expect("query is UTF-8") } else { "" };
@@ -111,49 +120,50 @@ fn check_supported(case: &Value, format: Format) -> usize {
     let req = Inbound { method, headers: headers(case), query, body };
 
     assert_eq!(ingest::detect(&req), Ok(format), "{file}: detect");
-    let event = ingest::parse(format, &req).unwrap_or_else(|e| panic!("{file}: parse failed: {e}"));
-    assert_eq!(event.source, format.name(), "{file}: source");
-    assert!(!event.status_raw.is_empty(), "{file}: status_raw");
-    assert!(event.raw.is_object(), "{file}: raw is the payload as a JSON object");
-    assert_eq!(event.commit_short, event.commit.as_ref().map(|c| c.chars().take(8).collect()), "{file}");
+    let source = Source { name: format.name(), format, generic: None };
+    let events = ingest::parse_events(&source, &req).unwrap_or_else(|e| panic!("{file}: parse failed: {e}"));
+    assert!(!events.is_empty(), "{file}: no event");
+    let single = ingest::parse(format, &req).unwrap_or_else(|e| panic!("{file}: parse failed: {e}"));
+    let strip = |e: &Event| Event { event_id: String::new(), received_at: String::new(), ..e.clone() };
+    assert_eq!(strip(&single), strip(&events[0]), "{file}: parse and parse_events agree");
 
     let expected: &Map<String, Value> = case["expected"].as_object().expect("case has expected fields");
-    for (key, want) in expected {
-        check_field(file, &event, key, want);
+    let mut delivery_ids = Vec::new();
+    for event in &events {
+        assert_eq!(event.source, format.name(), "{file}: source");
+        assert!(!event.status_raw.is_empty(), "{file}: status_raw");
+        assert!(event.raw.is_object(), "{file}: raw is the payload as a JSON object");
+        assert_eq!(event.commit_short, event.commit.as_ref().map(|c| c.chars().take(8).collect()), "{file}");
+        for (key, want) in expected {
+            check_field(file, event, key, want);
+        }
+        if let Some(want) = expected_delivery_id(format, &req) {
+            assert_eq!(event.delivery_id.as_deref(), Some(want.as_str()), "{file}: delivery_id");
+        }
+        if format == Format::Alertmanager {
+            let id = event.delivery_id.clone().unwrap_or_else(|| panic!("{file}: alerts have delivery ids"));
+            assert!(!delivery_ids.contains(&id), "{file}: each alert has its own delivery id");
+            delivery_ids.push(id);
+        }
     }
     expected.len()
 }
 
-fn check_unsupported(case: &Value) {
-    let file = case["file"].as_str().expect("case has a file");
-    let (body, _) = load(file);
-    let req = Inbound { method: "POST", headers: headers(case), query: "", body: &body };
-    match ingest::detect(&req) {
-        Err(IngestError::Undetected(message)) => {
-            assert!(message.contains("not supported"), "{file}: {message}")
-        }
-        other => panic!("{file}: detect should refuse an unsupported sender, got {other:?}"),
-    }
-}
-
 #[test]
 fn every_manifest_case() {
-    let (mut parsed, mut refused, mut fields) = (0, 0, 0);
+    let (mut parsed, mut fields) = (0, 0);
+    let mut formats = Vec::new();
     for case in manifest_cases() {
-        match kind(case["format"].as_str().expect("case has a format")) {
-            Kind::Supported(format) => {
-                fields += check_supported(&case, format);
-                parsed += 1;
-            }
-            Kind::Unsupported => {
-                check_unsupported(&case);
-                refused += 1;
-            }
+        fields += check_case(&case);
+        parsed += 1;
+        let format = format_of(case["format"].as_str().expect("format"));
+        if !formats.contains(&format) {
+            formats.push(format);
         }
     }
     // Guards against a manifest that silently lost its cases.
-    assert!(parsed >= 19, "only {parsed} supported cases");
-    assert!(refused >= 6, "only {refused} unsupported cases");
+    assert!(parsed >= 25, "only {parsed} cases");
+    assert_eq!(formats.len(), 7, "every built-in format has a sample: {formats:?}");
     assert!(fields >= parsed * 11, "only {fields} expected fields checked");
 }
 

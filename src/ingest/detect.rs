@@ -1,23 +1,25 @@
 //! Format detection for `POST /hooks`, in the order of ci-payloads.md §0 (an order that never
 //! clashes on the known samples): vendor headers first, then the body's shape.
 //!
-//! Detection only picks a format; `parse` then reads the fields and reports what is missing. Senders
-//! Herald recognises but does not parse yet (GitHub, Gitea, Forgejo, GitLab, Drone, Alertmanager)
-//! get an [`IngestError::Undetected`] that says so, rather than a wrong guess.
+//! Detection only picks a format; `parse` then reads the fields and reports what is missing.
+//! Gitea and Forgejo send GitHub's payloads and are read as `github`. Drone, which Herald
+//! recognises but does not parse yet, gets an [`IngestError::Undetected`] that says so, rather
+//! than a wrong guess. `generic` is never detected: its sources are named in the URL.
 
 use serde_json::Value;
 
 use super::lenient::describe;
 use super::{body, xml, Format, Inbound, IngestError};
 
-/// Headers that identify a sender, checked in this order: Gitea and Forgejo also send
-/// `X-GitHub-Event`, so they come first.
-const SENDER_HEADERS: [(&str, &str); 5] = [
-    ("X-Gitea-Event", "Gitea"),
-    ("X-Forgejo-Event", "Forgejo"),
-    ("X-GitHub-Event", "GitHub"),
-    ("X-Gitlab-Event", "GitLab"),
-    ("X-Drone-Event", "Drone"),
+/// Headers that identify a sender, checked in this order (Gitea and Forgejo also send
+/// `X-GitHub-Event`, so they come first), with the format each means: `None` for a sender
+/// Herald does not parse yet.
+const SENDER_HEADERS: [(&str, &str, Option<Format>); 5] = [
+    ("X-Gitea-Event", "Gitea", Some(Format::Github)),
+    ("X-Forgejo-Event", "Forgejo", Some(Format::Github)),
+    ("X-GitHub-Event", "GitHub", Some(Format::Github)),
+    ("X-Gitlab-Event", "GitLab", Some(Format::Gitlab)),
+    ("X-Drone-Event", "Drone", None),
 ];
 
 /// How many top-level keys an "unknown shape" message lists.
@@ -29,8 +31,11 @@ fn undetected(message: impl Into<String>) -> IngestError {
 
 /// See [`super::detect()`].
 pub(crate) fn detect(req: &Inbound<'_>) -> Result<Format, IngestError> {
-    for (header, sender) in SENDER_HEADERS {
+    for (header, sender, format) in SENDER_HEADERS {
         if let Some(value) = req.header(header) {
+            if let Some(format) = format {
+                return Ok(format);
+            }
             let value = describe(&Value::String(value.to_string()));
             return Err(undetected(format!("{sender} webhooks ({header}: {value}) are not supported yet")));
         }
@@ -84,7 +89,7 @@ fn from_shape(v: &Value) -> Result<Format, IngestError> {
         return Ok(Format::Buildbot);
     }
     if v.get("version").and_then(Value::as_str) == Some("4") && present(v, "/groupKey") {
-        return Err(undetected("Alertmanager webhooks are not supported yet"));
+        return Ok(Format::Alertmanager);
     }
     let mut keys: Vec<&str> = object.keys().map(String::as_str).take(KEYS_SHOWN).collect();
     if object.len() > KEYS_SHOWN {
@@ -123,6 +128,8 @@ mod tests {
             (fixture!("flow-task-fail.json"), Format::Flow),
             (fixture!("buildbot-build-started.json"), Format::Buildbot),
             (br#"{"JOB_EXECUTE_STATUS":"RUNNING"}"#.as_slice(), Format::JenkinsStatus),
+            (fixture!("alertmanager-firing.json"), Format::Alertmanager),
+            (br#"{"version":"4","groupKey":"{}:{}","alerts":[]}"#.as_slice(), Format::Alertmanager),
         ];
         for (body, want) in cases {
             assert_eq!(
@@ -145,37 +152,45 @@ mod tests {
         assert!(undetected_message(detect(&req)).contains("jobExecuteStatus"));
     }
 
-    #[test]
-    fn vendor_headers_win_over_the_body() {
-        let body = fixture!("jenkins-tikal-queued.json");
-        for (header, value, sender) in [
-            ("x-github-event", "workflow_run", "GitHub"),
-            ("x-gitlab-event", "Pipeline Hook", "GitLab"),
-            ("x-drone-event", "build", "Drone"),
-        ] {
-            let req = Inbound {
-                method: "POST",
-                headers: vec![(header.into(), value.into())],
-                body,
-                ..Default::default()
-            };
-            let m = undetected_message(detect(&req));
-            assert!(m.starts_with(sender) && m.contains(value) && m.contains("not supported yet"), "{m}");
-        }
-        let headers =
-            vec![("x-github-event".into(), "workflow_job".into()), ("x-gitea-event".into(), "x".into())];
-        let req = Inbound { method: "POST", headers, body, ..Default::default() };
-        assert!(undetected_message(detect(&req)).starts_with("Gitea"));
+    fn with_headers<'a>(headers: &[(&str, &str)], body: &'a [u8]) -> Inbound<'a> {
+        let headers = headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Inbound { method: "POST", headers, body, ..Default::default() }
     }
 
     #[test]
-    fn alertmanager_and_unknown_shapes_are_named() {
-        let m = undetected_message(detect(&post(fixture!("alertmanager-firing.json"))));
-        assert_eq!(m, "Alertmanager webhooks are not supported yet");
+    fn vendor_headers_win_over_the_body() {
+        let body = fixture!("jenkins-tikal-queued.json");
+        let cases = [
+            (vec![("x-github-event", "workflow_run")], Format::Github),
+            (vec![("X-GitHub-Event", "push")], Format::Github),
+            (vec![("x-gitea-event", "workflow_job"), ("x-github-event", "workflow_job")], Format::Github),
+            (vec![("x-forgejo-event", "workflow_job")], Format::Github),
+            (vec![("x-gitlab-event", "Pipeline Hook")], Format::Gitlab),
+            (vec![("x-gitlab-event", "Push Hook")], Format::Gitlab),
+        ];
+        for (headers, want) in cases {
+            assert_eq!(detect(&with_headers(&headers, body)), Ok(want), "{headers:?}");
+        }
+        // Alertmanager's shape sent with a GitLab header is GitLab's to refuse, by event name.
+        let req = with_headers(&[("x-gitlab-event", "Job Hook")], fixture!("alertmanager-firing.json"));
+        assert_eq!(detect(&req), Ok(Format::Gitlab));
+    }
+
+    #[test]
+    fn drone_is_recognised_but_not_supported() {
+        let req = with_headers(&[("x-drone-event", "build")], fixture!("jenkins-tikal-queued.json"));
+        let m = undetected_message(detect(&req));
+        assert_eq!(m, "Drone webhooks (X-Drone-Event: \"build\") are not supported yet");
+    }
+
+    #[test]
+    fn unknown_shapes_are_named() {
         let m = undetected_message(detect(&post(br#"{"a":1,"b":{"phase":"x"}}"#)));
         assert_eq!(m, "no known body shape (top-level keys: a, b)");
         let m = undetected_message(detect(&post(br#"{"event":"pipeline","task":{"statusCode":"RUNNING"}}"#)));
         assert!(m.starts_with("no known body shape"));
+        let m = undetected_message(detect(&post(br#"{"version":"3","groupKey":"x"}"#)));
+        assert!(m.starts_with("no known body shape"), "only version 4 is Alertmanager's: {m}");
         let m = undetected_message(detect(&post(b"[1,2]")));
         assert_eq!(m, "the body is an array, not a JSON object");
         let m = undetected_message(detect(&post(b"<project><a/></project>")));

@@ -27,6 +27,11 @@ impl<'a> At<'a> {
         At { found: Ok(Some(value)), path: String::new() }
     }
 
+    /// The value at a JSON pointer (RFC 6901) in `root`, named by the pointer in error messages.
+    pub(crate) fn pointer(root: &'a Value, pointer: &str) -> At<'a> {
+        At { found: Ok(root.pointer(pointer)), path: pointer.to_string() }
+    }
+
     /// The member `key` of this object.
     pub(crate) fn get(&self, key: &str) -> At<'a> {
         let path = if self.path.is_empty() { key.to_string() } else { format!("{}.{key}", self.path) };
@@ -107,6 +112,25 @@ impl<'a> At<'a> {
             },
             Some(other) => Err(bad(other)),
         }
+    }
+
+    /// A duration in seconds, as a number or numeric string, fractions allowed (GitLab sends
+    /// `66.2`), in whole milliseconds.
+    pub(crate) fn seconds_ms_opt(&self) -> Result<Option<u64>, IngestError> {
+        let bad = |v: &Value| wrong_type(&self.path, "a number of seconds", v);
+        let secs = match self.value()? {
+            None => return Ok(None),
+            Some(v @ Value::Number(n)) => n.as_f64().ok_or_else(|| bad(v))?,
+            Some(v @ Value::String(s)) => match s.trim() {
+                "" => return Ok(None),
+                t => t.parse::<f64>().map_err(|_| bad(v))?,
+            },
+            Some(other) => return Err(bad(other)),
+        };
+        if !secs.is_finite() || secs < 0.0 || secs * 1000.0 >= u64::MAX as f64 {
+            return Err(bad(self.value()?.unwrap_or(&Value::Null)));
+        }
+        Ok(Some((secs * 1000.0).round() as u64))
     }
 
     /// An integer that must be there.
@@ -261,6 +285,31 @@ mod tests {
         let top = json!([1, 2]);
         let e = invalid(At::root(&top).get("x").str_opt().unwrap_err());
         assert_eq!(e, "the body: expected an object, got an array");
+    }
+
+    #[test]
+    fn seconds_become_milliseconds() {
+        let v = json!({"a": 318, "b": 66.2, "c": "2.5", "d": -1, "e": "x", "f": true, "n": null});
+        let r = At::root(&v);
+        assert_eq!(r.get("a").seconds_ms_opt().unwrap(), Some(318_000));
+        assert_eq!(r.get("b").seconds_ms_opt().unwrap(), Some(66_200));
+        assert_eq!(r.get("c").seconds_ms_opt().unwrap(), Some(2_500));
+        assert_eq!(r.get("n").seconds_ms_opt().unwrap(), None);
+        assert_eq!(
+            invalid(r.get("d").seconds_ms_opt().unwrap_err()),
+            "field \"d\": expected a number of seconds, got -1"
+        );
+        assert!(r.get("e").seconds_ms_opt().is_err());
+        assert!(r.get("f").seconds_ms_opt().is_err());
+    }
+
+    #[test]
+    fn pointers_name_themselves_in_errors() {
+        let v = json!({"build": {"num": true, "tags": ["a"]}});
+        assert_eq!(At::pointer(&v, "/build/tags/0").str_opt().unwrap().as_deref(), Some("a"));
+        assert_eq!(At::pointer(&v, "/nope").str_opt().unwrap(), None);
+        let e = invalid(At::pointer(&v, "/build/num").u64_opt().unwrap_err());
+        assert_eq!(e, "field \"/build/num\": expected an integer or numeric string, got true");
     }
 
     #[test]

@@ -10,19 +10,27 @@
 //! | `jenkins_status.rs` | the environment-variables-status-sync plugin: JSON body or query string |
 //! | `flow.rs` | Alibaba Cloud DevOps Flow's task webhook |
 //! | `buildbot.rs` | Buildbot's `HttpStatusPush` |
+//! | `github.rs` | GitHub Actions `workflow_run` / `workflow_job` (and Gitea/Forgejo's copies) |
+//! | `gitlab.rs` | GitLab's Pipeline Hook and Job Hook |
+//! | `alertmanager.rs` | Prometheus Alertmanager's webhook: one event per alert |
+//! | `generic.rs` | any JSON, mapped by a configured `GenericSpec` |
 //! | `detect.rs` | which format a request is, for `POST /hooks` |
 //! | `body.rs` | bytes to JSON: JSON bodies, query strings, JSON-or-XML sniffing (400 errors) |
 //! | `xml.rs` | generic XML to JSON with XStream's conventions (400 errors) |
 //! | `lenient.rs` | tolerant field readers and the 422 errors that name a field |
-//! | `text.rs` | branch, commit-title and URL normalizations |
+//! | `text.rs` | branch, commit-title, URL and timestamp normalizations |
 //!
 //! Each parser's status mapping is a pure function next to its table test. Every event carries
 //! the payload as JSON in `raw`.
 
+mod alertmanager;
 mod body;
 mod buildbot;
 mod detect;
 mod flow;
+mod generic;
+mod github;
+mod gitlab;
 mod jenkins;
 mod jenkins_status;
 mod lenient;
@@ -120,9 +128,13 @@ pub enum IngestError {
     Undetected(String),
 }
 
-/// Parses a request of a known format.
+/// Parses a request of a known format into a single event.
 ///
 /// The event's `source` is the format's [name](Format::name) and `raw` is the payload as JSON.
+/// This suits the formats that send one event per request; the gateway uses [`parse_events`].
+/// For Alertmanager it gives the first alert's event, and for a GitHub `ping` (no event) an
+/// error. A generic source needs its mapping, so [`Format::Generic`] is always an error here.
+///
 /// Errors: [`IngestError::Malformed`] when the body (or, for `jenkins-status`, the query string)
 /// cannot be read at all; [`IngestError::Invalid`] when it can but is not this format.
 pub fn parse(format: Format, req: &Inbound<'_>) -> Result<Event, IngestError> {
@@ -131,10 +143,21 @@ pub fn parse(format: Format, req: &Inbound<'_>) -> Result<Event, IngestError> {
         Format::JenkinsStatus => jenkins_status::parse(req),
         Format::Flow => flow::parse(req),
         Format::Buildbot => buildbot::parse(req),
-        Format::Github | Format::Gitlab | Format::Alertmanager | Format::Generic => {
-            Err(IngestError::Invalid(format!("{} is not supported yet", format.name())))
-        }
+        Format::Gitlab => gitlab::parse(req),
+        Format::Github => first(github::parse_events(req)?, "a GitHub ping carries no CI event"),
+        Format::Alertmanager => first(
+            alertmanager::parse_events(req)?,
+            "the notification has no alerts (parse_events gives one event per alert)",
+        ),
+        Format::Generic => Err(IngestError::Invalid(
+            "the generic format needs a source's field mapping: use parse_events with its GenericSpec".into(),
+        )),
     }
+}
+
+/// The first of `events`, or `Invalid(why)` when there is none.
+fn first(events: Vec<Event>, why: &str) -> Result<Event, IngestError> {
+    events.into_iter().next().ok_or_else(|| IngestError::Invalid(why.to_string()))
 }
 
 /// A configured source, as the parsers need it.
@@ -149,18 +172,35 @@ pub struct Source<'a> {
 }
 
 /// Parses a request into its events: one for most formats, one per alert for Alertmanager,
-/// none for a GitHub `ping`.
+/// none for a GitHub `ping` (the HTTP layer answers 200 all the same).
+///
+/// Every event's `source` is the source's name. A generic source without its mapping is
+/// [`IngestError::Invalid`]. Errors are otherwise those of [`parse`].
 pub fn parse_events(source: &Source<'_>, req: &Inbound<'_>) -> Result<Vec<Event>, IngestError> {
-    let mut event = parse(source.format, req)?;
-    event.source = source.name.to_string();
-    Ok(vec![event])
+    let mut events = match source.format {
+        Format::Github => github::parse_events(req)?,
+        Format::Alertmanager => alertmanager::parse_events(req)?,
+        Format::Generic => {
+            let spec = source.generic.ok_or_else(|| {
+                IngestError::Invalid(format!("generic source \"{}\" has no field mapping", source.name))
+            })?;
+            vec![generic::parse(source.name, spec, req)?]
+        }
+        other => vec![parse(other, req)?],
+    };
+    for event in &mut events {
+        event.source = source.name.to_string();
+    }
+    Ok(events)
 }
 
 /// Picks the format of a request from its headers and body shape.
 ///
-/// Senders recognised by their headers (GitHub, Gitea, GitLab, Drone) and Alertmanager bodies are
-/// not supported yet and give [`IngestError::Undetected`] naming what was seen, as does a body of
-/// no known shape. A body that is not well-formed gives [`IngestError::Malformed`].
+/// GitHub, Gitea and Forgejo (all [`Format::Github`]) and GitLab are recognised by their headers,
+/// Alertmanager by its body. Drone, recognised but not parsed, gives [`IngestError::Undetected`]
+/// naming what was seen, as does a body of no known shape. [`Format::Generic`] is never detected:
+/// a generic source is always named in the URL. A body that is not well-formed gives
+/// [`IngestError::Malformed`].
 pub fn detect(req: &Inbound<'_>) -> Result<Format, IngestError> {
     detect::detect(req)
 }

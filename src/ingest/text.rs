@@ -1,7 +1,10 @@
-//! Small normalizations shared by the format parsers: branch names, commit titles and URLs.
+//! Small normalizations shared by the format parsers: branch names, commit titles, URLs and
+//! timestamps.
 //!
 //! Pure string functions only; they never invent a value: an input that normalizes to nothing
 //! gives `None`.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
 
 /// A branch name without `refs/heads/`, `refs/remotes/origin/` or `origin/` in front.
 ///
@@ -61,6 +64,28 @@ pub(crate) fn strip_url_suffix(url: &str, suffix: &str) -> Option<String> {
     non_blank(base)
 }
 
+/// A timestamp in RFC 3339 (`2024-06-12T09:42:03Z`, `2021-02-23T02:41:37.886Z`, with any
+/// offset) or GitLab's older `2024-06-12 09:42:01 UTC` / `… +0200`. `None` when it is neither:
+/// timestamps only feed durations, and an unreadable one leaves the duration unknown.
+pub(crate) fn parse_time(raw: &str) -> Option<DateTime<Utc>> {
+    let raw = raw.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
+        return Some(t.with_timezone(&Utc));
+    }
+    if let Some(naive) = raw.strip_suffix(" UTC") {
+        let t = NaiveDateTime::parse_from_str(naive, "%Y-%m-%d %H:%M:%S%.f").ok()?;
+        return Some(t.and_utc());
+    }
+    DateTime::parse_from_str(raw, "%Y-%m-%d %H:%M:%S%.f %z").ok().map(|t| t.with_timezone(&Utc))
+}
+
+/// Milliseconds from `start` to `end` (see [`parse_time`]); `None` if either is unreadable or
+/// `end` comes first.
+pub(crate) fn millis_between(start: &str, end: &str) -> Option<u64> {
+    let ms = (parse_time(end)? - parse_time(start)?).num_milliseconds();
+    u64::try_from(ms).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,6 +133,24 @@ mod tests {
         for (url, want) in cases {
             assert_eq!(jenkins_job_path(url).as_deref(), want, "{url:?}");
         }
+    }
+
+    #[test]
+    fn timestamps_in_both_gitlab_formats_and_rfc3339() {
+        let cases = [
+            ("2024-06-12 09:42:01 UTC", "2024-06-12 09:47:19 UTC", Some(318_000)),
+            ("2021-02-23T02:41:37.886Z", "2021-02-23T02:41:40.000Z", Some(2_114)),
+            ("2024-06-12 09:42:01 UTC", "2024-06-12T11:42:02+02:00", Some(1_000)),
+            ("2024-06-12 11:42:01 +0200", "2024-06-12T09:42:01Z", Some(0)),
+            ("2024-06-12T09:42:03Z", "2024-06-12T09:47:35Z", Some(332_000)),
+            ("2024-06-12T09:47:35Z", "2024-06-12T09:42:03Z", None),
+            ("yesterday", "2024-06-12T09:42:03Z", None),
+            ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00Z", Some(0)),
+        ];
+        for (start, end, want) in cases {
+            assert_eq!(millis_between(start, end), want, "{start} → {end}");
+        }
+        assert_eq!(parse_time(""), None);
     }
 
     #[test]
