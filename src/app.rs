@@ -16,6 +16,7 @@ use crate::delivery::governor::Governor;
 use crate::delivery::{self, RetryPolicy, Worker};
 use crate::gateway::Gateway;
 use crate::http::{self, AppState};
+use crate::listen::{self, Listeners};
 use crate::outbox::memory::MemoryOutbox;
 use crate::outbox::Outbox;
 
@@ -29,6 +30,9 @@ pub enum StartError {
     Config(Vec<ConfigError>),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: String, source: std::io::Error },
+    /// A raw listener could not bind (the message names the address).
+    #[error("{0}")]
+    Listen(std::io::Error),
 }
 
 /// Knobs that tests and later backends set; `Default` is production.
@@ -60,6 +64,7 @@ pub struct Running {
     server_task: JoinHandle<std::io::Result<()>>,
     worker: JoinHandle<()>,
     shutdown: watch::Sender<bool>,
+    listeners: Listeners,
 }
 
 /// Validates the config, binds the port and starts the HTTP server and the delivery worker.
@@ -71,6 +76,10 @@ pub async fn start(config: &Config, opts: Options) -> Result<Running, StartError
         tracing::warn!("config: {w}");
     }
     let gateway = Arc::new(built.gateway);
+    // Raw listeners bind first: if HTTP then fails to bind, dropping them stops them.
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let listeners =
+        listen::spawn(config, gateway.clone(), shutdown_rx.clone()).await.map_err(StartError::Listen)?;
     let state = web::Data::new(AppState {
         gateway: gateway.clone(),
         max_body_bytes: config.server.max_body_bytes,
@@ -90,11 +99,10 @@ pub async fn start(config: &Config, opts: Options) -> Result<Running, StartError
     let handle = server.handle();
     let server_task = tokio::spawn(server);
 
-    let (shutdown, shutdown_rx) = watch::channel(false);
     let worker = worker(config, &gateway, opts.outbox, opts.clock, opts.retry);
     let worker = tokio::spawn(worker.run(shutdown_rx));
     tracing::info!(%addr, channels = gateway.channels.len(), rules = gateway.rules.rules().len(), "Herald is listening");
-    Ok(Running { addr, gateway, server: handle, server_task, worker, shutdown })
+    Ok(Running { addr, gateway, server: handle, server_task, worker, shutdown, listeners })
 }
 
 /// The delivery worker for a gateway: the retry policy (from `[delivery]` unless overridden),
@@ -125,12 +133,19 @@ pub fn worker(
 }
 
 impl Running {
+    /// The raw TCP/UDP listeners and their bound addresses.
+    pub fn listeners(&self) -> &Listeners {
+        &self.listeners
+    }
+
     /// Waits until the server stops (on SIGINT/SIGTERM), then lets in-flight attempts finish.
     pub async fn wait(self) {
-        let Running { server_task, worker, shutdown, .. } = self;
+        let Running { server_task, worker, shutdown, listeners, .. } = self;
         if let Ok(Err(e)) = server_task.await {
             tracing::error!(error = %e, "HTTP server failed");
         }
+        // Stop taking raw messages before the worker stops, so what they stored is delivered.
+        listeners.stop().await;
         finish_worker(worker, shutdown).await;
     }
 
@@ -138,6 +153,7 @@ impl Running {
     pub async fn stop(self) {
         self.server.stop(true).await;
         let _ = self.server_task.await;
+        self.listeners.stop().await;
         finish_worker(self.worker, self.shutdown).await;
     }
 }

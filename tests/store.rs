@@ -8,7 +8,9 @@ use std::sync::Arc;
 use herald::channels::{Message, MessageBody};
 use herald::event::{Event, Status};
 use herald::outbox::sqlite::SqliteOutbox;
-use herald::outbox::{EnqueueWith, AttemptRecord, DeliveryState, Headline, ListFilter, NewDelivery, Next, Outbox};
+use herald::outbox::{
+    AttemptRecord, DeliveryState, EnqueueWith, Headline, ListFilter, NewDelivery, Next, Outbox,
+};
 
 fn delivery(id: &str, channel: &str) -> NewDelivery {
     NewDelivery {
@@ -58,7 +60,9 @@ async fn everything_survives_reopening() {
     {
         let o = SqliteOutbox::open(dir.path()).unwrap();
         let e = Event::sample();
-        o.enqueue(&e, &[delivery("a", "ding"), delivery("b", "mail")], 100, &EnqueueWith::default()).await.unwrap();
+        o.enqueue(&e, &[delivery("a", "ding"), delivery("b", "mail")], 100, &EnqueueWith::default())
+            .await
+            .unwrap();
         o.lease(100, 10, 60_000).await.unwrap();
         o.finish("a", attempt("permanent"), Next::Dead("keywords not in content".into())).await.unwrap();
     }
@@ -108,4 +112,27 @@ async fn one_gateway_owns_a_data_dir() {
     assert!(shared.list(&ListFilter { limit: 10, ..Default::default() }).await.unwrap().is_empty());
     drop(first);
     assert!(SqliteOutbox::open(dir.path()).is_ok(), "the lock goes with the process that held it");
+}
+
+#[tokio::test]
+async fn holds_and_claims_are_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let o = SqliteOutbox::open(dir.path()).unwrap();
+        let held =
+            NewDelivery { hold: Some("group-1".into()), due_at: Some(30_000), ..delivery("a", "ding") };
+        let also =
+            NewDelivery { hold: Some("group-1".into()), due_at: Some(30_000), ..delivery("b", "ding") };
+        o.enqueue(&Event::sample(), &[held, also, delivery("c", "ding")], 0, &EnqueueWith::default())
+            .await
+            .unwrap();
+        assert!(o.claim("repeat-key", 0, 60_000).await.unwrap());
+    }
+    let o = SqliteOutbox::open(dir.path()).unwrap();
+    let held = o.held("group-1").await.unwrap();
+    assert_eq!(held.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+    assert_eq!(o.hold_due("group-1").await.unwrap(), Some(30_000));
+    assert_eq!(o.lease(0, 10, 60_000).await.unwrap().len(), 1, "held deliveries wait for their due time");
+    assert!(!o.claim("repeat-key", 59_999, 60_000).await.unwrap(), "claims survive a restart");
+    assert!(o.claim("repeat-key", 60_000, 60_000).await.unwrap());
 }

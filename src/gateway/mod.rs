@@ -245,6 +245,14 @@ impl Gateway {
             });
             errors.extend(found.into_iter().map(|e| ConfigError::new(format!("channels.{}", cfg.name), e)));
         }
+        for (name, src) in &config.sources {
+            if (src.tcp.is_some() || src.udp.is_some()) && src.allow_ips.is_empty() {
+                warnings.push(ConfigError::new(
+                    format!("sources.{name}"),
+                    "raw tcp/udp listeners carry no token: set allow_ips, or anyone who can reach the port can post",
+                ));
+            }
+        }
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -286,8 +294,8 @@ impl Gateway {
         Ok(ingest::parse_events(&source, req)?)
     }
 
-    /// Parses, authenticates and accepts a request: the HTTP API's and the raw listeners'
-    /// entry point. Returns one `Accepted` per event (none for a GitHub ping).
+    /// Parses, authenticates and accepts a request: the HTTP API's entry point. Returns one
+    /// `Accepted` per event (none for a GitHub ping).
     pub async fn receive(
         &self,
         name: Option<&str>,
@@ -296,6 +304,25 @@ impl Gateway {
         peer: Option<IpAddr>,
     ) -> Result<Vec<Accepted>, HookError> {
         let events = self.parse(name, req, raw_query, peer)?;
+        self.accept_all(events).await
+    }
+
+    /// A raw TCP/UDP message (Jenkins over sockets): the source's `allow_ips` is checked, its
+    /// token and secret are not, since a raw message has nowhere to carry them.
+    pub async fn receive_raw(
+        &self,
+        name: &str,
+        req: &Inbound<'_>,
+        peer: IpAddr,
+    ) -> Result<Vec<Accepted>, HookError> {
+        self.check_peer(name, Some(peer))?;
+        let src = self.sources.get(name).ok_or_else(|| HookError::UnknownFormat(name.to_string()))?;
+        let source = ingest::Source { name, format: src.format, generic: src.generic.as_ref() };
+        let events = ingest::parse_events(&source, req)?;
+        self.accept_all(events).await
+    }
+
+    async fn accept_all(&self, events: Vec<Event>) -> Result<Vec<Accepted>, HookError> {
         let mut accepted = Vec::with_capacity(events.len());
         for mut event in events {
             event.received_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);

@@ -73,6 +73,14 @@ CREATE TABLE tracks (
     updated_at INTEGER NOT NULL
 );
 "#,
+    r#"
+CREATE TABLE claims (
+    key TEXT PRIMARY KEY,
+    at  INTEGER NOT NULL
+);
+ALTER TABLE deliveries ADD COLUMN hold_key TEXT;
+CREATE INDEX deliveries_hold ON deliveries (hold_key) WHERE hold_key IS NOT NULL;
+"#,
 ];
 
 type Reply<T> = oneshot::Sender<Result<T, OutboxError>>;
