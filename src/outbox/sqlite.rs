@@ -81,6 +81,12 @@ CREATE TABLE claims (
 ALTER TABLE deliveries ADD COLUMN hold_key TEXT;
 CREATE INDEX deliveries_hold ON deliveries (hold_key) WHERE hold_key IS NOT NULL;
 "#,
+    // Leasing reads due deliveries in due order and stops at its limit: without this index it
+    // sorted every open delivery on each lease, which grew with the backlog.
+    r#"
+DROP INDEX deliveries_due;
+CREATE INDEX deliveries_lease ON deliveries (next_at, created_at) WHERE state IN ('pending', 'retrying');
+"#,
 ];
 
 type Reply<T> = oneshot::Sender<Result<T, OutboxError>>;
@@ -215,6 +221,9 @@ pub struct SqliteOutbox {
     path: PathBuf,
     /// Held while the gateway runs: one process owns a data dir.
     _lock: Option<std::sync::Arc<std::fs::File>>,
+    /// Tracks read or written by this process. The owner of a data dir is its only writer, so
+    /// the cache is exact and spares each accepted event a round trip to the store.
+    tracks: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Option<Track>>>>,
 }
 
 impl SqliteOutbox {
@@ -271,7 +280,7 @@ impl SqliteOutbox {
             .name("herald-store".into())
             .spawn(move || writer(conn, rx))
             .map_err(|e| OutboxError(format!("cannot start the store thread: {e}")))?;
-        Ok(SqliteOutbox { ops, path, _lock: None })
+        Ok(SqliteOutbox { ops, path, _lock: None, tracks: Default::default() })
     }
 
     /// The database file.
@@ -540,7 +549,8 @@ fn lease(
     lease_ms: i64,
 ) -> Result<Vec<Delivery>, OutboxError> {
     let sql = format!(
-        "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE state IN ('pending', 'retrying') AND next_at <= ?1 \
+        "SELECT {DELIVERY_COLUMNS} FROM deliveries INDEXED BY deliveries_lease \
+         WHERE state IN ('pending', 'retrying') AND next_at <= ?1 \
          AND (leased_until IS NULL OR leased_until <= ?1) ORDER BY next_at, created_at LIMIT ?2"
     );
     let due: Vec<Delivery> = tx
@@ -735,11 +745,22 @@ impl Outbox for SqliteOutbox {
             }
             None => None,
         };
-        self.call(|reply| Op::Enqueue { event: body, meta, deliveries, now, dedup, track, reply }).await
+        let done = self
+            .call(|reply| Op::Enqueue { event: body, meta, deliveries, now, dedup, track, reply })
+            .await?;
+        if let (None, Some((key, state))) = (&done.duplicate_of, with.track) {
+            self.tracks.lock().expect("track cache").insert(key.to_string(), Some(state.clone()));
+        }
+        Ok(done)
     }
 
     async fn track(&self, key: &str) -> Result<Option<Track>, OutboxError> {
-        self.call(|reply| Op::Track { key: key.to_string(), reply }).await
+        if let Some(cached) = self.tracks.lock().expect("track cache").get(key) {
+            return Ok(cached.clone());
+        }
+        let stored = self.call(|reply| Op::Track { key: key.to_string(), reply }).await?;
+        self.tracks.lock().expect("track cache").insert(key.to_string(), stored.clone());
+        Ok(stored)
     }
 
     async fn lease(&self, now: Millis, limit: usize, lease_ms: i64) -> Result<Vec<Delivery>, OutboxError> {
