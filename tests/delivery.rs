@@ -18,7 +18,7 @@ use herald::delivery::governor::Governor;
 use herald::delivery::{RetryPolicy, Worker};
 use herald::event::{Event, Status};
 use herald::outbox::memory::MemoryOutbox;
-use herald::outbox::{EnqueueWith, DeliveryState, Headline, NewDelivery, Outbox};
+use herald::outbox::{DeliveryState, EnqueueWith, Headline, NewDelivery, Outbox};
 use tokio::sync::Notify;
 
 /// A channel that answers from a script and records every attempt.

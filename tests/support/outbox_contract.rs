@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use herald::channels::{Message, MessageBody};
 use herald::event::{Event, Status};
-use herald::outbox::{EnqueueWith, AttemptRecord, Dedup, DeliveryState, Headline, ListFilter, NewDelivery, Next, Outbox};
+use herald::outbox::{
+    AttemptRecord, Dedup, DeliveryState, EnqueueWith, Headline, ListFilter, NewDelivery, Next, Outbox,
+};
 
 fn delivery(id: &str, channel: &str) -> NewDelivery {
     NewDelivery {
@@ -55,7 +57,8 @@ where
 
 async fn tracks_are_stored_with_their_event_unless_duplicate(o: Arc<dyn Outbox>) {
     use herald::state::Track;
-    let failing = Track { last_status: Status::Failure, last_build: Some(7), failures: 1, failing_since: None };
+    let failing =
+        Track { last_status: Status::Failure, last_build: Some(7), failures: 1, failing_since: None };
     assert_eq!(o.track("unit").await.unwrap(), None);
     let dedup = Dedup { key: "k".into(), window_ms: 1_000 };
     let with = EnqueueWith { dedup: Some(&dedup), track: Some(("unit", &failing)) };
@@ -66,7 +69,9 @@ async fn tracks_are_stored_with_their_event_unless_duplicate(o: Arc<dyn Outbox>)
     let r = o.enqueue(&event(), &[], 10, &dup).await.unwrap();
     assert!(r.duplicate_of.is_some());
     assert_eq!(o.track("unit").await.unwrap(), Some(failing), "a duplicate does not move the state");
-    o.enqueue(&event(), &[], 20, &EnqueueWith { dedup: None, track: Some(("unit", &passing)) }).await.unwrap();
+    o.enqueue(&event(), &[], 20, &EnqueueWith { dedup: None, track: Some(("unit", &passing)) })
+        .await
+        .unwrap();
     assert_eq!(o.track("unit").await.unwrap(), Some(passing));
 }
 
@@ -112,7 +117,9 @@ async fn defer_backlog_and_merge(o: Arc<dyn Outbox>) {
 
 async fn stored_deliveries_are_due_at_once(o: Arc<dyn Outbox>) {
     assert_eq!(o.next_due().await.unwrap(), None, "empty outbox has nothing due");
-    o.enqueue(&event(), &[delivery("a", "c1"), delivery("b", "c2")], 1_000, &EnqueueWith::default()).await.unwrap();
+    o.enqueue(&event(), &[delivery("a", "c1"), delivery("b", "c2")], 1_000, &EnqueueWith::default())
+        .await
+        .unwrap();
     assert_eq!(o.next_due().await.unwrap(), Some(1_000));
     assert!(o.lease(999, 10, 60_000).await.unwrap().is_empty(), "not due before it was stored");
     let leased = o.lease(1_000, 10, 60_000).await.unwrap();
@@ -154,7 +161,9 @@ async fn finish_reschedules_and_releases(o: Arc<dyn Outbox>) {
 }
 
 async fn dead_and_delivered_are_final(o: Arc<dyn Outbox>) {
-    o.enqueue(&event(), &[delivery("dead", "c"), delivery("done", "c")], 0, &EnqueueWith::default()).await.unwrap();
+    o.enqueue(&event(), &[delivery("dead", "c"), delivery("done", "c")], 0, &EnqueueWith::default())
+        .await
+        .unwrap();
     o.lease(0, 10, 60_000).await.unwrap();
     o.finish("dead", record(1, "permanent"), Next::Dead("310000 keywords not in content".into()))
         .await
@@ -179,24 +188,53 @@ async fn leases_respect_the_limit_and_due_order(o: Arc<dyn Outbox>) {
 async fn duplicates_within_the_window_are_stored_without_deliveries(o: Arc<dyn Outbox>) {
     let dedup = Dedup { key: "flow|payments|42|test|unit|failure|true".into(), window_ms: 600_000 };
     let first = Event::sample();
-    let r = o.enqueue(&first, &[delivery("a", "ding")], 1_000, &EnqueueWith { dedup: Some(&dedup), ..Default::default() }).await.unwrap();
+    let r = o
+        .enqueue(
+            &first,
+            &[delivery("a", "ding")],
+            1_000,
+            &EnqueueWith { dedup: Some(&dedup), ..Default::default() },
+        )
+        .await
+        .unwrap();
     assert_eq!(r.duplicate_of, None);
     let mut second = Event::sample();
     second.event_id = "second".into();
-    let r = o.enqueue(&second, &[delivery("b", "ding")], 2_000, &EnqueueWith { dedup: Some(&dedup), ..Default::default() }).await.unwrap();
+    let r = o
+        .enqueue(
+            &second,
+            &[delivery("b", "ding")],
+            2_000,
+            &EnqueueWith { dedup: Some(&dedup), ..Default::default() },
+        )
+        .await
+        .unwrap();
     assert_eq!(r.duplicate_of.as_deref(), Some(first.event_id.as_str()));
     assert!(o.get("b").await.unwrap().is_none(), "a duplicate's deliveries are not stored");
     let mut third = Event::sample();
     third.event_id = "third".into();
-    let r = o.enqueue(&third, &[delivery("c", "ding")], 1_000 + 600_001, &EnqueueWith { dedup: Some(&dedup), ..Default::default() }).await.unwrap();
+    let r = o
+        .enqueue(
+            &third,
+            &[delivery("c", "ding")],
+            1_000 + 600_001,
+            &EnqueueWith { dedup: Some(&dedup), ..Default::default() },
+        )
+        .await
+        .unwrap();
     assert_eq!(r.duplicate_of, None, "outside the window it is sent again");
 }
 
 async fn list_filters_and_replay_dead_letters(o: Arc<dyn Outbox>) {
     let e = Event::sample();
-    o.enqueue(&e, &[delivery("a", "ding"), delivery("b", "ding"), delivery("c", "mail")], 0, &EnqueueWith::default())
-        .await
-        .unwrap();
+    o.enqueue(
+        &e,
+        &[delivery("a", "ding"), delivery("b", "ding"), delivery("c", "mail")],
+        0,
+        &EnqueueWith::default(),
+    )
+    .await
+    .unwrap();
     o.lease(0, 10, 60_000).await.unwrap();
     for id in ["a", "b", "c"] {
         o.finish(id, record(5, "permanent"), Next::Dead("no".into())).await.unwrap();
