@@ -10,14 +10,16 @@
 //! | [`secret`] | the redacting `Secret` and `SecretUrl` types |
 //! | [`event`] | the normalized event and status words |
 //! | [`ingest`] | one parser per inbound format, and format detection |
-//! | [`rules`] | compiled matchers: event → (rule, channel) routes |
+//! | [`listen`] | Jenkins (Tikal) over raw TCP and UDP, into the same accept path |
+//! | [`state`] | what Herald remembers per unit of work: last final status, failure streak, transitions |
+//! | [`rules`] | compiled matchers: event → (rule, channel) routes; quiet hours, repeats, grouping |
 //! | [`people`] | the people directory: `mention.people` and `mention.author` → each platform's ids |
 //! | [`render`] | the Handlebars registry, helpers, template context |
 //! | [`channels`] | one trait, one file per platform: wire format, signing, limits, verdicts |
-//! | [`outbox`] | stored deliveries behind one trait: enqueue, lease, finish |
-//! | [`delivery`] | the worker: lease → send → delivered / retry later / dead; backoff |
+//! | [`outbox`] | the store behind one trait (SQLite by default): events, deliveries, attempts, state |
+//! | [`delivery`] | the worker: lease → send → delivered / retry later / dead; backoff, rate governor, summaries, holds |
 //! | [`gateway`] | the accept pipeline: auth → parse → route → render → store |
-//! | [`http`] | the HTTP API (actix-web) and its one error type |
+//! | [`http`] | the HTTP API (actix-web): hooks, health, admin API; one error type |
 //! | [`app`] | wiring and shutdown; [`cli`] the commands; [`clock`] time as a dependency |
 
 pub mod app;
