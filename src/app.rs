@@ -23,6 +23,9 @@ use crate::outbox::Outbox;
 /// How long in-flight attempts may run after the server stops accepting.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+/// Attempts the delivery worker keeps in flight at once.
+const WORKER_CONCURRENCY: usize = 128;
+
 /// Why the gateway did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -123,9 +126,10 @@ pub fn worker(
         channels: gateway.channels.clone(),
         clock,
         policy: retry.unwrap_or_else(|| RetryPolicy::from_config(&config.delivery)),
-        wake: gateway.wake.clone(),
+        handoff: gateway.handoff.clone(),
         batch: 64,
-        lease: Duration::from_secs(60),
+        concurrency: WORKER_CONCURRENCY,
+        lease: Duration::from_millis(gateway.handoff.lease_ms() as u64),
         governor: Arc::new(governor),
         robots: Arc::new(robots),
         max_wait: config.delivery.max_wait.0,

@@ -191,8 +191,8 @@ pub struct Event {
     /// `Idempotency-Key`, …), repeated on its retries; Herald de-duplicates on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery_id: Option<String>,
-    /// The payload as received, as JSON (XML converted).
-    #[serde(default)]
+    /// The payload as received, as JSON (XML converted); left out when there is none.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub raw: serde_json::Value,
 }
 

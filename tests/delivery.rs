@@ -15,11 +15,11 @@ use herald::channels::{
 use herald::clock::{Clock, ManualClock};
 use herald::config::Mention;
 use herald::delivery::governor::Governor;
+use herald::delivery::handoff::Handoff;
 use herald::delivery::{RetryPolicy, Worker};
 use herald::event::{Event, Status};
 use herald::outbox::memory::MemoryOutbox;
 use herald::outbox::{DeliveryState, EnqueueWith, Headline, NewDelivery, Outbox};
-use tokio::sync::Notify;
 
 /// A channel that answers from a script and records every attempt.
 #[derive(Default)]
@@ -81,8 +81,9 @@ fn rig(script: Vec<Outcome>, policy: RetryPolicy) -> Rig {
         channels: Arc::new(channels),
         clock: clock.clone(),
         policy,
-        wake: Arc::new(Notify::new()),
+        handoff: Arc::new(Handoff::new(16, 60_000)),
         batch: 16,
+        concurrency: 16,
         lease: Duration::from_secs(60),
         governor: Arc::new(Governor::default()),
         robots: Arc::new(HashMap::new()),

@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -118,36 +118,58 @@ fn wait_all(sink: &WebhookSink, ids: &[String], within: Duration) {
     }
 }
 
+/// How many times each event reached the sink.
+fn arrivals(sink: &WebhookSink) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for r in sink.requests() {
+        if let Some(id) = serde_json::from_slice::<serde_json::Value>(&r.body)
+            .ok()
+            .and_then(|v| v["event_id"].as_str().map(str::to_string))
+        {
+            *counts.entry(id).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_delivery_loses_nothing() {
     let sink = WebhookSink::start(None);
-    // Slow answers keep deliveries in flight when the process dies.
-    sink.script((0..40).map(|_| Reply { delay: Duration::from_millis(400), ..Reply::status(200) }));
+    // Every answer is slow, so attempts are in flight (sent, not answered) when the process
+    // dies; and more events are accepted than the worker sends at once (128), so some have not
+    // been sent at all.
+    sink.script((0..200).map(|_| Reply { delay: Duration::from_secs(5), ..Reply::status(200) }));
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let config = write_config(dir.path(), &sink.url("/ci"), port);
     let mut herald = start(&config, port).await;
-    let ids = post_events(&herald.base, 60).await;
+    let ids = post_events(&herald.base, 200).await;
     sink.wait_for(1, Duration::from_secs(20));
     herald.child.kill().unwrap(); // SIGKILL
     herald.child.wait().unwrap();
-    let before = delivered_event_ids(&sink).len();
-    assert!(before < ids.len(), "everything was delivered before the kill; the test proves nothing");
+    let before = arrivals(&sink);
+    assert!(before.len() < ids.len(), "everything was sent before the kill; the test proves nothing");
 
     let herald = start(&config, port).await;
     wait_all(&sink, &ids, Duration::from_secs(60));
+    // Attempts in flight at the kill were never answered: they are sent again.
+    let after = arrivals(&sink);
+    let resent = before.keys().filter(|id| after[*id] >= 2).count();
+    assert_eq!(resent, before.len(), "every attempt cut off by the kill is made again");
     drop(herald);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_in_flight_attempts_and_keeps_the_rest() {
     let sink = WebhookSink::start(None);
-    sink.script((0..200).map(|_| Reply { delay: Duration::from_millis(300), ..Reply::status(200) }));
+    // Slow answers: the worker falls behind, so at SIGTERM some attempts are in flight and
+    // some deliveries have not been tried.
+    sink.script((0..300).map(|_| Reply { delay: Duration::from_secs(2), ..Reply::status(200) }));
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let config = write_config(dir.path(), &sink.url("/ci"), port);
     let mut herald = start(&config, port).await;
-    let ids = post_events(&herald.base, 100).await;
+    let ids = post_events(&herald.base, 300).await;
     sink.wait_for(1, Duration::from_secs(20));
     let pid = herald.child.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
@@ -163,8 +185,14 @@ async fn sigterm_finishes_in_flight_attempts_and_keeps_the_rest() {
     let port_closed = std::net::TcpStream::connect(("127.0.0.1", port)).is_err();
     assert!(port_closed, "the port is closed after shutdown");
 
+    let sent = arrivals(&sink).len();
+    assert!(sent < ids.len(), "everything was sent before SIGTERM; the test proves nothing");
+
     let herald = start(&config, port).await;
     wait_all(&sink, &ids, Duration::from_secs(60));
+    // In-flight attempts finished and were recorded before the exit, so none is repeated.
+    let twice: Vec<(String, usize)> = arrivals(&sink).into_iter().filter(|(_, n)| *n > 1).collect();
+    assert!(twice.is_empty(), "attempts finished before the stop were made again: {twice:?}");
     drop(herald);
 }
 

@@ -217,7 +217,8 @@ async fn prepare_renders_the_built_in_templates_and_they_arrive() {
     let mut event = Event::sample();
     event.pipeline = Some("支付服务".into());
     let ctx = render::context(&event, &ContextExtras::default());
-    let input = Prepare { event: &event, ctx: &ctx, template: "default", mention: &Mention::default() };
+    let none = Mention::default();
+    let input = Prepare::new(&event, ContextExtras::default(), "default", &none);
     let msg = ch.prepare(&input);
     assert!(msg.template_errors.is_empty(), "{:?}", msg.template_errors);
     let MessageBody::Email { subject, text, html, .. } = &msg.body else { panic!("{msg:?}") };
@@ -290,8 +291,7 @@ async fn a_resolved_mentions_emails_receive_the_mail() {
     );
     assert!(ch.check_mention(&rule).is_empty() && ch.check_mention(&mention).is_empty());
 
-    let ctx = render::context(&event, &ContextExtras::default());
-    let msg = ch.prepare(&Prepare { event: &event, ctx: &ctx, template: "default", mention: &mention });
+    let msg = ch.prepare(&Prepare::new(&event, ContextExtras::default(), "default", &mention));
     let MessageBody::Email { to, .. } = &msg.body else { panic!("{msg:?}") };
     assert_eq!(to, &mention.emails);
     let to_header = ch.preview(&msg, &Attempt::first("d-people")).headers[1].clone();

@@ -88,8 +88,7 @@ fn mention(mobiles: &[&str], user_ids: &[&str], all: bool) -> Mention {
 }
 
 fn prepare(ch: &dyn Channel, event: &Event, mention: &Mention) -> Message {
-    let ctx = render::context(event, &ContextExtras::default());
-    let msg = ch.prepare(&Prepare { event, ctx: &ctx, template: "default", mention });
+    let msg = ch.prepare(&Prepare::new(event, ContextExtras::default(), "default", mention));
     assert_eq!(msg.template_errors, Vec::<String>::new());
     msg
 }

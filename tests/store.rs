@@ -65,6 +65,7 @@ async fn everything_survives_reopening() {
             .unwrap();
         o.lease(100, 10, 60_000).await.unwrap();
         o.finish("a", attempt("permanent"), Next::Dead("keywords not in content".into())).await.unwrap();
+        o.flush().await.unwrap();
     }
     let o = SqliteOutbox::open(dir.path()).unwrap();
     let (a, attempts) = o.get("a").await.unwrap().unwrap();

@@ -129,8 +129,8 @@ async fn the_default_body_is_the_event_as_json() {
     let ch = sink_channel(&sink, HttpMethod::Post, None);
     let event = Event::sample();
     let ctx = render::context(&event, &ContextExtras::default());
-    let msg =
-        ch.prepare(&Prepare { event: &event, ctx: &ctx, template: "default", mention: &Mention::default() });
+    let none = Mention::default();
+    let msg = ch.prepare(&Prepare::new(&event, ContextExtras::default(), "default", &none));
     assert!(msg.template_errors.is_empty(), "{:?}", msg.template_errors);
     let MessageBody::Raw { body, content_type } = &msg.body else { panic!("{msg:?}") };
     assert_eq!(content_type, "application/json");

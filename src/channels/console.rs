@@ -74,7 +74,7 @@ impl Channel for Console {
     }
 
     fn prepare(&self, input: &Prepare<'_>) -> Message {
-        let r = self.renderer.render(input.template, "console", "text", input.ctx);
+        let r = self.renderer.render(input.template, "console", "text", input.ctx());
         let mut text = r.text;
         if let Some(line) = mention_line(input.mention) {
             if !text.is_empty() && !text.ends_with('\n') {
@@ -139,7 +139,7 @@ mod tests {
         let event = crate::event::Event::sample();
         let ctx = crate::render::context(&event, &Default::default());
         let mention = Mention { mobiles: vec!["13800000000".into()], ..Mention::default() };
-        let msg = ch.prepare(&Prepare { event: &event, ctx: &ctx, template: "default", mention: &mention });
+        let msg = ch.prepare(&Prepare::new(&event, Default::default(), "default", &mention));
         assert!(msg.template_errors.is_empty(), "{:?}", msg.template_errors);
         let MessageBody::Text { text } = &msg.body else { panic!("{msg:?}") };
         assert!(text.contains("payments-api") && text.ends_with("mentions: @13800000000"), "{text}");

@@ -278,7 +278,7 @@ impl Channel for Email {
     fn prepare(&self, input: &Prepare<'_>) -> Message {
         let mut errors = Vec::new();
         let mut render = |part: &str| {
-            let r = self.renderer.render(input.template, "email", part, input.ctx);
+            let r = self.renderer.render(input.template, "email", part, input.ctx());
             if let Some(e) = r.error {
                 errors.push(format!("{part}: {e}"));
             }

@@ -16,6 +16,7 @@ mod robot;
 pub mod webhook;
 pub mod wecom;
 
+use std::cell::OnceCell;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -24,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{ChannelConfig, ChannelSpec, Mention};
 use crate::event::Event;
-use crate::render::Renderer;
+use crate::render::{ContextExtras, Renderer};
 
 /// The channel types, as written in config `type = "..."` and used in template names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -54,11 +55,35 @@ impl ChannelKind {
 /// What a channel needs to build one message, when an event is accepted.
 pub struct Prepare<'a> {
     pub event: &'a Event,
-    /// The template context (see `render::context`).
-    pub ctx: &'a serde_json::Value,
+    /// What the rule adds to the event.
+    pub extras: ContextExtras<'a>,
     /// The template name chosen by the rule or the channel (`default` otherwise).
     pub template: &'a str,
     pub mention: &'a Mention,
+    /// The template context, built on first use: a message that needs no template (the
+    /// default webhook body) never pays for it.
+    ctx: OnceCell<serde_json::Value>,
+}
+
+impl<'a> Prepare<'a> {
+    pub fn new(event: &'a Event, extras: ContextExtras<'a>, template: &'a str, mention: &'a Mention) -> Self {
+        Prepare { event, extras, template, mention, ctx: OnceCell::new() }
+    }
+
+    /// With a template context the caller built (a summary adds fields of its own).
+    pub fn with_context(
+        event: &'a Event,
+        ctx: serde_json::Value,
+        template: &'a str,
+        mention: &'a Mention,
+    ) -> Self {
+        Prepare { event, extras: ContextExtras::default(), template, mention, ctx: OnceCell::from(ctx) }
+    }
+
+    /// The template context (see `render::context`).
+    pub fn ctx(&self) -> &serde_json::Value {
+        self.ctx.get_or_init(|| crate::render::context(self.event, &self.extras))
+    }
 }
 
 /// A message ready to send, stored in the outbox. Retries send exactly this; only timestamps

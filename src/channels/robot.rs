@@ -26,7 +26,7 @@ pub(crate) fn render_part(
     part: &str,
     errors: &mut Vec<String>,
 ) -> String {
-    let rendered = renderer.render(input.template, kind.as_str(), part, input.ctx);
+    let rendered = renderer.render(input.template, kind.as_str(), part, input.ctx());
     errors.extend(rendered.error);
     rendered.text
 }

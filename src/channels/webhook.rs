@@ -173,7 +173,11 @@ impl Channel for Webhook {
     }
 
     fn prepare(&self, input: &Prepare<'_>) -> Message {
-        let r = self.renderer.render(input.template, "webhook", "body", input.ctx);
+        if let Some(body) = self.renderer.event_json(input.template, input.event, &input.extras) {
+            let body = MessageBody::Raw { body, content_type: self.content_type.clone() };
+            return Message { body, template_errors: Vec::new() };
+        }
+        let r = self.renderer.render(input.template, "webhook", "body", input.ctx());
         Message {
             body: MessageBody::Raw { body: r.text, content_type: self.content_type.clone() },
             template_errors: r.error.map(|e| format!("body: {e}")).into_iter().collect(),

@@ -75,6 +75,22 @@ impl Governor {
         Ok(())
     }
 
+    /// Counts a send made at `at` (before a restart) against `key`'s windows, so a restart
+    /// does not hand a robot a fresh budget. Call in time order.
+    pub fn seed(&self, key: &str, at: Millis) {
+        let mut robots = self.robots.lock().expect("governor lock");
+        if let Some(windows) = robots.get_mut(key) {
+            windows.iter_mut().for_each(|w| w.sent.push_back(at));
+        }
+    }
+
+    /// The longest window of any limit: sends older than this no longer count.
+    pub fn longest_window(&self) -> Duration {
+        let robots = self.robots.lock().expect("governor lock");
+        let ms = robots.values().flatten().map(|w| w.period_ms).max().unwrap_or(0);
+        Duration::from_millis(ms.max(0) as u64)
+    }
+
     /// How long `backlog` more messages take to send at the robot's limits, the first one
     /// waiting for the next free slot.
     pub fn drain_time(&self, key: &str, backlog: usize, now: Millis) -> Duration {
@@ -134,6 +150,18 @@ mod tests {
         }
         assert_eq!(g.acquire("robot", 0), Err(1050));
         assert_eq!(g.acquire("robot", 1050), Ok(()));
+    }
+
+    #[test]
+    fn seeded_sends_count_against_the_window() {
+        let g = governor(vec![Rate::per_minute(20)]);
+        for at in 0..20 {
+            g.seed("robot", at);
+        }
+        g.seed("other", 0);
+        assert_eq!(g.longest_window(), Duration::from_millis(63_000));
+        assert_eq!(g.acquire("robot", 100), Err(63_000));
+        assert_eq!(g.acquire("robot", 63_000), Ok(()));
     }
 
     #[test]

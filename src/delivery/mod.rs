@@ -1,29 +1,59 @@
-//! The delivery worker: lease due deliveries, send each through its channel, and record the
+//! The delivery worker: take due deliveries, send each through its channel, and record the
 //! outcome as delivered, retry later or dead. Channels never retry; this is the one place that
 //! decides when to try again.
+//!
+//! Deliveries reach the worker two ways: handed over in memory as the gateway stores them
+//! (`handoff`), or leased from the store (retries, held messages, a backlog that did not fit
+//! the hand-off, whatever a previous run left). Either way a delivery is leased before it is
+//! attempted, so a crash at any point leaves it in the store to be sent by the next start.
+//!
+//! | file | owns |
+//! |---|---|
+//! | `mod.rs` | the worker: the run loop and the one-step driver tests use |
+//! | `handoff.rs` | the in-memory queue from the gateway |
+//! | `admit.rs` | what goes now: released holds, the rate governor, backlog summaries |
+//! | `attempt.rs` | one attempt: send, classify, record |
+//! | `governor.rs` | per-robot sliding-window limits |
+//! | `backoff.rs` | retry timing as pure functions |
+//! | `hold.rs`, `summary.rs` | held-message keys, and summary messages |
 
+mod admit;
+mod attempt;
 mod backoff;
 pub mod governor;
+pub mod handoff;
 pub mod hold;
 pub mod summary;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 pub use backoff::RetryPolicy;
 use governor::Governor;
+use handoff::Handoff;
 
-use crate::channels::{Attempt, Channel, Verdict};
+use crate::channels::Channel;
 use crate::clock::{Clock, Millis};
 use crate::config::Rate;
-use crate::event::new_event_id;
-use crate::outbox::{AttemptRecord, Delivery, NewDelivery, Next, Outbox};
+use crate::outbox::{Delivery, Outbox};
 
 /// The most held-back deliveries one summary covers.
 const MAX_SUMMARY_ITEMS: usize = 500;
+
+/// The longest the worker goes without looking in the store: a replay made by
+/// `herald deliveries retry` in another process is picked up within this.
+const POLL_MS: Millis = 1_000;
+
+/// How long a lease lasts when the longest channel timeout is `timeouts.max()` (in ms): an
+/// attempt starts only while its lease has half of this left, and must end before it expires.
+pub fn lease_for(timeouts: impl IntoIterator<Item = u64>) -> Duration {
+    let longest = timeouts.into_iter().max().unwrap_or(0);
+    Duration::from_millis((2 * longest + 20_000).max(60_000))
+}
 
 /// Who shares a robot: the rate key's channels and limits.
 #[derive(Debug, Clone, Default)]
@@ -59,11 +89,14 @@ pub struct Worker {
     pub channels: Arc<HashMap<String, Arc<dyn Channel>>>,
     pub clock: Arc<dyn Clock>,
     pub policy: RetryPolicy,
-    /// Signalled when new deliveries are stored.
-    pub wake: Arc<Notify>,
-    /// Deliveries leased (and attempted concurrently) per step.
+    /// Deliveries handed over by the gateway, and its signal that more were stored.
+    pub handoff: Arc<Handoff>,
+    /// Deliveries taken (and attempted concurrently) per `step`.
     pub batch: usize,
-    /// How long a lease hides a delivery from other workers.
+    /// Attempts in flight at once in `run`.
+    pub concurrency: usize,
+    /// How long a lease hides a delivery from other workers. An attempt starts only while its
+    /// lease has at least half of this to run, so it must exceed twice the longest send.
     pub lease: Duration,
     /// Per-robot sending limits.
     pub governor: Arc<Governor>,
@@ -74,214 +107,109 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Leases the due deliveries and attempts them all, concurrently; returns how many were
-    /// attempted. Tests drive the worker with this, one step at a time.
-    pub async fn step(&self) -> usize {
-        let now = self.clock.now_ms();
-        let due = match self.outbox.lease(now, self.batch, self.lease.as_millis() as i64).await {
-            Ok(d) => d,
+    fn lease_ms(&self) -> i64 {
+        self.lease.as_millis() as i64
+    }
+
+    /// Counts the attempts made within the longest rate window before `now` against their
+    /// robots, so a restart does not reset a robot's budget.
+    pub async fn seed_governor(&self, now: Millis) {
+        let window = self.governor.longest_window().as_millis() as Millis;
+        if window == 0 {
+            return;
+        }
+        match self.outbox.sent_since(now - window).await {
+            Ok(sent) => {
+                for (channel, at) in sent {
+                    if let Some(c) = self.channels.get(&channel) {
+                        self.governor.seed(&c.rate_key(), at);
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "reading recent attempts for the rate governor failed"),
+        }
+    }
+
+    /// Up to `max` deliveries to try now: handed-over ones first, then, when the store may
+    /// hold due ones (or `always`), leased from the store.
+    async fn take(&self, max: usize, now: Millis, always: bool) -> Vec<Delivery> {
+        let mut due = self.handoff.take(max, now, self.lease_ms() / 2);
+        if due.len() >= max || !(always || self.handoff.store_due() <= now) {
+            return due;
+        }
+        self.handoff.claim_store();
+        let want = max - due.len();
+        let next = match self.outbox.lease(now, want, self.lease_ms()).await {
+            // More may be due: look again at once.
+            Ok(leased) if leased.len() == want => {
+                due.extend(leased);
+                now
+            }
+            // Drained: look again when the next one is due, or at the next poll.
+            Ok(leased) => {
+                due.extend(leased);
+                match self.outbox.next_due().await {
+                    Ok(Some(at)) => at.clamp(now + 1, now + POLL_MS),
+                    _ => now + POLL_MS,
+                }
+            }
             Err(e) => {
                 tracing::error!(error = %e, "leasing deliveries failed");
-                return 0;
+                now + POLL_MS
             }
         };
+        self.handoff.stored(next);
+        due
+    }
+
+    /// Takes the due deliveries (at most `batch`) and attempts them all, concurrently;
+    /// returns how many were taken. Tests drive the worker with this, one step at a time.
+    pub async fn step(&self) -> usize {
+        let now = self.clock.now_ms();
+        let due = self.take(self.batch, now, true).await;
         let n = due.len();
-        let due = self.release_holds(due, now).await;
-        // The governor decides, in lease order, which deliveries go now; the rest wait for
-        // their robot's next free slot, without counting an attempt.
-        let mut sends = Vec::new();
-        let mut held: BTreeMap<String, Millis> = BTreeMap::new();
-        for d in due {
-            let key = self.channels.get(&d.channel).map(|c| c.rate_key());
-            match key.as_deref().map(|k| self.governor.acquire(k, now)) {
-                Some(Err(ready)) => {
-                    if let Err(e) = self.outbox.defer(&d.id, ready).await {
-                        tracing::error!(delivery_id = %d.id, error = %e, "deferring a delivery failed");
-                    }
-                    held.insert(key.unwrap_or_default(), ready);
-                }
-                _ => sends.push(d),
-            }
-        }
+        let sends = self.admit(due, now).await;
         futures_util::future::join_all(sends.into_iter().map(|d| self.attempt(d))).await;
-        for (key, ready) in held {
-            self.summarize_backlog(&key, now, ready).await;
-        }
         n
     }
 
-    /// Held deliveries come due together (quiet hours ended, a group's wait passed): when
-    /// several share a hold, they are merged into one summary, due at once; a lone one is sent
-    /// as it is. Returns the deliveries to send now.
-    async fn release_holds(&self, due: Vec<Delivery>, now: Millis) -> Vec<Delivery> {
-        let mut send = Vec::with_capacity(due.len());
-        let mut merged_keys: Vec<String> = Vec::new();
-        for d in due {
-            let Some(key) = d.hold.clone() else {
-                send.push(d);
-                continue;
-            };
-            if merged_keys.contains(&key) {
-                continue;
-            }
-            let held = match self.outbox.held(&key).await {
-                Ok(h) => h,
-                Err(e) => {
-                    tracing::error!(error = %e, "reading held deliveries failed");
-                    continue;
-                }
-            };
-            let (Some(hold), Some(channel), true) =
-                (hold::Hold::parse(&key), self.channels.get(&d.channel), held.len() > 1)
-            else {
-                send.push(d);
-                continue;
-            };
-            let (title, reason) = hold.describe(held.len());
-            let built = summary::build(channel.as_ref(), &held, &title, &reason);
-            let new = NewDelivery {
-                id: new_event_id(),
-                rule: d.rule.clone(),
-                channel: d.channel.clone(),
-                message: built.message,
-                headline: built.headline,
-                hold: None,
-                due_at: None,
-            };
-            let ids: Vec<String> = held.iter().map(|h| h.id.clone()).collect();
-            match self.outbox.merge(&ids, &new, &held[0].event_id, now).await {
-                Ok(()) => {
-                    tracing::info!(channel = %d.channel, rule = %d.rule, merged = ids.len(), summary_id = %new.id,
-                    "released held messages as one summary")
-                }
-                Err(e) => tracing::error!(error = %e, "merging held deliveries failed"),
-            }
-            merged_keys.push(key);
-        }
-        send
-    }
-
-    /// Merges a robot's backlog into one summary when draining it at the robot's limits would
-    /// take longer than `max_wait`.
-    async fn summarize_backlog(&self, key: &str, now: Millis, ready: Millis) {
-        let Some(robot) = self.robots.get(key) else { return };
-        let backlog = match self.outbox.backlog(&robot.channels, now, MAX_SUMMARY_ITEMS).await {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::error!(error = %e, "reading a robot's backlog failed");
-                return;
-            }
-        };
-        let items: Vec<Delivery> = backlog.into_iter().filter(|d| d.rule != summary::SUMMARY_RULE).collect();
-        let wait = self.governor.drain_time(key, items.len(), now);
-        if items.len() < 2 || wait <= self.max_wait {
-            return;
-        }
-        let first = &items[0];
-        let Some(channel) = self.channels.get(&first.channel) else { return };
-        let title = format!("{} notifications in one message", items.len());
-        let reason = summary::rate_limit_reason(&robot.rates, self.max_wait);
-        let built = summary::build(channel.as_ref(), &items, &title, &reason);
-        let new = NewDelivery {
-            id: new_event_id(),
-            rule: summary::SUMMARY_RULE.to_string(),
-            channel: first.channel.clone(),
-            message: built.message,
-            headline: built.headline,
-            hold: None,
-            due_at: None,
-        };
-        let ids: Vec<String> = items.iter().map(|d| d.id.clone()).collect();
-        match self.outbox.merge(&ids, &new, &first.event_id, ready).await {
-            Ok(()) => tracing::warn!(
-                channel = %first.channel, merged = ids.len(), summary_id = %new.id, wait_s = wait.as_secs(),
-                "robot backlog would wait longer than max_wait: merged into one summary"
-            ),
-            Err(e) => tracing::error!(error = %e, "merging a robot's backlog failed"),
-        }
-    }
-
-    /// Runs until `shutdown` turns true: steps while work is due, otherwise sleeps until the
-    /// next delivery is due or new work arrives. In-flight attempts finish before it returns.
+    /// Runs until `shutdown` turns true, keeping up to `concurrency` attempts in flight and
+    /// taking more as they finish; in between it sleeps until work is handed over or the store
+    /// has some due. In-flight attempts finish before it returns.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let me = Arc::new(self);
+        me.seed_governor(me.clock.now_ms()).await;
+        let mut inflight: JoinSet<()> = JoinSet::new();
         loop {
             if *shutdown.borrow() {
-                return;
+                break;
             }
-            if self.step().await > 0 {
-                continue;
+            while inflight.try_join_next().is_some() {}
+            let free = me.concurrency.saturating_sub(inflight.len());
+            if free > 0 {
+                let now = me.clock.now_ms();
+                let due = me.take(free, now, false).await;
+                let taken = due.len();
+                for d in me.admit(due, now).await {
+                    let me = me.clone();
+                    inflight.spawn(async move { me.attempt(d).await });
+                }
+                if taken == free {
+                    continue;
+                }
             }
-            let wait = match self.outbox.next_due().await {
-                Ok(Some(at)) => Duration::from_millis((at - self.clock.now_ms()).clamp(1, 1000) as u64),
-                _ => Duration::from_secs(1),
-            };
+            let now = me.clock.now_ms();
+            let wait = me.handoff.store_due().saturating_sub(now).clamp(1, POLL_MS);
             tokio::select! {
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
+                _ = inflight.join_next(), if inflight.len() >= me.concurrency => {}
+                _ = me.handoff.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
                 _ = shutdown.changed() => {}
             }
         }
-    }
-
-    async fn attempt(&self, d: Delivery) {
-        let number = d.attempts + 1;
-        let Some(channel) = self.channels.get(&d.channel) else {
-            let reason = format!("channel \"{}\" is no longer configured", d.channel);
-            tracing::error!(delivery_id = %d.id, event_id = %d.event_id, channel = %d.channel, "{reason}");
-            let record = AttemptRecord {
-                at: self.clock.now_ms(),
-                outcome: "permanent".into(),
-                http_status: None,
-                code: None,
-                detail: reason.clone(),
-                latency_ms: 0,
-            };
-            self.finish(&d, record, Next::Dead(reason)).await;
-            return;
-        };
-        let attempt = Attempt { delivery_id: d.id.clone(), number, now: self.clock.now() };
-        let started = Instant::now();
-        let outcome = channel.send(&d.message, &attempt).await;
-        let latency_ms = started.elapsed().as_millis() as u64;
-        let now = self.clock.now_ms();
-        let jitter = 0.8 + rand::random::<f64>() * 0.4;
-        let next = self.policy.next(&outcome, number, d.scheduled_at, now, jitter);
-        let record = AttemptRecord {
-            at: now,
-            outcome: match outcome.verdict {
-                Verdict::Delivered => "delivered",
-                Verdict::Transient { .. } => "transient",
-                Verdict::Permanent => "permanent",
-            }
-            .into(),
-            http_status: outcome.http_status,
-            code: outcome.code,
-            detail: outcome.detail.clone(),
-            latency_ms,
-        };
-        match &next {
-            Next::Delivered => tracing::info!(
-                delivery_id = %d.id, event_id = %d.event_id, channel = %d.channel, attempt = number, latency_ms,
-                "delivered"
-            ),
-            Next::RetryAt(at) => tracing::warn!(
-                delivery_id = %d.id, event_id = %d.event_id, channel = %d.channel, attempt = number,
-                http_status = ?outcome.http_status, code = ?outcome.code, retry_in_ms = at - now,
-                "attempt failed, will retry: {}", outcome.detail
-            ),
-            Next::Dead(reason) => tracing::error!(
-                delivery_id = %d.id, event_id = %d.event_id, channel = %d.channel, attempt = number,
-                http_status = ?outcome.http_status, code = ?outcome.code,
-                "delivery is dead: {reason}"
-            ),
-        }
-        self.finish(&d, record, next).await;
-    }
-
-    async fn finish(&self, d: &Delivery, record: AttemptRecord, next: Next) {
-        if let Err(e) = self.outbox.finish(&d.id, record, next).await {
-            // The lease expires and the delivery comes back: at-least-once, never lost.
-            tracing::error!(delivery_id = %d.id, error = %e, "recording the attempt failed");
+        while inflight.join_next().await.is_some() {}
+        if let Err(e) = me.outbox.flush().await {
+            tracing::error!(error = %e, "recording the last attempts failed");
         }
     }
 }

@@ -66,12 +66,8 @@ pub fn build(channel: &dyn Channel, items: &[Delivery], title: &str, reason: &st
         "reason": reason,
         "items": items.iter().map(|d| &d.headline).collect::<Vec<_>>(),
     });
-    let message = channel.prepare(&Prepare {
-        event: &event,
-        ctx: &ctx,
-        template: SUMMARY_TEMPLATE,
-        mention: &Mention::default(),
-    });
+    let mention = Mention::default();
+    let message = channel.prepare(&Prepare::with_context(&event, ctx, SUMMARY_TEMPLATE, &mention));
     let headline = Headline {
         text: format!("🔔 {count} notifications in one message"),
         url: None,

@@ -12,15 +12,15 @@ use std::sync::Arc;
 use std::net::IpAddr;
 
 pub use auth::Guard;
-use tokio::sync::Notify;
 
 use crate::channels::{self, Channel, ChannelDeps, Message, Prepare};
 use crate::clock::{Clock, Millis};
 use crate::config::{Config, ConfigError, GenericSpec, SourceConfig};
+use crate::delivery::handoff::Handoff;
 use crate::delivery::hold::Hold;
 use crate::event::{self, Event, Status};
 use crate::ingest::{self, Format, Inbound, IngestError};
-use crate::outbox::{Dedup, EnqueueWith, Headline, NewDelivery, Outbox, OutboxError};
+use crate::outbox::{Dedup, Delivery, EnqueueWith, Headline, NewDelivery, Outbox, OutboxError};
 use crate::people::Directory;
 use crate::render::{self, ContextExtras, Renderer};
 use crate::rules::{Route, RuleSet};
@@ -133,9 +133,13 @@ pub struct Gateway {
     pub dedup_window_ms: i64,
     pub outbox: Arc<dyn Outbox>,
     pub clock: Arc<dyn Clock>,
-    /// Wakes the delivery worker when deliveries are stored.
-    pub wake: Arc<Notify>,
+    /// Hands stored deliveries to the delivery worker, and tells it when the store has more.
+    pub handoff: Arc<Handoff>,
 }
+
+/// Deliveries the hand-off queue holds at most; beyond that the worker reads them back from the
+/// store. About 2 KB each: a few MB at most.
+const HANDOFF_CAPACITY: usize = 1024;
 
 /// The result of building a gateway: it, and the warnings `check` prints.
 pub struct Built {
@@ -266,7 +270,11 @@ impl Gateway {
             dedup_window_ms: config.delivery.dedup_window.0.as_millis() as i64,
             outbox,
             clock,
-            wake: Arc::new(Notify::new()),
+            handoff: Arc::new(Handoff::new(
+                HANDOFF_CAPACITY,
+                crate::delivery::lease_for(config.channels.iter().map(|c| c.common.timeout_ms)).as_millis()
+                    as i64,
+            )),
         };
         Ok(Built { gateway, warnings })
     }
@@ -347,18 +355,14 @@ impl Gateway {
                 let template =
                     route.template.clone().unwrap_or_else(|| self.channel_templates[&route.channel].clone());
                 let content = route.content.as_deref().map(|c| render::interpolate_content(c, event));
-                let ctx = render::context(
-                    event,
-                    &ContextExtras {
-                        rule: Some(&route.rule),
-                        channel: Some(&route.channel),
-                        content,
-                        public_url: self.public_url.as_deref(),
-                    },
-                );
+                let extras = ContextExtras {
+                    rule: Some(&route.rule),
+                    channel: Some(&route.channel),
+                    content,
+                    public_url: self.public_url.as_deref(),
+                };
                 let mention = self.directory.resolve(&route.mention, channel.kind(), event);
-                let message =
-                    channel.prepare(&Prepare { event, ctx: &ctx, template: &template, mention: &mention });
+                let message = channel.prepare(&Prepare::new(event, extras, &template, &mention));
                 for e in &message.template_errors {
                     tracing::warn!(event_id = %event.event_id, rule = %route.rule, channel = %route.channel,
                         "template failed, sent with the built-in default: {e}");
@@ -406,16 +410,14 @@ impl Gateway {
         let dedup = dedup_key(&event)
             .filter(|_| self.dedup_window_ms > 0)
             .map(|key| Dedup { key, window_ms: self.dedup_window_ms });
-        let stored = self
-            .outbox
-            .enqueue(
-                &event,
-                &deliveries,
-                now,
-                &EnqueueWith { dedup: dedup.as_ref(), track: next.as_ref().map(|t| (key.as_str(), t)) },
-            )
-            .await
-            .map_err(unavailable)?;
+        // The deliveries due at once are stored leased to the worker and handed to it in
+        // memory, when the hand-off queue has room; otherwise the worker leases them.
+        let due_now = deliveries.iter().filter(|d| d.due_at.is_none()).count();
+        let room = if due_now > 0 { self.handoff.reserve(due_now) } else { None };
+        let lease_ms = room.as_ref().map(|_| self.handoff.lease_ms());
+        let with =
+            EnqueueWith { dedup: dedup.as_ref(), track: next.as_ref().map(|t| (key.as_str(), t)), lease_ms };
+        let stored = self.outbox.enqueue(&event, &deliveries, now, &with).await.map_err(unavailable)?;
         if let Some(first) = &stored.duplicate_of {
             tracing::info!(event_id = %event.event_id, duplicate_of = %first, source = %event.source,
                 status = %event.status, "duplicate event stored, not sent again");
@@ -426,11 +428,24 @@ impl Gateway {
                 duplicate_of: stored.duplicate_of,
             });
         }
-        if !deliveries.is_empty() {
-            self.wake.notify_one();
+        let count = deliveries.len();
+        // Held deliveries (quiet hours, groups) wait in the store until they are due.
+        if let Some(at) = deliveries.iter().filter_map(|d| d.due_at).min() {
+            self.handoff.stored(at);
+        }
+        match room {
+            Some(room) => {
+                let handed = deliveries
+                    .into_iter()
+                    .filter(|d| d.due_at.is_none())
+                    .map(|d| Delivery::stored(d, &event.event_id, now));
+                room.fill(handed, now + self.handoff.lease_ms());
+            }
+            None if due_now > 0 => self.handoff.stored(now),
+            None => {}
         }
         tracing::info!(event_id = %event.event_id, source = %event.source, status = %event.status,
-            pipeline = event.pipeline.as_deref().unwrap_or("-"), routes = deliveries.len(), "event accepted");
+            pipeline = event.pipeline.as_deref().unwrap_or("-"), routes = count, "event accepted");
         Ok(Accepted { event_id: event.event_id, status: event.status, routes, duplicate_of: None })
     }
 }

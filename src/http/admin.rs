@@ -107,7 +107,7 @@ pub async fn retry_one(
     let now = state.gateway.clock.now_ms();
     let n =
         outbox.replay(std::slice::from_ref(&id), &ListFilter::default(), now).await.map_err(store_error)?;
-    state.gateway.wake.notify_one();
+    state.gateway.handoff.stored(now);
     Ok(HttpResponse::Ok().json(serde_json::json!({ "retried": n })))
 }
 
@@ -124,6 +124,6 @@ pub async fn retry_many(
     }
     let now = state.gateway.clock.now_ms();
     let n = state.gateway.outbox.replay(&[], &filter, now).await.map_err(store_error)?;
-    state.gateway.wake.notify_one();
+    state.gateway.handoff.stored(now);
     Ok(HttpResponse::Ok().json(serde_json::json!({ "retried": n })))
 }

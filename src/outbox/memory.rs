@@ -77,22 +77,9 @@ impl Outbox for MemoryOutbox {
         }
         let mut entries = self.entries.lock().expect("outbox lock");
         for d in deliveries {
-            let delivery = Delivery {
-                id: d.id.clone(),
-                event_id: event.event_id.clone(),
-                rule: d.rule.clone(),
-                channel: d.channel.clone(),
-                message: d.message.clone(),
-                headline: d.headline.clone(),
-                hold: d.hold.clone(),
-                state: DeliveryState::Pending,
-                attempts: 0,
-                created_at: now,
-                scheduled_at: now,
-                next_at: d.due_at.unwrap_or(now),
-                last_error: None,
-            };
-            entries.insert(d.id.clone(), Entry { delivery, leased_until: None, attempts: Vec::new() });
+            let delivery = Delivery::stored(d.clone(), &event.event_id, now);
+            let leased_until = with.lease_ms.filter(|_| d.due_at.is_none()).map(|ms| now + ms);
+            entries.insert(d.id.clone(), Entry { delivery, leased_until, attempts: Vec::new() });
         }
         Ok(Enqueued::default())
     }
@@ -143,6 +130,10 @@ impl Outbox for MemoryOutbox {
         }
         entry.leased_until = None;
         entry.attempts.push(attempt);
+        Ok(())
+    }
+
+    async fn flush(&self) -> Result<(), OutboxError> {
         Ok(())
     }
 
@@ -236,6 +227,17 @@ impl Outbox for MemoryOutbox {
         }
         claims.insert(key.to_string(), now);
         Ok(true)
+    }
+
+    async fn sent_since(&self, since: Millis) -> Result<Vec<(String, Millis)>, OutboxError> {
+        let entries = self.entries.lock().expect("outbox lock");
+        let mut sent: Vec<(String, Millis)> = entries
+            .values()
+            .flat_map(|e| e.attempts.iter().map(|a| (e.delivery.channel.clone(), a.at)))
+            .filter(|(_, at)| *at >= since)
+            .collect();
+        sent.sort_by_key(|(_, at)| *at);
+        Ok(sent)
     }
 
     async fn list(&self, filter: &ListFilter) -> Result<Vec<Delivery>, OutboxError> {

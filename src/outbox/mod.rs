@@ -101,6 +101,28 @@ pub struct Delivery {
     pub last_error: Option<String>,
 }
 
+impl Delivery {
+    /// A delivery as `enqueue` stores it at `now` for the event `event_id`: pending, no
+    /// attempts yet.
+    pub fn stored(new: NewDelivery, event_id: &str, now: Millis) -> Delivery {
+        Delivery {
+            id: new.id,
+            event_id: event_id.to_string(),
+            rule: new.rule,
+            channel: new.channel,
+            message: new.message,
+            headline: new.headline,
+            hold: new.hold,
+            state: DeliveryState::Pending,
+            attempts: 0,
+            created_at: now,
+            scheduled_at: now,
+            next_at: new.due_at.unwrap_or(now),
+            last_error: None,
+        }
+    }
+}
+
 /// How one attempt went, for the record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttemptRecord {
@@ -136,6 +158,10 @@ pub struct EnqueueWith<'a> {
     pub dedup: Option<&'a Dedup>,
     /// The unit of work's new state (see `state`), written only if the event is not a duplicate.
     pub track: Option<(&'a str, &'a Track)>,
+    /// Leases the deliveries that are due at once (those without `due_at`) to the caller for
+    /// this many milliseconds as they are stored, so the gateway can hand them straight to the
+    /// delivery worker instead of the worker reading them back.
+    pub lease_ms: Option<i64>,
 }
 
 /// What `enqueue` did.
@@ -174,10 +200,14 @@ pub trait Outbox: Send + Sync {
     /// The remembered state of a unit of work (see `state::key`).
     async fn track(&self, key: &str) -> Result<Option<Track>, OutboxError>;
     /// Leases up to `limit` due deliveries (pending or retrying, `next_at <= now`, not leased
-    /// by someone else) for `lease_ms`.
+    /// by someone else) for `lease_ms`, in due order.
     async fn lease(&self, now: Millis, limit: usize, lease_ms: i64) -> Result<Vec<Delivery>, OutboxError>;
-    /// Records an attempt and releases the lease.
+    /// Records an attempt and releases the lease. The record may still be on its way to disk
+    /// when this returns, but every later operation sees it; [`flush`](Outbox::flush) waits
+    /// until it is on disk. (Losing it in a crash only means the attempt is made again.)
     async fn finish(&self, id: &str, attempt: AttemptRecord, next: Next) -> Result<(), OutboxError>;
+    /// Returns once everything recorded before it is on disk.
+    async fn flush(&self) -> Result<(), OutboxError>;
     /// The earliest time a delivery is due (leased ones count from their lease's expiry).
     async fn next_due(&self) -> Result<Option<Millis>, OutboxError>;
     /// Puts a leased delivery back, due at `at`, without counting an attempt: the rate
@@ -207,6 +237,9 @@ pub trait Outbox: Send + Sync {
     /// Atomically: if `key` was not claimed within `window_ms` before `now`, claims it and
     /// returns true; otherwise false. (Repeat suppression.)
     async fn claim(&self, key: &str, now: Millis, window_ms: i64) -> Result<bool, OutboxError>;
+    /// The channel and time of every attempt made since `since`, oldest first: the rate
+    /// governor starts from them, so a restart does not reset a robot's window.
+    async fn sent_since(&self, since: Millis) -> Result<Vec<(String, Millis)>, OutboxError>;
     /// Deliveries, newest first.
     async fn list(&self, filter: &ListFilter) -> Result<Vec<Delivery>, OutboxError>;
     /// One delivery and its attempts, oldest first.

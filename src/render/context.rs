@@ -68,6 +68,34 @@ pub(super) fn build(event: &Event, extras: &ContextExtras<'_>) -> Value {
     Value::Object(map)
 }
 
+/// The context as `{{{json this omit_null=true}}}` writes it (the built-in webhook body): the
+/// event's fields, then the extras, absent ones left out.
+#[derive(serde::Serialize)]
+pub(super) struct EventJson<'a> {
+    #[serde(flatten)]
+    event: &'a Event,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    channel: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    public_url: Option<&'a str>,
+}
+
+impl<'a> EventJson<'a> {
+    pub(super) fn new(event: &'a Event, extras: &'a ContextExtras<'a>) -> EventJson<'a> {
+        EventJson {
+            event,
+            rule: extras.rule,
+            channel: extras.channel,
+            content: extras.content.as_deref().filter(|c| !c.is_empty()),
+            public_url: extras.public_url,
+        }
+    }
+}
+
 /// Returns `ctx` with every known name present, cloning only when one is missing. Callers may
 /// hand `try_render` a context they serialized themselves; this keeps `{{#if branch}}` working
 /// on it.

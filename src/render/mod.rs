@@ -34,6 +34,9 @@ mod registry;
 
 use registry::{Origin, Registries};
 
+/// The built-in webhook body that renders the event as JSON.
+const EVENT_JSON_TEMPLATE: &str = "default.webhook";
+
 /// Parts that are not message bodies.
 pub const PARTS: &[&str] = &["title", "subject", "html"];
 
@@ -69,19 +72,42 @@ pub struct ContextExtras<'a> {
 #[derive(Debug)]
 pub struct Renderer {
     regs: Registries,
+    /// Whether the webhook body of the `default` template is the built-in one, which is the
+    /// event as JSON: then it is serialized directly (see [`Renderer::event_json`]).
+    builtin_webhook_default: bool,
 }
 
 impl Renderer {
     /// Loads the built-ins and, when given, every `*.hbs` file in `user_dir`. Returns every
     /// template syntax error at once, each naming its file.
     pub fn new(user_dir: Option<&Path>) -> Result<Renderer, Vec<String>> {
-        Registries::load(user_dir).map(|regs| Renderer { regs })
+        Registries::load(user_dir).map(Renderer::from_registries)
+    }
+
+    fn from_registries(regs: Registries) -> Renderer {
+        let candidates = registry::candidates("default", "webhook", "body");
+        let builtin_webhook_default = regs.resolve(&candidates, Origin::Any)
+            == regs.resolve(&candidates, Origin::Builtin)
+            && regs
+                .resolve(&candidates, Origin::Builtin)
+                .is_some_and(|(_, name)| name == EVENT_JSON_TEMPLATE);
+        Renderer { regs, builtin_webhook_default }
+    }
+
+    /// The webhook body for template `name` when it is the built-in `default`, which renders
+    /// the context as JSON with absent fields left out: the same bytes, serialized straight
+    /// from the event (a test holds the two equal). `None` for any other template.
+    pub fn event_json(&self, name: &str, event: &Event, extras: &ContextExtras<'_>) -> Option<String> {
+        if name != "default" || !self.builtin_webhook_default {
+            return None;
+        }
+        serde_json::to_string(&context::EventJson::new(event, extras)).ok()
     }
 
     /// A renderer with the user templates only, for tests of the machinery.
     #[cfg(test)]
     fn without_builtins(user_dir: &Path) -> Result<Renderer, Vec<String>> {
-        Registries::load_from(&[], Some(user_dir)).map(|regs| Renderer { regs })
+        Registries::load_from(&[], Some(user_dir)).map(Renderer::from_registries)
     }
 
     /// True when any template file named N (`N.hbs` or `N.*.hbs`) exists.

@@ -334,3 +334,43 @@ fn renderer_is_shareable_across_threads() {
         assert_eq!(h.join().unwrap().error, None);
     }
 }
+
+#[test]
+fn the_event_json_fast_path_writes_what_the_built_in_webhook_template_writes() {
+    let r = Renderer::new(None).unwrap();
+    let mut odd = Event::sample();
+    odd.raw = json!({"task": {"n": 1.5, "s": "引号 \" \\ \n\t\u{1}", "none": null}, "list": [1, "x"]});
+    odd.message = Some("</script> & \"quotes\"".into());
+    odd.previous_status = Some(Status::Success);
+    odd.transition = Some(crate::event::Transition::FirstFailure);
+    let events = [Event::sample(), minimal(), odd];
+    let extras = [
+        ContextExtras::default(),
+        ContextExtras {
+            rule: Some("payments failures"),
+            channel: Some("audit"),
+            content: Some("Deploy ${X}".into()),
+            public_url: Some("https://herald.example.com"),
+        },
+        ContextExtras { rule: Some("r"), channel: Some("c"), content: Some(String::new()), public_url: None },
+    ];
+    for event in &events {
+        for extra in &extras {
+            let fast = r.event_json("default", event, extra).expect("the built-in default is used");
+            let slow = r.try_render("default", "webhook", "body", &context(event, extra)).unwrap();
+            assert_eq!(fast, slow);
+        }
+    }
+    assert_eq!(r.event_json("failure", &Event::sample(), &ContextExtras::default()), None);
+}
+
+#[test]
+fn a_user_webhook_template_turns_the_fast_path_off() {
+    for file in ["default.webhook.hbs", "default.webhook.body.hbs"] {
+        let r = user(&[(file, "{{status}}")]);
+        assert_eq!(r.event_json("default", &Event::sample(), &ContextExtras::default()), None, "{file}");
+    }
+    // A user `default.hbs` does not change the webhook body: `default.webhook` is found first.
+    let r = user(&[("default.hbs", "{{status}}")]);
+    assert!(r.event_json("default", &Event::sample(), &ContextExtras::default()).is_some());
+}

@@ -53,6 +53,47 @@ where
     list_filters_and_replay_dead_letters(make()).await;
     defer_backlog_and_merge(make()).await;
     tracks_are_stored_with_their_event_unless_duplicate(make()).await;
+    enqueue_can_lease_to_the_caller(make()).await;
+    attempts_since_a_time_name_their_channel(make()).await;
+}
+
+async fn enqueue_can_lease_to_the_caller(o: Arc<dyn Outbox>) {
+    let held = NewDelivery { due_at: Some(5_000), ..delivery("held", "c") };
+    let with = EnqueueWith { lease_ms: Some(10_000), ..Default::default() };
+    o.enqueue(&event(), &[delivery("now", "c"), held], 1_000, &with).await.unwrap();
+    assert!(o.lease(1_000, 10, 60_000).await.unwrap().is_empty(), "the caller holds the one due now");
+    let later = o.lease(5_000, 10, 60_000).await.unwrap();
+    let ids: Vec<&str> = later.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(ids, ["held"], "a delivery due later is not leased by enqueue");
+    assert_eq!(o.next_due().await.unwrap(), Some(11_000), "due when the caller's lease expires");
+    // The caller died with it: it comes back when the lease expires, with nothing counted.
+    let back = o.lease(11_000, 10, 60_000).await.unwrap();
+    assert_eq!(back.iter().map(|d| (d.id.as_str(), d.attempts)).collect::<Vec<_>>(), [("now", 0)]);
+    // A duplicate leases nothing, since nothing is stored.
+    let dedup = Dedup { key: "k".into(), window_ms: 1_000_000 };
+    let with = EnqueueWith { lease_ms: Some(10_000), dedup: Some(&dedup), ..Default::default() };
+    o.enqueue(&event(), &[delivery("x", "c")], 20_000, &with).await.unwrap();
+    let r = o.enqueue(&event(), &[delivery("y", "c")], 20_001, &with).await.unwrap();
+    assert!(r.duplicate_of.is_some());
+    assert!(o.get("y").await.unwrap().is_none());
+}
+
+async fn attempts_since_a_time_name_their_channel(o: Arc<dyn Outbox>) {
+    o.enqueue(&event(), &[delivery("a", "ding"), delivery("b", "mail")], 0, &EnqueueWith::default())
+        .await
+        .unwrap();
+    o.lease(0, 10, 60_000).await.unwrap();
+    o.finish("a", record(100, "transient"), Next::RetryAt(150)).await.unwrap();
+    o.finish("b", record(120, "delivered"), Next::Delivered).await.unwrap();
+    o.lease(150, 10, 60_000).await.unwrap();
+    o.finish("a", record(200, "delivered"), Next::Delivered).await.unwrap();
+    assert_eq!(
+        o.sent_since(110).await.unwrap(),
+        [("mail".to_string(), 120), ("ding".to_string(), 200)],
+        "every attempt at or after the time, oldest first"
+    );
+    assert_eq!(o.sent_since(0).await.unwrap().len(), 3);
+    assert!(o.sent_since(201).await.unwrap().is_empty());
 }
 
 async fn tracks_are_stored_with_their_event_unless_duplicate(o: Arc<dyn Outbox>) {
@@ -61,15 +102,15 @@ async fn tracks_are_stored_with_their_event_unless_duplicate(o: Arc<dyn Outbox>)
         Track { last_status: Status::Failure, last_build: Some(7), failures: 1, failing_since: None };
     assert_eq!(o.track("unit").await.unwrap(), None);
     let dedup = Dedup { key: "k".into(), window_ms: 1_000 };
-    let with = EnqueueWith { dedup: Some(&dedup), track: Some(("unit", &failing)) };
+    let with = EnqueueWith { dedup: Some(&dedup), track: Some(("unit", &failing)), ..Default::default() };
     o.enqueue(&event(), &[], 0, &with).await.unwrap();
     assert_eq!(o.track("unit").await.unwrap(), Some(failing.clone()));
     let passing = Track { last_status: Status::Success, failures: 0, ..failing.clone() };
-    let dup = EnqueueWith { dedup: Some(&dedup), track: Some(("unit", &passing)) };
+    let dup = EnqueueWith { dedup: Some(&dedup), track: Some(("unit", &passing)), ..Default::default() };
     let r = o.enqueue(&event(), &[], 10, &dup).await.unwrap();
     assert!(r.duplicate_of.is_some());
     assert_eq!(o.track("unit").await.unwrap(), Some(failing), "a duplicate does not move the state");
-    o.enqueue(&event(), &[], 20, &EnqueueWith { dedup: None, track: Some(("unit", &passing)) })
+    o.enqueue(&event(), &[], 20, &EnqueueWith { track: Some(("unit", &passing)), ..Default::default() })
         .await
         .unwrap();
     assert_eq!(o.track("unit").await.unwrap(), Some(passing));

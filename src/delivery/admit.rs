@@ -1,0 +1,144 @@
+//! Which of the deliveries taken go out now: held messages released together become one
+//! summary, the rate governor holds back what a robot cannot take yet (without counting an
+//! attempt), and a robot backlog that cannot drain within `max_wait` is merged into one summary.
+
+use std::collections::BTreeMap;
+
+use super::{hold, summary, Worker, MAX_SUMMARY_ITEMS};
+use crate::clock::Millis;
+use crate::event::new_event_id;
+use crate::outbox::{Delivery, NewDelivery};
+
+impl Worker {
+    /// The deliveries to attempt now, in the order taken; the rest are merged or deferred.
+    pub(super) async fn admit(&self, due: Vec<Delivery>, now: Millis) -> Vec<Delivery> {
+        let due = self.release_holds(due, now).await;
+        // The governor decides, in order, which deliveries go now; the rest wait for their
+        // robot's next free slot, without counting an attempt.
+        let mut sends = Vec::with_capacity(due.len());
+        let mut held: BTreeMap<String, Millis> = BTreeMap::new();
+        for d in due {
+            let key = self.channels.get(&d.channel).map(|c| c.rate_key());
+            match key.as_deref().map(|k| self.governor.acquire(k, now)) {
+                Some(Err(ready)) => {
+                    match self.outbox.defer(&d.id, ready).await {
+                        Ok(()) => self.handoff.stored(ready),
+                        Err(e) => {
+                            tracing::error!(delivery_id = %d.id, error = %e, "deferring a delivery failed")
+                        }
+                    }
+                    held.insert(key.unwrap_or_default(), ready);
+                }
+                _ => sends.push(d),
+            }
+        }
+        for (key, ready) in held {
+            // The robot's deliveries still queued in memory wait too: deferred into the store
+            // with the rest, they count toward its backlog and can join its summary.
+            if let Some(robot) = self.robots.get(&key) {
+                for d in self.handoff.take_matching(|d| robot.channels.contains(&d.channel)) {
+                    if let Err(e) = self.outbox.defer(&d.id, ready).await {
+                        tracing::error!(delivery_id = %d.id, error = %e, "deferring a delivery failed");
+                    }
+                }
+            }
+            self.summarize_backlog(&key, now, ready).await;
+        }
+        sends
+    }
+
+    /// Held deliveries come due together (quiet hours ended, a group's wait passed): when
+    /// several share a hold, they are merged into one summary, due at once; a lone one is sent
+    /// as it is. Returns the deliveries to send now.
+    async fn release_holds(&self, due: Vec<Delivery>, now: Millis) -> Vec<Delivery> {
+        let mut send = Vec::with_capacity(due.len());
+        let mut merged_keys: Vec<String> = Vec::new();
+        for d in due {
+            let Some(key) = d.hold.clone() else {
+                send.push(d);
+                continue;
+            };
+            if merged_keys.contains(&key) {
+                continue;
+            }
+            let held = match self.outbox.held(&key).await {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::error!(error = %e, "reading held deliveries failed");
+                    continue;
+                }
+            };
+            let (Some(hold), Some(channel), true) =
+                (hold::Hold::parse(&key), self.channels.get(&d.channel), held.len() > 1)
+            else {
+                send.push(d);
+                continue;
+            };
+            let (title, reason) = hold.describe(held.len());
+            let built = summary::build(channel.as_ref(), &held, &title, &reason);
+            let new = NewDelivery {
+                id: new_event_id(),
+                rule: d.rule.clone(),
+                channel: d.channel.clone(),
+                message: built.message,
+                headline: built.headline,
+                hold: None,
+                due_at: None,
+            };
+            let ids: Vec<String> = held.iter().map(|h| h.id.clone()).collect();
+            match self.outbox.merge(&ids, &new, &held[0].event_id, now).await {
+                Ok(()) => {
+                    self.handoff.stored(now);
+                    tracing::info!(channel = %d.channel, rule = %d.rule, merged = ids.len(), summary_id = %new.id,
+                        "released held messages as one summary")
+                }
+                Err(e) => tracing::error!(error = %e, "merging held deliveries failed"),
+            }
+            merged_keys.push(key);
+        }
+        send
+    }
+
+    /// Merges a robot's backlog into one summary when draining it at the robot's limits would
+    /// take longer than `max_wait`.
+    async fn summarize_backlog(&self, key: &str, now: Millis, ready: Millis) {
+        let Some(robot) = self.robots.get(key) else { return };
+        let backlog = match self.outbox.backlog(&robot.channels, now, MAX_SUMMARY_ITEMS).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "reading a robot's backlog failed");
+                return;
+            }
+        };
+        let items: Vec<Delivery> = backlog.into_iter().filter(|d| d.rule != summary::SUMMARY_RULE).collect();
+        let wait = self.governor.drain_time(key, items.len(), now);
+        if items.len() < 2 || wait <= self.max_wait {
+            return;
+        }
+        let first = &items[0];
+        let Some(channel) = self.channels.get(&first.channel) else { return };
+        let title = format!("{} notifications in one message", items.len());
+        let reason = summary::rate_limit_reason(&robot.rates, self.max_wait);
+        let built = summary::build(channel.as_ref(), &items, &title, &reason);
+        let new = NewDelivery {
+            id: new_event_id(),
+            rule: summary::SUMMARY_RULE.to_string(),
+            channel: first.channel.clone(),
+            message: built.message,
+            headline: built.headline,
+            hold: None,
+            due_at: None,
+        };
+        let ids: Vec<String> = items.iter().map(|d| d.id.clone()).collect();
+        match self.outbox.merge(&ids, &new, &first.event_id, ready).await {
+            Ok(()) => {
+                self.handoff.stored(ready);
+                tracing::warn!(
+                    channel = %first.channel, merged = ids.len(), summary_id = %new.id, wait_s = wait.as_secs(),
+                    "robot backlog would wait longer than max_wait: merged into one summary"
+                )
+            }
+            Err(e) => tracing::error!(error = %e, "merging a robot's backlog failed"),
+        }
+    }
+}

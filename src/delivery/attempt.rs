@@ -1,0 +1,81 @@
+//! One attempt: send through the channel, classify the outcome with the retry policy, log it
+//! once, and record it.
+
+use std::time::Instant;
+
+use super::Worker;
+use crate::channels::{Attempt, Verdict};
+use crate::outbox::{AttemptRecord, Delivery, Next};
+
+impl Worker {
+    pub(super) async fn attempt(&self, d: Delivery) {
+        let number = d.attempts + 1;
+        let Some(channel) = self.channels.get(&d.channel) else {
+            let reason = format!("channel \"{}\" is no longer configured", d.channel);
+            tracing::error!(delivery_id = %d.id, event_id = %d.event_id, channel = %d.channel, "{reason}");
+            let record = AttemptRecord {
+                at: self.clock.now_ms(),
+                outcome: "permanent".into(),
+                http_status: None,
+                code: None,
+                detail: reason.clone(),
+                latency_ms: 0,
+            };
+            self.finish(&d, record, Next::Dead(reason)).await;
+            return;
+        };
+        let attempt = Attempt { delivery_id: d.id.clone(), number, now: self.clock.now() };
+        let started = Instant::now();
+        let outcome = channel.send(&d.message, &attempt).await;
+        let latency_ms = started.elapsed().as_millis() as u64;
+        let now = self.clock.now_ms();
+        let jitter = 0.8 + rand::random::<f64>() * 0.4;
+        let next = self.policy.next(&outcome, number, d.scheduled_at, now, jitter);
+        let record = AttemptRecord {
+            at: now,
+            outcome: match outcome.verdict {
+                Verdict::Delivered => "delivered",
+                Verdict::Transient { .. } => "transient",
+                Verdict::Permanent => "permanent",
+            }
+            .into(),
+            http_status: outcome.http_status,
+            code: outcome.code,
+            detail: outcome.detail.clone(),
+            latency_ms,
+        };
+        match &next {
+            Next::Delivered => tracing::info!(
+                delivery_id = %d.id, event_id = %d.event_id, channel = %d.channel, attempt = number, latency_ms,
+                "delivered"
+            ),
+            Next::RetryAt(at) => tracing::warn!(
+                delivery_id = %d.id, event_id = %d.event_id, channel = %d.channel, attempt = number,
+                http_status = ?outcome.http_status, code = ?outcome.code, retry_in_ms = at - now,
+                "attempt failed, will retry: {}", outcome.detail
+            ),
+            Next::Dead(reason) => tracing::error!(
+                delivery_id = %d.id, event_id = %d.event_id, channel = %d.channel, attempt = number,
+                http_status = ?outcome.http_status, code = ?outcome.code,
+                "delivery is dead: {reason}"
+            ),
+        }
+        self.finish(&d, record, next).await;
+    }
+
+    async fn finish(&self, d: &Delivery, record: AttemptRecord, next: Next) {
+        let retry_at = match &next {
+            Next::RetryAt(at) => Some(*at),
+            _ => None,
+        };
+        match self.outbox.finish(&d.id, record, next).await {
+            Ok(()) => {
+                if let Some(at) = retry_at {
+                    self.handoff.stored(at);
+                }
+            }
+            // The lease expires and the delivery comes back: at-least-once, never lost.
+            Err(e) => tracing::error!(delivery_id = %d.id, error = %e, "recording the attempt failed"),
+        }
+    }
+}

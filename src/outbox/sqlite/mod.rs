@@ -1,0 +1,299 @@
+//! The durable outbox: SQLite in WAL mode under `server.data_dir`, with group commit.
+//!
+//! One writer thread owns the connection (`writer`); callers send it operations and wait for
+//! the commit, so `enqueue` returns only after the event and its deliveries are on disk and a
+//! `kill -9` right after the 202 loses nothing. Schema migrations run when the store opens.
+//!
+//! | file | owns |
+//! |---|---|
+//! | `mod.rs` | opening the store, the data-dir lock, the `Outbox` implementation |
+//! | `schema.rs` | connection settings and migrations |
+//! | `writer.rs` | the writer thread: batching, one commit per batch, answering callers |
+//! | `sql.rs` | one function per operation: the statements |
+
+mod schema;
+mod sql;
+mod writer;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+use super::{
+    AttemptRecord, Delivery, EnqueueWith, Enqueued, ListFilter, NewDelivery, Next, Outbox, OutboxError,
+};
+use crate::clock::Millis;
+use crate::event::Event;
+use crate::state::Track;
+use writer::{Op, Reply};
+
+fn db(e: rusqlite::Error) -> OutboxError {
+    OutboxError(e.to_string())
+}
+
+fn json_text(v: &impl serde::Serialize) -> Result<String, OutboxError> {
+    serde_json::to_string(v).map_err(|e| OutboxError(e.to_string()))
+}
+
+/// An event as stored: its JSON, and the columns it is found by.
+pub(crate) struct StoredEvent {
+    id: String,
+    source: String,
+    status: &'static str,
+    body: String,
+}
+
+/// A delivery as stored: its message and headline already JSON text.
+pub(crate) struct StoredNew {
+    id: String,
+    rule: String,
+    channel: String,
+    message: String,
+    headline: String,
+    hold: Option<String>,
+    due_at: Option<Millis>,
+}
+
+impl StoredNew {
+    fn from(d: &NewDelivery) -> Result<StoredNew, OutboxError> {
+        Ok(StoredNew {
+            id: d.id.clone(),
+            rule: d.rule.clone(),
+            channel: d.channel.clone(),
+            message: json_text(&d.message)?,
+            headline: json_text(&d.headline)?,
+            hold: d.hold.clone(),
+            due_at: d.due_at,
+        })
+    }
+}
+
+/// The SQLite outbox. Cloning shares the writer.
+#[derive(Clone)]
+pub struct SqliteOutbox {
+    writer: Arc<Writer>,
+    /// Tracks read or written by this process. The owner of a data dir is its only writer, so
+    /// the cache is exact and spares each accepted event a round trip to the store.
+    tracks: Arc<Mutex<HashMap<String, Option<Track>>>>,
+}
+
+/// The writer thread, and what lives as long as it does.
+struct Writer {
+    ops: Option<mpsc::Sender<Op>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    path: PathBuf,
+    /// Held while the gateway runs: one process owns a data dir.
+    lock: Option<std::fs::File>,
+}
+
+impl Drop for Writer {
+    /// The last handle is gone: the thread commits what is queued and stops, and only then is
+    /// the data dir's lock released, so a store opened next sees everything.
+    fn drop(&mut self) {
+        drop(self.ops.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        drop(self.lock.take());
+    }
+}
+
+impl SqliteOutbox {
+    /// Opens the store for the gateway: takes `dir/herald.lock` exclusively (a second gateway
+    /// on the same data dir is refused, since it would send everything twice), creates
+    /// `dir/herald.db` if needed, applies migrations, and releases every lease, because the
+    /// process that held them is gone: deliveries in flight at a crash are due again at once.
+    pub fn open(dir: &Path) -> Result<SqliteOutbox, OutboxError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| OutboxError(format!("cannot create {}: {e}", dir.display())))?;
+        let lock_path = dir.join("herald.lock");
+        let lock = std::fs::File::create(&lock_path)
+            .map_err(|e| OutboxError(format!("cannot create {}: {e}", lock_path.display())))?;
+        lock.try_lock().map_err(|_| {
+            OutboxError(format!(
+                "{} is in use by another Herald (server.data_dir must not be shared)",
+                dir.display()
+            ))
+        })?;
+        let conn = SqliteOutbox::connect(dir)?;
+        // A lease only takes due deliveries, so each was due by the time its round of attempts
+        // began (`scheduled_at`): that makes it due now, whatever the clock.
+        let n = conn
+            .execute(
+                "UPDATE deliveries SET next_at = scheduled_at, leased_until = NULL WHERE leased_until IS NOT NULL",
+                [],
+            )
+            .map_err(db)?;
+        if n > 0 {
+            tracing::info!(deliveries = n, "released the leases of a previous run");
+        }
+        SqliteOutbox::start(dir, conn, Some(lock))
+    }
+
+    /// Opens the store beside a running gateway, for `herald deliveries`: no lock is taken and
+    /// leases are left alone.
+    pub fn open_shared(dir: &Path) -> Result<SqliteOutbox, OutboxError> {
+        let conn = SqliteOutbox::connect(dir)?;
+        SqliteOutbox::start(dir, conn, None)
+    }
+
+    /// Opens `dir/herald.db` and brings its schema up to date.
+    fn connect(dir: &Path) -> Result<Connection, OutboxError> {
+        let path = dir.join("herald.db");
+        let mut conn = Connection::open(&path)
+            .map_err(|e| OutboxError(format!("cannot open {}: {e}", path.display())))?;
+        schema::configure(&conn).map_err(db)?;
+        schema::migrate(&mut conn)?;
+        Ok(conn)
+    }
+
+    /// Starts the writer thread on `conn`.
+    fn start(dir: &Path, conn: Connection, lock: Option<std::fs::File>) -> Result<SqliteOutbox, OutboxError> {
+        let (ops, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("herald-store".into())
+            .spawn(move || writer::run(conn, rx))
+            .map_err(|e| OutboxError(format!("cannot start the store thread: {e}")))?;
+        let writer = Writer { ops: Some(ops), thread: Some(thread), path: dir.join("herald.db"), lock };
+        Ok(SqliteOutbox { writer: Arc::new(writer), tracks: Default::default() })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.writer.path
+    }
+
+    fn send(&self, op: Op) -> Result<(), OutboxError> {
+        let stopped = || OutboxError("the store thread has stopped".into());
+        self.writer.ops.as_ref().ok_or_else(stopped)?.send(op).map_err(|_| stopped())
+    }
+
+    /// The schema version this build migrates to.
+    pub fn schema_version() -> usize {
+        schema::version()
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Op) -> Result<T, OutboxError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(make(tx))?;
+        rx.await.map_err(|_| OutboxError("the store thread has stopped".into()))?
+    }
+}
+
+#[async_trait]
+impl Outbox for SqliteOutbox {
+    async fn enqueue(
+        &self,
+        event: &Event,
+        deliveries: &[NewDelivery],
+        now: Millis,
+        with: &EnqueueWith<'_>,
+    ) -> Result<Enqueued, OutboxError> {
+        // Serialize here, on the caller's thread, so the writer only writes.
+        let stored = StoredEvent {
+            id: event.event_id.clone(),
+            source: event.source.clone(),
+            status: event.status.as_str(),
+            body: json_text(event)?,
+        };
+        let deliveries = deliveries.iter().map(StoredNew::from).collect::<Result<Vec<_>, OutboxError>>()?;
+        let dedup = with.dedup.cloned();
+        let track = match with.track {
+            Some((key, state)) => Some((key.to_string(), json_text(state)?)),
+            None => None,
+        };
+        let lease_ms = with.lease_ms;
+        let done = self
+            .call(|reply| Op::Enqueue { event: stored, deliveries, now, dedup, track, lease_ms, reply })
+            .await?;
+        if let (None, Some((key, state))) = (&done.duplicate_of, with.track) {
+            self.tracks.lock().expect("track cache").insert(key.to_string(), Some(state.clone()));
+        }
+        Ok(done)
+    }
+
+    async fn track(&self, key: &str) -> Result<Option<Track>, OutboxError> {
+        if let Some(cached) = self.tracks.lock().expect("track cache").get(key) {
+            return Ok(cached.clone());
+        }
+        let stored = self.call(|reply| Op::Track { key: key.to_string(), reply }).await?;
+        self.tracks.lock().expect("track cache").insert(key.to_string(), stored.clone());
+        Ok(stored)
+    }
+
+    async fn lease(&self, now: Millis, limit: usize, lease_ms: i64) -> Result<Vec<Delivery>, OutboxError> {
+        self.call(|reply| Op::Lease { now, limit, lease_ms, reply }).await
+    }
+
+    async fn finish(&self, id: &str, attempt: AttemptRecord, next: Next) -> Result<(), OutboxError> {
+        // Not waited for: see `Outbox::finish`.
+        self.send(Op::Finish { id: id.to_string(), attempt, next })
+    }
+
+    async fn flush(&self) -> Result<(), OutboxError> {
+        self.call(|reply| Op::Flush { reply }).await
+    }
+
+    async fn next_due(&self) -> Result<Option<Millis>, OutboxError> {
+        self.call(|reply| Op::NextDue { reply }).await
+    }
+
+    async fn list(&self, filter: &ListFilter) -> Result<Vec<Delivery>, OutboxError> {
+        let filter = filter.clone();
+        self.call(|reply| Op::List { filter, reply }).await
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<(Delivery, Vec<AttemptRecord>)>, OutboxError> {
+        self.call(|reply| Op::Get { id: id.to_string(), reply }).await
+    }
+
+    async fn replay(&self, ids: &[String], filter: &ListFilter, now: Millis) -> Result<usize, OutboxError> {
+        let (ids, filter) = (ids.to_vec(), filter.clone());
+        self.call(|reply| Op::Replay { ids, filter, now, reply }).await
+    }
+
+    async fn defer(&self, id: &str, at: Millis) -> Result<(), OutboxError> {
+        self.call(|reply| Op::Defer { id: id.to_string(), at, reply }).await
+    }
+
+    async fn backlog(
+        &self,
+        channels: &[String],
+        now: Millis,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, OutboxError> {
+        let channels = channels.to_vec();
+        self.call(|reply| Op::Backlog { channels, now, limit, reply }).await
+    }
+
+    async fn merge(
+        &self,
+        ids: &[String],
+        summary: &NewDelivery,
+        event_id: &str,
+        at: Millis,
+    ) -> Result<(), OutboxError> {
+        let (ids, summary, event_id) = (ids.to_vec(), StoredNew::from(summary)?, event_id.to_string());
+        self.call(|reply| Op::Merge { ids, summary, event_id, at, reply }).await
+    }
+
+    async fn held(&self, key: &str) -> Result<Vec<Delivery>, OutboxError> {
+        self.call(|reply| Op::Held { key: key.to_string(), reply }).await
+    }
+
+    async fn hold_due(&self, key: &str) -> Result<Option<Millis>, OutboxError> {
+        Ok(self.held(key).await?.iter().map(|d| d.next_at).min())
+    }
+
+    async fn claim(&self, key: &str, now: Millis, window_ms: i64) -> Result<bool, OutboxError> {
+        self.call(|reply| Op::Claim { key: key.to_string(), now, window_ms, reply }).await
+    }
+
+    async fn sent_since(&self, since: Millis) -> Result<Vec<(String, Millis)>, OutboxError> {
+        self.call(|reply| Op::SentSince { since, reply }).await
+    }
+}

@@ -1,0 +1,374 @@
+//! The store's statements, one function per outbox operation, each run inside the writer's
+//! current transaction.
+//!
+//! A delivery is two rows: `deliveries` (its state, about a hundred bytes, rewritten by each
+//! lease and attempt) and `delivery_bodies` (the rendered message and headline, written once),
+//! joined on `seq`. A leased delivery has `leased_until` set and `next_at` moved to the same
+//! time, so the due-order index never offers it again until the lease expires.
+
+use rusqlite::{params, OptionalExtension, Transaction};
+
+use super::{db, StoredEvent, StoredNew};
+use crate::clock::Millis;
+use crate::outbox::{AttemptRecord, Dedup, Delivery, DeliveryState, Enqueued, ListFilter, Next, OutboxError};
+use crate::state::Track;
+
+/// The columns `row_to_delivery` reads, from `deliveries d JOIN delivery_bodies b`.
+const DELIVERY_COLUMNS: &str = "d.id, d.event_id, d.rule, d.channel, b.message, d.state, d.attempts, \
+     d.created_at, d.scheduled_at, d.next_at, d.last_error, b.headline, d.hold_key";
+
+const FROM_DELIVERIES: &str = "deliveries d JOIN delivery_bodies b ON b.seq = d.seq";
+
+const OPEN: &str = "d.state IN ('pending', 'retrying')";
+
+fn row_to_delivery(r: &rusqlite::Row<'_>) -> rusqlite::Result<Delivery> {
+    delivery_at(r, 0)
+}
+
+/// A delivery from `DELIVERY_COLUMNS`, starting at column `o`.
+fn delivery_at(r: &rusqlite::Row<'_>, o: usize) -> rusqlite::Result<Delivery> {
+    let bad =
+        |what: String| rusqlite::Error::FromSqlConversionFailure(o, rusqlite::types::Type::Text, what.into());
+    let message = r.get_ref(o + 4)?.as_str()?;
+    let state = r.get_ref(o + 5)?.as_str()?;
+    let headline = r.get_ref(o + 11)?.as_str()?;
+    Ok(Delivery {
+        id: r.get(o)?,
+        event_id: r.get(o + 1)?,
+        rule: r.get(o + 2)?,
+        channel: r.get(o + 3)?,
+        message: serde_json::from_str(message).map_err(|e| bad(format!("stored message: {e}")))?,
+        state: DeliveryState::parse(state).ok_or_else(|| bad(format!("unknown state {state}")))?,
+        attempts: r.get(o + 6)?,
+        created_at: r.get(o + 7)?,
+        scheduled_at: r.get(o + 8)?,
+        next_at: r.get(o + 9)?,
+        last_error: r.get(o + 10)?,
+        headline: serde_json::from_str(headline).map_err(|e| bad(format!("stored headline: {e}")))?,
+        hold: r.get(o + 12)?,
+    })
+}
+
+/// Stores an event and, unless it duplicates one stored within the window, its deliveries.
+/// With `lease_ms`, the deliveries due at once are stored leased to the caller.
+pub fn enqueue(
+    tx: &Transaction<'_>,
+    event: &StoredEvent,
+    deliveries: &[StoredNew],
+    now: Millis,
+    dedup: Option<&Dedup>,
+    lease_ms: Option<i64>,
+) -> Result<Enqueued, OutboxError> {
+    let duplicate_of: Option<String> = match dedup {
+        Some(d) => tx
+            .prepare_cached(
+                "SELECT id FROM events WHERE dedup_key = ?1 AND received_at > ?2 AND duplicate_of IS NULL \
+                 ORDER BY received_at LIMIT 1",
+            )
+            .and_then(|mut s| s.query_row(params![d.key, now - d.window_ms], |r| r.get(0)).optional())
+            .map_err(db)?,
+        None => None,
+    };
+    tx.prepare_cached(
+        "INSERT INTO events (id, source, status, received_at, dedup_key, duplicate_of, body) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            event.id,
+            event.source,
+            event.status,
+            now,
+            dedup.map(|d| &d.key),
+            duplicate_of,
+            event.body
+        ])
+    })
+    .map_err(db)?;
+    if duplicate_of.is_none() {
+        for d in deliveries {
+            let leased = lease_ms.filter(|_| d.due_at.is_none()).map(|ms| now + ms);
+            insert_delivery(tx, d, &event.id, now, leased)?;
+        }
+    }
+    Ok(Enqueued { duplicate_of })
+}
+
+fn insert_delivery(
+    tx: &Transaction<'_>,
+    d: &StoredNew,
+    event_id: &str,
+    at: Millis,
+    leased_until: Option<Millis>,
+) -> Result<(), OutboxError> {
+    let next_at = leased_until.or(d.due_at).unwrap_or(at);
+    tx.prepare_cached(
+        "INSERT INTO deliveries (id, event_id, rule, channel, hold_key, state, created_at, scheduled_at, next_at, \
+         leased_until) VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?6, ?7, ?8)",
+    )
+    .and_then(|mut s| s.execute(params![d.id, event_id, d.rule, d.channel, d.hold, at, next_at, leased_until]))
+    .map_err(db)?;
+    let seq = tx.last_insert_rowid();
+    tx.prepare_cached("INSERT INTO delivery_bodies (seq, message, headline) VALUES (?1, ?2, ?3)")
+        .and_then(|mut s| s.execute(params![seq, d.message, d.headline]))
+        .map_err(db)?;
+    Ok(())
+}
+
+pub fn save_track(tx: &Transaction<'_>, key: &str, state: &str, now: Millis) -> Result<(), OutboxError> {
+    tx.prepare_cached(
+        "INSERT INTO tracks (key, state, updated_at) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (key) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+    )
+    .and_then(|mut s| s.execute(params![key, state, now]))
+    .map_err(db)?;
+    Ok(())
+}
+
+pub fn load_track(tx: &Transaction<'_>, key: &str) -> Result<Option<Track>, OutboxError> {
+    let stored: Option<String> = tx
+        .prepare_cached("SELECT state FROM tracks WHERE key = ?1")
+        .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
+        .map_err(db)?;
+    stored
+        .map(|s| serde_json::from_str(&s).map_err(|e| OutboxError(format!("stored state of {key}: {e}"))))
+        .transpose()
+}
+
+pub fn held(tx: &Transaction<'_>, key: &str) -> Result<Vec<Delivery>, OutboxError> {
+    let sql = format!(
+        "SELECT {DELIVERY_COLUMNS} FROM {FROM_DELIVERIES} WHERE d.hold_key = ?1 AND {OPEN} ORDER BY d.created_at, d.id"
+    );
+    tx.prepare_cached(&sql).and_then(|mut s| s.query_map([key], row_to_delivery)?.collect()).map_err(db)
+}
+
+pub fn claim(tx: &Transaction<'_>, key: &str, now: Millis, window_ms: i64) -> Result<bool, OutboxError> {
+    let last: Option<Millis> = tx
+        .prepare_cached("SELECT at FROM claims WHERE key = ?1")
+        .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
+        .map_err(db)?;
+    if last.is_some_and(|at| now - at < window_ms) {
+        return Ok(false);
+    }
+    tx.prepare_cached(
+        "INSERT INTO claims (key, at) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET at = excluded.at",
+    )
+    .and_then(|mut s| s.execute(params![key, now]))
+    .map_err(db)?;
+    Ok(true)
+}
+
+pub fn lease(
+    tx: &Transaction<'_>,
+    now: Millis,
+    limit: usize,
+    lease_ms: i64,
+) -> Result<Vec<Delivery>, OutboxError> {
+    let sql = format!(
+        "SELECT d.seq, {DELIVERY_COLUMNS} FROM deliveries d INDEXED BY deliveries_lease \
+         JOIN delivery_bodies b ON b.seq = d.seq WHERE {OPEN} AND d.next_at <= ?1 \
+         ORDER BY d.next_at, d.created_at LIMIT ?2"
+    );
+    let due: Vec<(i64, Delivery)> = tx
+        .prepare_cached(&sql)
+        .and_then(|mut s| {
+            s.query_map(params![now, limit as i64], |r| Ok((r.get(0)?, delivery_at(r, 1)?)))?.collect()
+        })
+        .map_err(db)?;
+    let until = now + lease_ms;
+    let mut mark = tx
+        .prepare_cached("UPDATE deliveries SET next_at = ?2, leased_until = ?2 WHERE seq = ?1")
+        .map_err(db)?;
+    for (seq, _) in &due {
+        mark.execute(params![seq, until]).map_err(db)?;
+    }
+    Ok(due.into_iter().map(|(_, d)| d).collect())
+}
+
+pub fn finish(tx: &Transaction<'_>, id: &str, a: &AttemptRecord, next: &Next) -> Result<(), OutboxError> {
+    let (state, next_at, error): (&str, Option<Millis>, Option<&str>) = match next {
+        Next::Delivered => ("delivered", None, None),
+        Next::RetryAt(at) => ("retrying", Some(*at), Some(a.detail.as_str())),
+        Next::Dead(reason) => ("dead", None, Some(reason.as_str())),
+    };
+    let seq: Option<i64> = tx
+        .prepare_cached(
+            "UPDATE deliveries SET state = ?2, attempts = attempts + 1, next_at = COALESCE(?3, next_at), \
+             last_error = COALESCE(?4, last_error), leased_until = NULL WHERE id = ?1 RETURNING seq",
+        )
+        .and_then(|mut s| s.query_row(params![id, state, next_at, error], |r| r.get(0)).optional())
+        .map_err(db)?;
+    let seq = seq.ok_or_else(|| OutboxError(format!("no delivery {id}")))?;
+    tx.prepare_cached(
+        "INSERT INTO attempts (delivery_seq, at, outcome, http_status, code, detail, latency_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![seq, a.at, a.outcome, a.http_status, a.code, a.detail, a.latency_ms as i64])
+    })
+    .map_err(db)?;
+    Ok(())
+}
+
+pub fn next_due(tx: &Transaction<'_>) -> Result<Option<Millis>, OutboxError> {
+    tx.prepare_cached(&format!("SELECT MIN(d.next_at) FROM deliveries d WHERE {OPEN}"))
+        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+        .map_err(db)
+}
+
+/// The filter as SQL conditions (placeholders numbered from `first`) and their values.
+fn filter_sql(filter: &ListFilter, first: usize) -> (Vec<String>, Vec<rusqlite::types::Value>) {
+    let mut conds = Vec::new();
+    let mut args: Vec<rusqlite::types::Value> = Vec::new();
+    if let Some(state) = filter.state {
+        conds.push(format!("d.state = ?{}", first + args.len()));
+        if state != DeliveryState::Delivered {
+            // Lets SQLite use the state index, which leaves delivered rows out.
+            conds.push("d.state <> 'delivered'".to_string());
+        }
+        args.push(state.as_str().to_string().into());
+    }
+    if let Some(channel) = &filter.channel {
+        conds.push(format!("d.channel = ?{}", first + args.len()));
+        args.push(channel.clone().into());
+    }
+    (conds, args)
+}
+
+pub fn list(tx: &Transaction<'_>, filter: &ListFilter) -> Result<Vec<Delivery>, OutboxError> {
+    let (conds, args) = filter_sql(filter, 1);
+    let clause = if conds.is_empty() { String::new() } else { format!("WHERE {}", conds.join(" AND ")) };
+    let sql = format!(
+        "SELECT {DELIVERY_COLUMNS} FROM {FROM_DELIVERIES} {clause} ORDER BY d.created_at DESC, d.id DESC LIMIT {}",
+        filter.limit
+    );
+    tx.prepare(&sql)
+        .and_then(|mut s| s.query_map(rusqlite::params_from_iter(args), row_to_delivery)?.collect())
+        .map_err(db)
+}
+
+pub fn get(tx: &Transaction<'_>, id: &str) -> Result<Option<(Delivery, Vec<AttemptRecord>)>, OutboxError> {
+    let sql = format!("SELECT d.seq, {DELIVERY_COLUMNS} FROM {FROM_DELIVERIES} WHERE d.id = ?1");
+    let Some((seq, d)) = tx
+        .prepare_cached(&sql)
+        .and_then(|mut s| s.query_row([id], |r| Ok((r.get::<_, i64>(0)?, delivery_at(r, 1)?))).optional())
+        .map_err(db)?
+    else {
+        return Ok(None);
+    };
+    let attempts = tx
+        .prepare_cached(
+            "SELECT at, outcome, http_status, code, detail, latency_ms FROM attempts WHERE delivery_seq = ?1 \
+             ORDER BY at, rowid",
+        )
+        .and_then(|mut s| {
+            s.query_map([seq], |r| {
+                Ok(AttemptRecord {
+                    at: r.get(0)?,
+                    outcome: r.get(1)?,
+                    http_status: r.get(2)?,
+                    code: r.get(3)?,
+                    detail: r.get(4)?,
+                    latency_ms: r.get::<_, i64>(5)? as u64,
+                })
+            })?
+            .collect()
+        })
+        .map_err(db)?;
+    Ok(Some((d, attempts)))
+}
+
+pub fn replay(
+    tx: &Transaction<'_>,
+    ids: &[String],
+    filter: &ListFilter,
+    now: Millis,
+) -> Result<usize, OutboxError> {
+    let reset =
+        "UPDATE deliveries AS d SET state = 'pending', attempts = 0, scheduled_at = ?1, next_at = ?1, \
+                 leased_until = NULL WHERE d.state IN ('dead', 'retrying')";
+    if ids.is_empty() {
+        let (conds, args) = filter_sql(filter, 2);
+        let sql = conds.iter().fold(reset.to_string(), |sql, c| format!("{sql} AND {c}"));
+        let values = std::iter::once(rusqlite::types::Value::from(now)).chain(args);
+        tx.prepare(&sql).and_then(|mut s| s.execute(rusqlite::params_from_iter(values))).map_err(db)
+    } else {
+        let mut stmt = tx.prepare_cached(&format!("{reset} AND d.id = ?2")).map_err(db)?;
+        let mut n = 0;
+        for id in ids {
+            n += stmt.execute(params![now, id]).map_err(db)?;
+        }
+        Ok(n)
+    }
+}
+
+pub fn defer(tx: &Transaction<'_>, id: &str, at: Millis) -> Result<(), OutboxError> {
+    tx.prepare_cached("UPDATE deliveries SET next_at = ?2, leased_until = NULL WHERE id = ?1")
+        .and_then(|mut s| s.execute(params![id, at]))
+        .map_err(db)?;
+    Ok(())
+}
+
+pub fn backlog(
+    tx: &Transaction<'_>,
+    channels: &[String],
+    now: Millis,
+    limit: usize,
+) -> Result<Vec<Delivery>, OutboxError> {
+    let marks: Vec<String> = (0..channels.len()).map(|i| format!("?{}", i + 2)).collect();
+    let sql = format!(
+        "SELECT {DELIVERY_COLUMNS} FROM {FROM_DELIVERIES} WHERE {OPEN} AND d.channel IN ({}) \
+         AND (d.leased_until IS NULL OR d.leased_until <= ?1) ORDER BY d.created_at, d.id LIMIT {limit}",
+        marks.join(", ")
+    );
+    let values = std::iter::once(rusqlite::types::Value::from(now))
+        .chain(channels.iter().map(|c| rusqlite::types::Value::from(c.clone())));
+    tx.prepare(&sql)
+        .and_then(|mut s| s.query_map(rusqlite::params_from_iter(values), row_to_delivery)?.collect())
+        .map_err(db)
+}
+
+pub fn merge(
+    tx: &Transaction<'_>,
+    ids: &[String],
+    summary: &StoredNew,
+    event_id: &str,
+    at: Millis,
+) -> Result<(), OutboxError> {
+    let note = format!("merged into summary {}", summary.id);
+    let mut mark = tx
+        .prepare_cached(
+            "UPDATE deliveries SET state = 'merged', last_error = ?2, leased_until = NULL WHERE id = ?1",
+        )
+        .map_err(db)?;
+    for id in ids {
+        mark.execute(params![id, note]).map_err(db)?;
+    }
+    insert_delivery(tx, summary, event_id, at, None)
+}
+
+/// Attempts since `since`, oldest first. Attempts are appended in time order, so this reads
+/// the table backwards from its newest row and stops at the first attempt older than `since`
+/// by more than a minute (concurrent attempts finish a little out of order); no index needed.
+pub fn sent_since(tx: &Transaction<'_>, since: Millis) -> Result<Vec<(String, Millis)>, OutboxError> {
+    const SLACK_MS: Millis = 60_000;
+    let mut stmt = tx
+        .prepare_cached(
+            "SELECT d.channel, a.at FROM attempts a JOIN deliveries d ON d.seq = a.delivery_seq \
+             ORDER BY a.rowid DESC",
+        )
+        .map_err(db)?;
+    let mut rows = stmt.query([]).map_err(db)?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().map_err(db)? {
+        let at: Millis = r.get(1).map_err(db)?;
+        if at < since - SLACK_MS {
+            break;
+        }
+        if at >= since {
+            out.push((r.get(0).map_err(db)?, at));
+        }
+    }
+    out.sort_by_key(|(_, at)| *at);
+    Ok(out)
+}
