@@ -137,3 +137,44 @@ async fn holds_and_claims_are_stored() {
     assert!(!o.claim("repeat-key", 59_999, 60_000).await.unwrap(), "claims survive a restart");
     assert!(o.claim("repeat-key", 60_000, 60_000).await.unwrap());
 }
+
+#[tokio::test]
+async fn a_body_that_repeats_its_event_is_stored_once_and_read_back_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = SqliteOutbox::open(dir.path()).unwrap();
+    let event = Event::sample();
+    let extras =
+        herald::render::ContextExtras { rule: Some("r"), channel: Some("audit"), ..Default::default() };
+    let body = herald::render::event_json_body(&serde_json::to_string(&event).unwrap(), &extras).unwrap();
+    let raw = |body: &str| Message {
+        body: MessageBody::Raw { body: body.to_string(), content_type: "application/json".into() },
+        template_errors: vec![],
+    };
+    let webhook = NewDelivery { message: raw(&body), ..delivery("w", "audit") };
+    let other = NewDelivery { message: raw("{\"text\": \"not the event\"}"), ..delivery("o", "audit") };
+    o.enqueue(&event, &[webhook, other], 100, &EnqueueWith::default()).await.unwrap();
+
+    let (w, _) = o.get("w").await.unwrap().unwrap();
+    assert_eq!(w.message, raw(&body), "read back byte for byte");
+    let leased = o.lease(100, 10, 60_000).await.unwrap();
+    assert_eq!(leased.iter().find(|d| d.id == "w").unwrap().message, raw(&body));
+    assert_eq!(leased.iter().find(|d| d.id == "o").unwrap().message, raw("{\"text\": \"not the event\"}"));
+    o.flush().await.unwrap();
+
+    let db = rusqlite::Connection::open(o.path()).unwrap();
+    let stored: Vec<(i64, Option<i64>)> = db
+        .prepare("SELECT length(message), event_prefix FROM delivery_bodies ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let event_len = serde_json::to_string(&event).unwrap().len() as i64;
+    assert_eq!(
+        stored[0].1,
+        Some(event_len - 1),
+        "the event's JSON, less its closing brace, is not stored again"
+    );
+    assert!(stored[0].0 < 200, "only the rule's fields are: {} bytes", stored[0].0);
+    assert_eq!(stored[1].1, None, "any other body is stored whole");
+}

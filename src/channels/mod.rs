@@ -60,6 +60,8 @@ pub struct Prepare<'a> {
     /// The template name chosen by the rule or the channel (`default` otherwise).
     pub template: &'a str,
     pub mention: &'a Mention,
+    /// The event as JSON, when the caller already has it (the gateway stores it too).
+    event_json: Option<&'a str>,
     /// The template context, built on first use: a message that needs no template (the
     /// default webhook body) never pays for it.
     ctx: OnceCell<serde_json::Value>,
@@ -67,7 +69,21 @@ pub struct Prepare<'a> {
 
 impl<'a> Prepare<'a> {
     pub fn new(event: &'a Event, extras: ContextExtras<'a>, template: &'a str, mention: &'a Mention) -> Self {
-        Prepare { event, extras, template, mention, ctx: OnceCell::new() }
+        Prepare { event, extras, template, mention, event_json: None, ctx: OnceCell::new() }
+    }
+
+    /// The same, with the event already serialized (`serde_json::to_string(event)`).
+    pub fn with_event_json(mut self, json: &'a str) -> Self {
+        self.event_json = Some(json);
+        self
+    }
+
+    /// The event as JSON.
+    pub fn event_json(&self) -> std::borrow::Cow<'a, str> {
+        match self.event_json {
+            Some(json) => json.into(),
+            None => serde_json::to_string(self.event).unwrap_or_default().into(),
+        }
     }
 
     /// With a template context the caller built (a summary adds fields of its own).
@@ -77,7 +93,14 @@ impl<'a> Prepare<'a> {
         template: &'a str,
         mention: &'a Mention,
     ) -> Self {
-        Prepare { event, extras: ContextExtras::default(), template, mention, ctx: OnceCell::from(ctx) }
+        Prepare {
+            event,
+            extras: ContextExtras::default(),
+            template,
+            mention,
+            event_json: None,
+            ctx: OnceCell::from(ctx),
+        }
     }
 
     /// The template context (see `render::context`).

@@ -45,7 +45,9 @@ impl Worker {
             latency_ms,
         };
         match &next {
-            Next::Delivered => tracing::info!(
+            // Success is debug, like the gateway's "event accepted"; failures are what an
+            // operator reads the log for.
+            Next::Delivered => tracing::debug!(
                 delivery_id = %d.id, event_id = %d.event_id, channel = %d.channel, attempt = number, latency_ms,
                 "delivered"
             ),

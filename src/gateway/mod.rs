@@ -347,6 +347,11 @@ impl Gateway {
 
     /// The messages an event produces, one per route. Pure: nothing is stored or sent.
     pub fn plan(&self, event: &Event) -> Vec<Planned> {
+        self.plan_with(event, None)
+    }
+
+    /// `plan`, with the event already serialized when the caller has it.
+    fn plan_with(&self, event: &Event, event_json: Option<&str>) -> Vec<Planned> {
         let routes = self.rules.route(event);
         routes
             .into_iter()
@@ -362,7 +367,11 @@ impl Gateway {
                     public_url: self.public_url.as_deref(),
                 };
                 let mention = self.directory.resolve(&route.mention, channel.kind(), event);
-                let message = channel.prepare(&Prepare::new(event, extras, &template, &mention));
+                let mut input = Prepare::new(event, extras, &template, &mention);
+                if let Some(json) = event_json {
+                    input = input.with_event_json(json);
+                }
+                let message = channel.prepare(&input);
                 for e in &message.template_errors {
                     tracing::warn!(event_id = %event.event_id, rule = %route.rule, channel = %route.channel,
                         "template failed, sent with the built-in default: {e}");
@@ -381,7 +390,10 @@ impl Gateway {
         let key = state::key(&event);
         let prior = self.outbox.track(&key).await.map_err(unavailable)?;
         let next = state::observe(prior.as_ref(), &mut event, self.clock.now_ms());
-        let planned = self.plan(&event);
+        // Serialized once: the store keeps it, and the default webhook body is made from it.
+        let event_json = serde_json::to_string(&event)
+            .map_err(|e| HookError::Unavailable(format!("cannot serialize the event: {e}")))?;
+        let planned = self.plan_with(&event, Some(&event_json));
         let now = self.clock.now_ms();
         let mut deliveries: Vec<NewDelivery> = Vec::with_capacity(planned.len());
         let mut routes = Vec::with_capacity(planned.len());
@@ -415,8 +427,12 @@ impl Gateway {
         let due_now = deliveries.iter().filter(|d| d.due_at.is_none()).count();
         let room = if due_now > 0 { self.handoff.reserve(due_now) } else { None };
         let lease_ms = room.as_ref().map(|_| self.handoff.lease_ms());
-        let with =
-            EnqueueWith { dedup: dedup.as_ref(), track: next.as_ref().map(|t| (key.as_str(), t)), lease_ms };
+        let with = EnqueueWith {
+            dedup: dedup.as_ref(),
+            track: next.as_ref().map(|t| (key.as_str(), t)),
+            lease_ms,
+            event_json: Some(&event_json),
+        };
         let stored = self.outbox.enqueue(&event, &deliveries, now, &with).await.map_err(unavailable)?;
         if let Some(first) = &stored.duplicate_of {
             tracing::info!(event_id = %event.event_id, duplicate_of = %first, source = %event.source,
@@ -444,7 +460,9 @@ impl Gateway {
             None if due_now > 0 => self.handoff.stored(now),
             None => {}
         }
-        tracing::info!(event_id = %event.event_id, source = %event.source, status = %event.status,
+        // Per-event lines are debug: at thousands of events a second they would cost more than
+        // the event, and the store answers "what happened to it" (`herald deliveries`).
+        tracing::debug!(event_id = %event.event_id, source = %event.source, status = %event.status,
             pipeline = event.pipeline.as_deref().unwrap_or("-"), routes = count, "event accepted");
         Ok(Accepted { event_id: event.event_id, status: event.status, routes, duplicate_of: None })
     }

@@ -34,7 +34,14 @@ impl<'a> At<'a> {
 
     /// The member `key` of this object.
     pub(crate) fn get(&self, key: &str) -> At<'a> {
-        let path = if self.path.is_empty() { key.to_string() } else { format!("{}.{key}", self.path) };
+        // Every field read builds its path, found or not, so it is joined by hand: `format!`
+        // cost more than the lookup.
+        let mut path = String::with_capacity(self.path.len() + 1 + key.len());
+        path.push_str(&self.path);
+        if !path.is_empty() {
+            path.push('.');
+        }
+        path.push_str(key);
         let found = self.container("an object", Value::is_object).map(|v| v.and_then(|v| v.get(key)));
         At { found, path }
     }

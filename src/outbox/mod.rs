@@ -162,6 +162,8 @@ pub struct EnqueueWith<'a> {
     /// this many milliseconds as they are stored, so the gateway can hand them straight to the
     /// delivery worker instead of the worker reading them back.
     pub lease_ms: Option<i64>,
+    /// The event as `serde_json::to_string(event)` writes it, when the caller has it already.
+    pub event_json: Option<&'a str>,
 }
 
 /// What `enqueue` did.

@@ -9,8 +9,10 @@
 //! | `mod.rs` | opening the store, the data-dir lock, the `Outbox` implementation |
 //! | `schema.rs` | connection settings and migrations |
 //! | `writer.rs` | the writer thread: batching, one commit per batch, answering callers |
+//! | `checkpoint.rs` | copying the write-ahead log back into the database, off the writer's path |
 //! | `sql.rs` | one function per operation: the statements |
 
+mod checkpoint;
 mod schema;
 mod sql;
 mod writer;
@@ -26,6 +28,7 @@ use tokio::sync::oneshot;
 use super::{
     AttemptRecord, Delivery, EnqueueWith, Enqueued, ListFilter, NewDelivery, Next, Outbox, OutboxError,
 };
+use crate::channels::{Message, MessageBody};
 use crate::clock::Millis;
 use crate::event::Event;
 use crate::state::Track;
@@ -48,24 +51,48 @@ pub(crate) struct StoredEvent {
 }
 
 /// A delivery as stored: its message and headline already JSON text.
+///
+/// A raw message body that begins with its event's JSON up to the closing brace (the default
+/// webhook body: the event, then the rule's fields) is stored without that part, which the
+/// event's row already holds: `event_prefix` says how many bytes of the event's body to put
+/// back in front. For such a webhook this halves what each event writes to disk.
 pub(crate) struct StoredNew {
     id: String,
     rule: String,
     channel: String,
     message: String,
     headline: String,
+    event_prefix: Option<usize>,
     hold: Option<String>,
     due_at: Option<Millis>,
 }
 
 impl StoredNew {
-    fn from(d: &NewDelivery) -> Result<StoredNew, OutboxError> {
+    /// `event_body` is the JSON of the delivery's event, when the event is stored with it.
+    fn from(d: &NewDelivery, event_body: Option<&str>) -> Result<StoredNew, OutboxError> {
+        let (message, event_prefix) = match (&d.message.body, event_body) {
+            (MessageBody::Raw { body, content_type }, Some(event))
+                if event.len() > 1 && body.starts_with(&event[..event.len() - 1]) =>
+            {
+                let prefix = event.len() - 1;
+                let tail = Message {
+                    body: MessageBody::Raw {
+                        body: body[prefix..].to_string(),
+                        content_type: content_type.clone(),
+                    },
+                    template_errors: d.message.template_errors.clone(),
+                };
+                (json_text(&tail)?, Some(prefix))
+            }
+            _ => (json_text(&d.message)?, None),
+        };
         Ok(StoredNew {
             id: d.id.clone(),
             rule: d.rule.clone(),
             channel: d.channel.clone(),
-            message: json_text(&d.message)?,
+            message,
             headline: json_text(&d.headline)?,
+            event_prefix,
             hold: d.hold.clone(),
             due_at: d.due_at,
         })
@@ -88,6 +115,8 @@ struct Writer {
     path: PathBuf,
     /// Held while the gateway runs: one process owns a data dir.
     lock: Option<std::fs::File>,
+    /// The gateway's store checkpoints on a thread of its own.
+    checkpointer: Option<checkpoint::Checkpointer>,
 }
 
 impl Drop for Writer {
@@ -98,6 +127,7 @@ impl Drop for Writer {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+        drop(self.checkpointer.take());
         drop(self.lock.take());
     }
 }
@@ -131,7 +161,12 @@ impl SqliteOutbox {
         if n > 0 {
             tracing::info!(deliveries = n, "released the leases of a previous run");
         }
-        SqliteOutbox::start(dir, conn, Some(lock))
+        conn.pragma_update(None, "wal_autocheckpoint", checkpoint::WRITER_BACKSTOP_PAGES).map_err(db)?;
+        let checkpointer = checkpoint::Checkpointer::start(&dir.join("herald.db"))?;
+        let mut store = SqliteOutbox::start(dir, conn, Some(lock))?;
+        Arc::get_mut(&mut store.writer).expect("a new store has one handle").checkpointer =
+            Some(checkpointer);
+        Ok(store)
     }
 
     /// Opens the store beside a running gateway, for `herald deliveries`: no lock is taken and
@@ -158,7 +193,13 @@ impl SqliteOutbox {
             .name("herald-store".into())
             .spawn(move || writer::run(conn, rx))
             .map_err(|e| OutboxError(format!("cannot start the store thread: {e}")))?;
-        let writer = Writer { ops: Some(ops), thread: Some(thread), path: dir.join("herald.db"), lock };
+        let writer = Writer {
+            ops: Some(ops),
+            thread: Some(thread),
+            path: dir.join("herald.db"),
+            lock,
+            checkpointer: None,
+        };
         Ok(SqliteOutbox { writer: Arc::new(writer), tracks: Default::default() })
     }
 
@@ -198,9 +239,15 @@ impl Outbox for SqliteOutbox {
             id: event.event_id.clone(),
             source: event.source.clone(),
             status: event.status.as_str(),
-            body: json_text(event)?,
+            body: match with.event_json {
+                Some(json) => json.to_string(),
+                None => json_text(event)?,
+            },
         };
-        let deliveries = deliveries.iter().map(StoredNew::from).collect::<Result<Vec<_>, OutboxError>>()?;
+        let deliveries = deliveries
+            .iter()
+            .map(|d| StoredNew::from(d, Some(&stored.body)))
+            .collect::<Result<Vec<_>, OutboxError>>()?;
         let dedup = with.dedup.cloned();
         let track = match with.track {
             Some((key, state)) => Some((key.to_string(), json_text(state)?)),
@@ -277,7 +324,7 @@ impl Outbox for SqliteOutbox {
         event_id: &str,
         at: Millis,
     ) -> Result<(), OutboxError> {
-        let (ids, summary, event_id) = (ids.to_vec(), StoredNew::from(summary)?, event_id.to_string());
+        let (ids, summary, event_id) = (ids.to_vec(), StoredNew::from(summary, None)?, event_id.to_string());
         self.call(|reply| Op::Merge { ids, summary, event_id, at, reply }).await
     }
 
@@ -297,3 +344,6 @@ impl Outbox for SqliteOutbox {
         self.call(|reply| Op::SentSince { since, reply }).await
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -68,13 +68,28 @@ CREATE INDEX deliveries_hold ON deliveries (hold_key) WHERE hold_key IS NOT NULL
 DROP INDEX deliveries_due;
 CREATE INDEX deliveries_lease ON deliveries (next_at, created_at) WHERE state IN ('pending', 'retrying');
 "#,
-    // Write less per delivery. The rendered message moves to a write-once table, so the row that
-    // each lease and each attempt rewrites is about a hundred bytes instead of kilobytes. Rows
-    // get a stable integer key (`seq`) that bodies and attempts refer to. A lease now also moves
-    // `next_at` to the lease's expiry, so the due-order index skips leased rows by itself. Index
-    // upkeep is trimmed: delivered rows, the common case, leave the state index; the store's
-    // single writer keeps references intact, so foreign keys are no longer declared.
+    // Write less per event. A delivery's rendered message moves to a write-once table, so the
+    // row each lease and attempt rewrites is about a hundred bytes instead of kilobytes. A
+    // message that repeats its event's JSON (the default webhook body) stores only what follows
+    // it (`event_prefix`: how many bytes of the event's body come first). Rows get stable
+    // integer keys that bodies and attempts refer to, and events lose their id index, which
+    // nothing looked up. A lease also moves `next_at` to the lease's expiry, so the due-order
+    // index skips leased rows by itself. Only dead and merged rows are in the state index (open
+    // ones are in the lease index), so the common path, pending to delivered, touches neither
+    // end of it. The single writer keeps references intact, so foreign keys are not declared.
     r#"
+CREATE TABLE events_v5 (
+    seq          INTEGER PRIMARY KEY,
+    id           TEXT NOT NULL,
+    source       TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    received_at  INTEGER NOT NULL,
+    dedup_key    TEXT,
+    duplicate_of TEXT,
+    body         TEXT NOT NULL
+);
+INSERT INTO events_v5 (id, source, status, received_at, dedup_key, duplicate_of, body)
+    SELECT id, source, status, received_at, dedup_key, duplicate_of, body FROM events ORDER BY received_at, rowid;
 CREATE TABLE deliveries_v5 (
     seq          INTEGER PRIMARY KEY,
     id           TEXT NOT NULL UNIQUE,
@@ -96,9 +111,11 @@ INSERT INTO deliveries_v5 (id, event_id, rule, channel, state, attempts, created
            MAX(next_at, COALESCE(leased_until, next_at)), leased_until, last_error, hold_key
     FROM deliveries ORDER BY created_at, id;
 CREATE TABLE delivery_bodies (
-    seq      INTEGER PRIMARY KEY,
-    message  TEXT NOT NULL,
-    headline TEXT NOT NULL
+    seq          INTEGER PRIMARY KEY,
+    message      TEXT NOT NULL,
+    headline     TEXT NOT NULL,
+    event_seq    INTEGER,
+    event_prefix INTEGER
 );
 INSERT INTO delivery_bodies (seq, message, headline)
     SELECT n.seq, d.message, d.headline FROM deliveries d JOIN deliveries_v5 n ON n.id = d.id;
@@ -116,10 +133,13 @@ INSERT INTO attempts_v5 (delivery_seq, at, outcome, http_status, code, detail, l
     FROM attempts a JOIN deliveries_v5 n ON n.id = a.delivery_id ORDER BY a.rowid;
 DROP TABLE attempts;
 DROP TABLE deliveries;
+DROP TABLE events;
+ALTER TABLE events_v5 RENAME TO events;
 ALTER TABLE deliveries_v5 RENAME TO deliveries;
 ALTER TABLE attempts_v5 RENAME TO attempts;
+CREATE INDEX events_dedup ON events (dedup_key, received_at) WHERE dedup_key IS NOT NULL;
 CREATE INDEX deliveries_lease ON deliveries (next_at, created_at) WHERE state IN ('pending', 'retrying');
-CREATE INDEX deliveries_state ON deliveries (state, created_at) WHERE state <> 'delivered';
+CREATE INDEX deliveries_state ON deliveries (state, created_at) WHERE state IN ('dead', 'merged');
 CREATE INDEX deliveries_hold ON deliveries (hold_key) WHERE hold_key IS NOT NULL;
 CREATE INDEX attempts_delivery ON attempts (delivery_seq, at);
 "#,
@@ -149,6 +169,11 @@ pub fn configure(conn: &Connection) -> rusqlite::Result<()> {
 
 /// Brings the schema up to date, one transaction per migration.
 pub fn migrate(conn: &mut Connection) -> Result<(), OutboxError> {
+    migrate_to(conn, MIGRATIONS.len())
+}
+
+/// Applies the migrations up to version `target`.
+pub fn migrate_to(conn: &mut Connection, target: usize) -> Result<(), OutboxError> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(db)?;
     if version as usize > MIGRATIONS.len() {
         return Err(OutboxError(format!(
@@ -156,7 +181,7 @@ pub fn migrate(conn: &mut Connection) -> Result<(), OutboxError> {
             MIGRATIONS.len()
         )));
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+    for (i, sql) in MIGRATIONS.iter().enumerate().take(target).skip(version as usize) {
         let tx = conn.transaction().map_err(db)?;
         tx.execute_batch(sql).map_err(db)?;
         tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(db)?;

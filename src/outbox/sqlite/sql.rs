@@ -3,21 +3,24 @@
 //!
 //! A delivery is two rows: `deliveries` (its state, about a hundred bytes, rewritten by each
 //! lease and attempt) and `delivery_bodies` (the rendered message and headline, written once),
-//! joined on `seq`. A leased delivery has `leased_until` set and `next_at` moved to the same
+//! joined on `seq`. A message whose body begins with its event's JSON stores only the rest, and
+//! is put back together from the event's row when it is read (see `StoredNew`). A leased delivery has `leased_until` set and `next_at` moved to the same
 //! time, so the due-order index never offers it again until the lease expires.
 
 use rusqlite::{params, OptionalExtension, Transaction};
 
 use super::{db, StoredEvent, StoredNew};
+use crate::channels::{Message, MessageBody};
 use crate::clock::Millis;
 use crate::outbox::{AttemptRecord, Dedup, Delivery, DeliveryState, Enqueued, ListFilter, Next, OutboxError};
 use crate::state::Track;
 
 /// The columns `row_to_delivery` reads, from `deliveries d JOIN delivery_bodies b`.
 const DELIVERY_COLUMNS: &str = "d.id, d.event_id, d.rule, d.channel, b.message, d.state, d.attempts, \
-     d.created_at, d.scheduled_at, d.next_at, d.last_error, b.headline, d.hold_key";
+     d.created_at, d.scheduled_at, d.next_at, d.last_error, b.headline, d.hold_key, b.event_prefix, e.body";
 
-const FROM_DELIVERIES: &str = "deliveries d JOIN delivery_bodies b ON b.seq = d.seq";
+/// The tables `DELIVERY_COLUMNS` come from, after `FROM deliveries d`.
+const BODIES: &str = "JOIN delivery_bodies b ON b.seq = d.seq LEFT JOIN events e ON e.seq = b.event_seq";
 
 const OPEN: &str = "d.state IN ('pending', 'retrying')";
 
@@ -29,15 +32,26 @@ fn row_to_delivery(r: &rusqlite::Row<'_>) -> rusqlite::Result<Delivery> {
 fn delivery_at(r: &rusqlite::Row<'_>, o: usize) -> rusqlite::Result<Delivery> {
     let bad =
         |what: String| rusqlite::Error::FromSqlConversionFailure(o, rusqlite::types::Type::Text, what.into());
-    let message = r.get_ref(o + 4)?.as_str()?;
     let state = r.get_ref(o + 5)?.as_str()?;
     let headline = r.get_ref(o + 11)?.as_str()?;
+    let mut message: Message =
+        serde_json::from_str(r.get_ref(o + 4)?.as_str()?).map_err(|e| bad(format!("stored message: {e}")))?;
+    if let Some(prefix) = r.get::<_, Option<i64>>(o + 13)? {
+        let prefix = usize::try_from(prefix).map_err(|_| bad(format!("stored message: prefix {prefix}")))?;
+        let event = r.get_ref(o + 14)?.as_str_or_null()?.unwrap_or_default();
+        let head =
+            event.get(..prefix).ok_or_else(|| bad("stored message: its event's body is missing".into()))?;
+        match &mut message.body {
+            MessageBody::Raw { body, .. } => body.insert_str(0, head),
+            _ => return Err(bad("stored message: only a raw body can start with its event".into())),
+        }
+    }
     Ok(Delivery {
         id: r.get(o)?,
         event_id: r.get(o + 1)?,
         rule: r.get(o + 2)?,
         channel: r.get(o + 3)?,
-        message: serde_json::from_str(message).map_err(|e| bad(format!("stored message: {e}")))?,
+        message,
         state: DeliveryState::parse(state).ok_or_else(|| bad(format!("unknown state {state}")))?,
         attempts: r.get(o + 6)?,
         created_at: r.get(o + 7)?,
@@ -85,19 +99,23 @@ pub fn enqueue(
         ])
     })
     .map_err(db)?;
+    let event_seq = tx.last_insert_rowid();
     if duplicate_of.is_none() {
         for d in deliveries {
             let leased = lease_ms.filter(|_| d.due_at.is_none()).map(|ms| now + ms);
-            insert_delivery(tx, d, &event.id, now, leased)?;
+            insert_delivery(tx, d, &event.id, Some(event_seq), now, leased)?;
         }
     }
     Ok(Enqueued { duplicate_of })
 }
 
+/// Inserts a delivery of the event `event_id`; `event_seq` is that event's row, when the
+/// message may have been stored relative to it.
 fn insert_delivery(
     tx: &Transaction<'_>,
     d: &StoredNew,
     event_id: &str,
+    event_seq: Option<i64>,
     at: Millis,
     leased_until: Option<Millis>,
 ) -> Result<(), OutboxError> {
@@ -109,9 +127,12 @@ fn insert_delivery(
     .and_then(|mut s| s.execute(params![d.id, event_id, d.rule, d.channel, d.hold, at, next_at, leased_until]))
     .map_err(db)?;
     let seq = tx.last_insert_rowid();
-    tx.prepare_cached("INSERT INTO delivery_bodies (seq, message, headline) VALUES (?1, ?2, ?3)")
-        .and_then(|mut s| s.execute(params![seq, d.message, d.headline]))
-        .map_err(db)?;
+    let event_seq = event_seq.filter(|_| d.event_prefix.is_some());
+    tx.prepare_cached(
+        "INSERT INTO delivery_bodies (seq, message, headline, event_seq, event_prefix) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )
+    .and_then(|mut s| s.execute(params![seq, d.message, d.headline, event_seq, d.event_prefix.map(|n| n as i64)]))
+    .map_err(db)?;
     Ok(())
 }
 
@@ -137,7 +158,7 @@ pub fn load_track(tx: &Transaction<'_>, key: &str) -> Result<Option<Track>, Outb
 
 pub fn held(tx: &Transaction<'_>, key: &str) -> Result<Vec<Delivery>, OutboxError> {
     let sql = format!(
-        "SELECT {DELIVERY_COLUMNS} FROM {FROM_DELIVERIES} WHERE d.hold_key = ?1 AND {OPEN} ORDER BY d.created_at, d.id"
+        "SELECT {DELIVERY_COLUMNS} FROM deliveries d {BODIES} WHERE d.hold_key = ?1 AND {OPEN} ORDER BY d.created_at, d.id"
     );
     tx.prepare_cached(&sql).and_then(|mut s| s.query_map([key], row_to_delivery)?.collect()).map_err(db)
 }
@@ -166,7 +187,7 @@ pub fn lease(
 ) -> Result<Vec<Delivery>, OutboxError> {
     let sql = format!(
         "SELECT d.seq, {DELIVERY_COLUMNS} FROM deliveries d INDEXED BY deliveries_lease \
-         JOIN delivery_bodies b ON b.seq = d.seq WHERE {OPEN} AND d.next_at <= ?1 \
+         {BODIES} WHERE {OPEN} AND d.next_at <= ?1 \
          ORDER BY d.next_at, d.created_at LIMIT ?2"
     );
     let due: Vec<(i64, Delivery)> = tx
@@ -191,20 +212,24 @@ pub fn finish(tx: &Transaction<'_>, id: &str, a: &AttemptRecord, next: &Next) ->
         Next::RetryAt(at) => ("retrying", Some(*at), Some(a.detail.as_str())),
         Next::Dead(reason) => ("dead", None, Some(reason.as_str())),
     };
-    let seq: Option<i64> = tx
+    // A plain UPDATE, then the attempt by a subquery: RETURNING would build a temporary table
+    // for each call.
+    let changed = tx
         .prepare_cached(
             "UPDATE deliveries SET state = ?2, attempts = attempts + 1, next_at = COALESCE(?3, next_at), \
-             last_error = COALESCE(?4, last_error), leased_until = NULL WHERE id = ?1 RETURNING seq",
+             last_error = COALESCE(?4, last_error), leased_until = NULL WHERE id = ?1",
         )
-        .and_then(|mut s| s.query_row(params![id, state, next_at, error], |r| r.get(0)).optional())
+        .and_then(|mut s| s.execute(params![id, state, next_at, error]))
         .map_err(db)?;
-    let seq = seq.ok_or_else(|| OutboxError(format!("no delivery {id}")))?;
+    if changed == 0 {
+        return Err(OutboxError(format!("no delivery {id}")));
+    }
     tx.prepare_cached(
         "INSERT INTO attempts (delivery_seq, at, outcome, http_status, code, detail, latency_ms) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+         SELECT seq, ?2, ?3, ?4, ?5, ?6, ?7 FROM deliveries WHERE id = ?1",
     )
     .and_then(|mut s| {
-        s.execute(params![seq, a.at, a.outcome, a.http_status, a.code, a.detail, a.latency_ms as i64])
+        s.execute(params![id, a.at, a.outcome, a.http_status, a.code, a.detail, a.latency_ms as i64])
     })
     .map_err(db)?;
     Ok(())
@@ -222,9 +247,11 @@ fn filter_sql(filter: &ListFilter, first: usize) -> (Vec<String>, Vec<rusqlite::
     let mut args: Vec<rusqlite::types::Value> = Vec::new();
     if let Some(state) = filter.state {
         conds.push(format!("d.state = ?{}", first + args.len()));
-        if state != DeliveryState::Delivered {
-            // Lets SQLite use the state index, which leaves delivered rows out.
-            conds.push("d.state <> 'delivered'".to_string());
+        // Lets SQLite use the partial index that holds this state, if one does.
+        match state {
+            DeliveryState::Dead | DeliveryState::Merged => conds.push("d.state IN ('dead', 'merged')".into()),
+            DeliveryState::Pending | DeliveryState::Retrying => conds.push(OPEN.into()),
+            DeliveryState::Delivered => {}
         }
         args.push(state.as_str().to_string().into());
     }
@@ -235,11 +262,19 @@ fn filter_sql(filter: &ListFilter, first: usize) -> (Vec<String>, Vec<rusqlite::
     (conds, args)
 }
 
+/// Newest first: in the order stored, which a scan of delivered rows can follow from the end.
 pub fn list(tx: &Transaction<'_>, filter: &ListFilter) -> Result<Vec<Delivery>, OutboxError> {
     let (conds, args) = filter_sql(filter, 1);
     let clause = if conds.is_empty() { String::new() } else { format!("WHERE {}", conds.join(" AND ")) };
+    // Open and dead/merged deliveries are few beside delivered ones: read them through their
+    // partial index rather than scanning every row newest first.
+    let index = match filter.state {
+        Some(DeliveryState::Pending | DeliveryState::Retrying) => "INDEXED BY deliveries_lease",
+        Some(DeliveryState::Dead | DeliveryState::Merged) => "INDEXED BY deliveries_state",
+        _ => "",
+    };
     let sql = format!(
-        "SELECT {DELIVERY_COLUMNS} FROM {FROM_DELIVERIES} {clause} ORDER BY d.created_at DESC, d.id DESC LIMIT {}",
+        "SELECT {DELIVERY_COLUMNS} FROM deliveries d {index} {BODIES} {clause} ORDER BY d.seq DESC LIMIT {}",
         filter.limit
     );
     tx.prepare(&sql)
@@ -248,7 +283,7 @@ pub fn list(tx: &Transaction<'_>, filter: &ListFilter) -> Result<Vec<Delivery>, 
 }
 
 pub fn get(tx: &Transaction<'_>, id: &str) -> Result<Option<(Delivery, Vec<AttemptRecord>)>, OutboxError> {
-    let sql = format!("SELECT d.seq, {DELIVERY_COLUMNS} FROM {FROM_DELIVERIES} WHERE d.id = ?1");
+    let sql = format!("SELECT d.seq, {DELIVERY_COLUMNS} FROM deliveries d {BODIES} WHERE d.id = ?1");
     let Some((seq, d)) = tx
         .prepare_cached(&sql)
         .and_then(|mut s| s.query_row([id], |r| Ok((r.get::<_, i64>(0)?, delivery_at(r, 1)?))).optional())
@@ -317,7 +352,7 @@ pub fn backlog(
 ) -> Result<Vec<Delivery>, OutboxError> {
     let marks: Vec<String> = (0..channels.len()).map(|i| format!("?{}", i + 2)).collect();
     let sql = format!(
-        "SELECT {DELIVERY_COLUMNS} FROM {FROM_DELIVERIES} WHERE {OPEN} AND d.channel IN ({}) \
+        "SELECT {DELIVERY_COLUMNS} FROM deliveries d {BODIES} WHERE {OPEN} AND d.channel IN ({}) \
          AND (d.leased_until IS NULL OR d.leased_until <= ?1) ORDER BY d.created_at, d.id LIMIT {limit}",
         marks.join(", ")
     );
@@ -344,7 +379,7 @@ pub fn merge(
     for id in ids {
         mark.execute(params![id, note]).map_err(db)?;
     }
-    insert_delivery(tx, summary, event_id, at, None)
+    insert_delivery(tx, summary, event_id, None, at, None)
 }
 
 /// Attempts since `since`, oldest first. Attempts are appended in time order, so this reads
