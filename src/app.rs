@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{web, App, HttpServer};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::clock::{Clock, SystemClock};
@@ -19,6 +19,7 @@ use crate::http::{self, AppState};
 use crate::listen::{self, Listeners};
 use crate::outbox::memory::MemoryOutbox;
 use crate::outbox::Outbox;
+use crate::threads;
 
 /// How long in-flight attempts may run after the server stops accepting.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -36,6 +37,8 @@ pub enum StartError {
     /// A raw listener could not bind (the message names the address).
     #[error("{0}")]
     Listen(std::io::Error),
+    #[error("cannot start the delivery worker's thread: {0}")]
+    Worker(std::io::Error),
 }
 
 /// Knobs that tests and later backends set; `Default` is production.
@@ -65,7 +68,8 @@ pub struct Running {
     pub gateway: Arc<Gateway>,
     server: actix_web::dev::ServerHandle,
     server_task: JoinHandle<std::io::Result<()>>,
-    worker: JoinHandle<()>,
+    /// Answered when the delivery worker's thread has stopped.
+    worker: oneshot::Receiver<()>,
     shutdown: watch::Sender<bool>,
     listeners: Listeners,
 }
@@ -102,10 +106,24 @@ pub async fn start(config: &Config, opts: Options) -> Result<Running, StartError
     let handle = server.handle();
     let server_task = tokio::spawn(server);
 
-    let worker = worker(config, &gateway, opts.outbox, opts.clock, opts.retry);
-    let worker = tokio::spawn(worker.run(shutdown_rx));
+    let worker = spawn_worker(worker(config, &gateway, opts.outbox, opts.clock, opts.retry), shutdown_rx)
+        .map_err(StartError::Worker)?;
     tracing::info!(%addr, channels = gateway.channels.len(), rules = gateway.rules.rules().len(), "Herald is listening");
     Ok(Running { addr, gateway, server: handle, server_task, worker, shutdown, listeners })
+}
+
+/// Runs the worker on a thread and runtime of its own, at a lower priority than the accept
+/// path (see `threads`): its sends and their connections stay on one thread, and a burst of
+/// webhooks is accepted first and delivered as the CPUs free up.
+fn spawn_worker(worker: Worker, shutdown: watch::Receiver<bool>) -> std::io::Result<oneshot::Receiver<()>> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let (stopped, done) = oneshot::channel();
+    std::thread::Builder::new().name("herald-delivery".into()).spawn(move || {
+        threads::lower_priority(threads::DELIVERY_NICE);
+        runtime.block_on(worker.run(shutdown));
+        let _ = stopped.send(());
+    })?;
+    Ok(done)
 }
 
 /// The delivery worker for a gateway: the retry policy (from `[delivery]` unless overridden),
@@ -162,7 +180,7 @@ impl Running {
     }
 }
 
-async fn finish_worker(worker: JoinHandle<()>, shutdown: watch::Sender<bool>) {
+async fn finish_worker(worker: oneshot::Receiver<()>, shutdown: watch::Sender<bool>) {
     let _ = shutdown.send(true);
     match tokio::time::timeout(SHUTDOWN_GRACE, worker).await {
         Ok(_) => tracing::info!("delivery worker stopped"),

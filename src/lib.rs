@@ -21,6 +21,7 @@
 //! | [`gateway`] | the accept pipeline: auth → parse → route → render → store |
 //! | [`http`] | the HTTP API (actix-web): hooks, health, admin API; one error type |
 //! | [`app`] | wiring and shutdown; [`cli`] the commands; [`clock`] time as a dependency |
+//! | [`threads`] | which threads go first under load: background work lowers its priority |
 
 pub mod app;
 pub mod channels;
@@ -39,3 +40,4 @@ pub mod render;
 pub mod rules;
 pub mod secret;
 pub mod state;
+pub mod threads;

@@ -39,6 +39,7 @@ impl Checkpointer {
         let thread = std::thread::Builder::new()
             .name("herald-checkpoint".into())
             .spawn(move || {
+                crate::threads::lower_priority(crate::threads::CHECKPOINT_NICE);
                 while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(INTERVAL) {
                     if let Err(e) = checkpoint(&conn) {
                         tracing::warn!(error = %e, "checkpoint failed; the writer checkpoints itself later");
