@@ -1,17 +1,14 @@
 //! Which threads go first when the CPUs are busy.
 //!
 //! Accepting a webhook is latency-bound work: the sender waits for the 202, and retries when it
-//! times out. Delivering and checkpointing are throughput work that can wait a moment. So the
-//! background threads lower their own scheduling priority: under a burst the kernel runs the
-//! accept path and the store's writer first, and the background catches up as the burst passes.
+//! times out. Delivering is throughput work that can wait a moment. So the delivery thread
+//! lowers its own scheduling priority: under a burst the kernel runs the accept path and the
+//! store's writer first, and delivery catches up as the burst passes.
 //! Nothing is starved: a lower priority is a smaller share of the CPU, not none of it. Lowering
 //! needs no privilege.
 
 /// The niceness of the delivery worker's thread.
 pub const DELIVERY_NICE: i32 = 5;
-
-/// The niceness of the store's checkpoint thread.
-pub const CHECKPOINT_NICE: i32 = 10;
 
 /// Lowers the calling thread's priority to `nice` (0 is normal, 19 the lowest); a thread that
 /// already runs lower keeps its priority. Best effort: elsewhere than Linux, or if the call

@@ -9,10 +9,8 @@
 //! | `mod.rs` | opening the store, the data-dir lock, the `Outbox` implementation |
 //! | `schema.rs` | connection settings and migrations |
 //! | `writer.rs` | the writer thread: batching, one commit per batch, answering callers |
-//! | `checkpoint.rs` | copying the write-ahead log back into the database, off the writer's path |
 //! | `sql.rs` | one function per operation: the statements |
 
-mod checkpoint;
 mod schema;
 mod sql;
 mod writer;
@@ -115,8 +113,6 @@ struct Writer {
     path: PathBuf,
     /// Held while the gateway runs: one process owns a data dir.
     lock: Option<std::fs::File>,
-    /// The gateway's store checkpoints on a thread of its own.
-    checkpointer: Option<checkpoint::Checkpointer>,
 }
 
 impl Drop for Writer {
@@ -127,7 +123,6 @@ impl Drop for Writer {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-        drop(self.checkpointer.take());
         drop(self.lock.take());
     }
 }
@@ -161,12 +156,7 @@ impl SqliteOutbox {
         if n > 0 {
             tracing::info!(deliveries = n, "released the leases of a previous run");
         }
-        conn.pragma_update(None, "wal_autocheckpoint", checkpoint::WRITER_BACKSTOP_PAGES).map_err(db)?;
-        let checkpointer = checkpoint::Checkpointer::start(&dir.join("herald.db"))?;
-        let mut store = SqliteOutbox::start(dir, conn, Some(lock))?;
-        Arc::get_mut(&mut store.writer).expect("a new store has one handle").checkpointer =
-            Some(checkpointer);
-        Ok(store)
+        SqliteOutbox::start(dir, conn, Some(lock))
     }
 
     /// Opens the store beside a running gateway, for `herald deliveries`: no lock is taken and
@@ -193,13 +183,7 @@ impl SqliteOutbox {
             .name("herald-store".into())
             .spawn(move || writer::run(conn, rx))
             .map_err(|e| OutboxError(format!("cannot start the store thread: {e}")))?;
-        let writer = Writer {
-            ops: Some(ops),
-            thread: Some(thread),
-            path: dir.join("herald.db"),
-            lock,
-            checkpointer: None,
-        };
+        let writer = Writer { ops: Some(ops), thread: Some(thread), path: dir.join("herald.db"), lock };
         Ok(SqliteOutbox { writer: Arc::new(writer), tracks: Default::default() })
     }
 
