@@ -56,8 +56,8 @@ impl Channel for Scripted {
     fn check_mention(&self, _mention: &Mention) -> Vec<String> {
         vec![]
     }
-    fn rate_key(&self) -> String {
-        "scripted".into()
+    fn rate_key(&self) -> &str {
+        "scripted"
     }
 }
 

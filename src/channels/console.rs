@@ -17,6 +17,8 @@ use crate::render::Renderer;
 /// A configured `type = "console"` channel.
 pub struct Console {
     name: String,
+    /// Each console channel is a robot of its own.
+    rate_key: String,
     renderer: Arc<Renderer>,
 }
 
@@ -24,7 +26,11 @@ impl Console {
     /// The console takes no settings beyond the common ones.
     pub fn new(name: &str, cfg: ConsoleConfig, deps: &ChannelDeps) -> Self {
         let ConsoleConfig {} = cfg;
-        Console { name: name.to_string(), renderer: deps.renderer.clone() }
+        Console {
+            name: name.to_string(),
+            rate_key: format!("console {name}"),
+            renderer: deps.renderer.clone(),
+        }
     }
 
     /// The block `send` prints: a header line naming the channel and the delivery, then the text.
@@ -110,8 +116,8 @@ impl Channel for Console {
         vec![]
     }
 
-    fn rate_key(&self) -> String {
-        format!("console {}", self.name)
+    fn rate_key(&self) -> &str {
+        &self.rate_key
     }
 }
 

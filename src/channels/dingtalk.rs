@@ -227,8 +227,8 @@ impl Channel for Dingtalk {
         Vec::new()
     }
 
-    fn rate_key(&self) -> String {
-        self.cfg.url.expose().to_string()
+    fn rate_key(&self) -> &str {
+        self.cfg.url.expose().as_str()
     }
 }
 

@@ -41,8 +41,8 @@ type Transport = AsyncSmtpTransport<Tokio1Executor>;
 pub struct Email {
     name: String,
     smtp: SecretUrl,
-    /// `host:port`, for rate limiting.
-    relay: String,
+    /// The relay and the sender (`smtp host:port from address`), for rate limiting.
+    rate_key: String,
     from: Mailbox,
     to: Vec<Mailbox>,
     cc: Vec<Mailbox>,
@@ -111,7 +111,7 @@ impl Email {
         Ok(Email {
             name: name.to_string(),
             smtp: cfg.smtp,
-            relay: format!("{host}:{port}"),
+            rate_key: format!("smtp {host}:{port} from {}", from.email),
             from,
             to,
             cc,
@@ -355,8 +355,8 @@ impl Channel for Email {
         )]
     }
 
-    fn rate_key(&self) -> String {
-        format!("smtp {} from {}", self.relay, self.from.email)
+    fn rate_key(&self) -> &str {
+        &self.rate_key
     }
 }
 

@@ -81,9 +81,8 @@ pub async fn send(
     for (k, v) in &req.headers {
         builder = builder.header(k, v);
     }
-    let mut all_secrets: Vec<&str> = secrets.to_vec();
-    let url_string = req.url.to_string();
-    all_secrets.push(&url_string);
+    // What errors must not show: the channel's secrets and the URL (it may carry a token).
+    let all_secrets = || secrets.iter().copied().chain([req.url.as_str()]).collect::<Vec<&str>>();
     let resp = match builder.body(req.body).send().await {
         Ok(r) => r,
         Err(e) => {
@@ -95,7 +94,7 @@ pub async fn send(
                 "request failed".to_string()
             };
             // reqwest's Display includes the URL; print only its source chain without it.
-            let detail = format!("{what}: {}", scrub(&error_chain(&e), &all_secrets));
+            let detail = format!("{what}: {}", scrub(&error_chain(&e), &all_secrets()));
             return Err(Outcome::transient(detail));
         }
     };
@@ -108,13 +107,13 @@ pub async fn send(
     let body = match resp.bytes().await {
         Ok(b) => b.to_vec(),
         Err(e) => {
-            let detail = format!("reading the answer failed: {}", scrub(&error_chain(&e), &all_secrets));
+            let detail = format!("reading the answer failed: {}", scrub(&error_chain(&e), &all_secrets()));
             return Err(Outcome { http_status: Some(status), ..Outcome::transient(detail) });
         }
     };
     let resp = HttpResponse { status, retry_after, body };
     if status == 429 || status == 408 || (500..=599).contains(&status) {
-        let detail = format!("HTTP {status}: {}", scrub(&resp.body_snippet(), &all_secrets));
+        let detail = format!("HTTP {status}: {}", scrub(&resp.body_snippet(), &all_secrets()));
         return Err(Outcome {
             verdict: Verdict::Transient { retry_after: resp.retry_after },
             http_status: Some(status),

@@ -229,7 +229,7 @@ pub trait Channel: Send + Sync {
     /// Warnings about mentions this channel's message type cannot carry.
     fn check_mention(&self, mention: &Mention) -> Vec<String>;
     /// What identifies the robot for rate limiting (its URL, credentials included: never print it).
-    fn rate_key(&self) -> String;
+    fn rate_key(&self) -> &str;
 }
 
 /// Shared resources handed to every channel at construction.

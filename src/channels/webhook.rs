@@ -231,8 +231,8 @@ impl Channel for Webhook {
         vec![format!("channel {:?}: a webhook has no mention field; the mention is ignored", self.name)]
     }
 
-    fn rate_key(&self) -> String {
-        self.url.expose().to_string()
+    fn rate_key(&self) -> &str {
+        self.url.expose().as_str()
     }
 }
 

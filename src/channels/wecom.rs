@@ -179,8 +179,8 @@ impl Channel for Wecom {
         mention_warnings(self.cfg.msgtype, mention)
     }
 
-    fn rate_key(&self) -> String {
-        self.cfg.url.expose().to_string()
+    fn rate_key(&self) -> &str {
+        self.cfg.url.expose().as_str()
     }
 }
 

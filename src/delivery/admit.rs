@@ -19,7 +19,7 @@ impl Worker {
         let mut held: BTreeMap<String, Millis> = BTreeMap::new();
         for d in due {
             let key = self.channels.get(&d.channel).map(|c| c.rate_key());
-            match key.as_deref().map(|k| self.governor.acquire(k, now)) {
+            match key.map(|k| self.governor.acquire(k, now)) {
                 Some(Err(ready)) => {
                     match self.outbox.defer(&d.id, ready).await {
                         Ok(()) => self.handoff.stored(ready),
@@ -27,7 +27,7 @@ impl Worker {
                             tracing::error!(delivery_id = %d.id, error = %e, "deferring a delivery failed")
                         }
                     }
-                    held.insert(key.unwrap_or_default(), ready);
+                    held.insert(key.unwrap_or_default().to_string(), ready);
                 }
                 _ => sends.push(d),
             }

@@ -72,7 +72,7 @@ pub fn robots(
     let mut names: Vec<&String> = channels.keys().collect();
     names.sort();
     for name in names {
-        let robot = robots.entry(channels[name].rate_key()).or_default();
+        let robot = robots.entry(channels[name].rate_key().to_string()).or_default();
         robot.channels.push(name.clone());
         for r in rates.get(name).into_iter().flatten() {
             if !robot.rates.contains(r) {
@@ -122,7 +122,7 @@ impl Worker {
             Ok(sent) => {
                 for (channel, at) in sent {
                     if let Some(c) = self.channels.get(&channel) {
-                        self.governor.seed(&c.rate_key(), at);
+                        self.governor.seed(c.rate_key(), at);
                     }
                 }
             }

@@ -83,7 +83,7 @@ async fn handle(
     // GitHub ping): 200.
     let body = match views.len() {
         0 => return Ok(HttpResponse::Ok().json(serde_json::json!({ "events": [] }))),
-        1 => serde_json::to_value(&views[0]),
+        1 => return Ok(HttpResponse::Accepted().json(&views[0])),
         _ => serde_json::to_value(&views[0]).map(|mut v| {
             v["events"] = serde_json::to_value(&views).unwrap_or_default();
             v
