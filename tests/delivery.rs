@@ -19,7 +19,7 @@ use herald::delivery::handoff::Handoff;
 use herald::delivery::{RetryPolicy, Worker};
 use herald::event::{Event, Status};
 use herald::outbox::memory::MemoryOutbox;
-use herald::outbox::{DeliveryState, EnqueueWith, Headline, NewDelivery, Outbox};
+use herald::outbox::{Delivery, DeliveryState, EnqueueWith, Headline, NewDelivery, Outbox};
 
 /// A channel that answers from a script and records every attempt.
 #[derive(Default)]
@@ -219,4 +219,36 @@ async fn a_lease_left_by_a_crashed_worker_comes_back() {
 #[tokio::test]
 async fn the_memory_outbox_meets_the_contract() {
     support::outbox_contract::run_contract(|| Arc::new(MemoryOutbox::new()) as Arc<dyn Outbox>).await;
+}
+
+#[tokio::test]
+async fn deliveries_waiting_in_the_store_go_before_new_ones_handed_over() {
+    let r = rig(vec![], RetryPolicy::default());
+    enqueue(&r, "old", "scripted").await;
+    // A full step's worth of new deliveries, stored leased and handed over in memory, the way
+    // the gateway does it.
+    let now = r.clock.now_ms();
+    let fresh: Vec<NewDelivery> = (0..16)
+        .map(|i| NewDelivery {
+            id: format!("new{i}"),
+            rule: "r".into(),
+            channel: "scripted".into(),
+            message: Message { body: MessageBody::Text { text: "hi".into() }, template_errors: vec![] },
+            headline: Headline::default(),
+            hold: None,
+            due_at: None,
+        })
+        .collect();
+    let e = Event::new("flow", Status::Failure, "FAIL", true);
+    let with = EnqueueWith { lease_ms: Some(60_000), ..Default::default() };
+    r.outbox.enqueue(&e, &fresh, now, &with).await.unwrap();
+    let handed = fresh.into_iter().map(|d| Delivery::stored(d, &e.event_id, now));
+    r.worker.handoff.reserve(16).unwrap().fill(handed, now + 60_000);
+
+    assert_eq!(r.worker.step().await, 16);
+    let first: Vec<String> =
+        r.channel.attempts.lock().unwrap().iter().map(|a| a.delivery_id.clone()).collect();
+    assert!(first.contains(&"old".to_string()), "the stored delivery waited behind new ones: {first:?}");
+    assert_eq!(r.worker.step().await, 1, "the last new one follows");
+    assert!(r.outbox.all().iter().all(|d| d.state == DeliveryState::Delivered));
 }

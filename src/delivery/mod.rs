@@ -130,35 +130,37 @@ impl Worker {
         }
     }
 
-    /// Up to `max` deliveries to try now: handed-over ones first, then, when the store may
-    /// hold due ones (or `always`), leased from the store.
+    /// Up to `max` deliveries to try now: the store's first when it may hold due ones (or
+    /// `always`), then handed-over ones. The store's are older (retries, held messages, an
+    /// overflow), so a steady stream of new events never keeps them waiting.
     async fn take(&self, max: usize, now: Millis, always: bool) -> Vec<Delivery> {
-        let mut due = self.handoff.take(max, now, self.lease_ms() / 2);
-        if due.len() >= max || !(always || self.handoff.store_due() <= now) {
-            return due;
-        }
-        self.handoff.claim_store();
-        let want = max - due.len();
-        let next = match self.outbox.lease(now, want, self.lease_ms()).await {
-            // More may be due: look again at once.
-            Ok(leased) if leased.len() == want => {
-                due.extend(leased);
-                now
-            }
-            // Drained: look again when the next one is due, or at the next poll.
-            Ok(leased) => {
-                due.extend(leased);
-                match self.outbox.next_due().await {
-                    Ok(Some(at)) => at.clamp(now + 1, now + POLL_MS),
-                    _ => now + POLL_MS,
+        let mut due = Vec::new();
+        if always || self.handoff.store_due() <= now {
+            self.handoff.claim_store();
+            let next = match self.outbox.lease(now, max, self.lease_ms()).await {
+                // More may be due: look again at once.
+                Ok(leased) if leased.len() == max => {
+                    due = leased;
+                    now
                 }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "leasing deliveries failed");
-                now + POLL_MS
-            }
-        };
-        self.handoff.stored(next);
+                // Drained: look again when the next one is due, or at the next poll.
+                Ok(leased) => {
+                    due = leased;
+                    match self.outbox.next_due().await {
+                        Ok(Some(at)) => at.clamp(now + 1, now + POLL_MS),
+                        _ => now + POLL_MS,
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "leasing deliveries failed");
+                    now + POLL_MS
+                }
+            };
+            self.handoff.stored(next);
+        }
+        if due.len() < max {
+            due.extend(self.handoff.take(max - due.len(), now, self.lease_ms() / 2));
+        }
         due
     }
 
