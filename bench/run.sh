@@ -10,7 +10,8 @@
 # Knobs (environment): BENCH_RUNS (5), BENCH_DURATION (10, seconds of wrk per measurement),
 # BENCH_WARMUP (2), BENCH_CONNECTIONS (64), BENCH_WRK_THREADS (2), BENCH_E2E_EVENTS (20000),
 # BENCH_E2E_CONCURRENCY (64), BENCH_IDLE_SECONDS (3), BENCH_TIME_LIMIT (900, seconds for the
-# measurements; the build is not counted), BENCH_SKIP_BUILD (unset).
+# measurements; the build is not counted), BENCH_SKIP_BUILD (unset), BENCH_HERALD (another
+# herald binary to measure), BENCH_BUILT_FROM (what to call it), BENCH_RESULTS (where to write).
 #
 # Everything runs on 127.0.0.1 on ports picked here; every process started here is stopped on
 # exit, and every step has a time limit.
@@ -29,10 +30,10 @@ IDLE_SECONDS=${BENCH_IDLE_SECONDS:-3}
 TIME_LIMIT=${BENCH_TIME_LIMIT:-900}
 export BENCH_BODY=$ROOT/tests/fixtures/inbound/flow-task-fail.json
 CONFIG=$ROOT/bench/herald.toml
-RESULTS=$ROOT/bench/results
+RESULTS=${BENCH_RESULTS:-$ROOT/bench/results}
 
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-HERALD=$TARGET/release/herald
+HERALD=${BENCH_HERALD:-$TARGET/release/herald}
 CEILING=$TARGET/release/examples/bench_ceiling
 SINK=$TARGET/release/examples/bench_sink
 POST=$TARGET/release/examples/bench_post
@@ -58,7 +59,7 @@ fi
 for b in "$HERALD" "$CEILING" "$SINK" "$POST"; do
   [ -x "$b" ] || die "$b is missing: run cargo build --release --examples --bins"
 done
-BUILT_FROM="$(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- src 2>/dev/null || echo ' with uncommitted changes in src/')"
+BUILT_FROM=${BENCH_BUILT_FROM:-"$(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- src 2>/dev/null || echo ' with uncommitted changes in src/')"}
 
 # ---------------------------------------------------------------- processes
 
