@@ -105,6 +105,90 @@ async fn a_burst_of_100_never_trips_the_limit_and_every_event_is_represented() {
 }
 
 #[tokio::test]
+async fn a_steady_stream_makes_one_summary_per_free_slot_not_one_per_event() {
+    // 1200 events, one every 50 ms (a minute of 20 a second) to a robot that takes 20 a minute,
+    // the worker stepping as they arrive. Summaries must keep pace with the robot: a summary
+    // each time a few held-back events make a backlog longer than max_wait would pile up
+    // faster than the robot sends them.
+    let robot = MockRobot::start(
+        Platform::Dingtalk,
+        MockOptions { rate_limit: Some(RateLimit::dingtalk()), ..MockOptions::signed(SECRET) },
+    );
+    let cfg = config(&robot.url(), "");
+    let clock = Arc::new(ManualClock::new(SystemClock.now_ms()));
+    let start = clock.now_ms();
+    let outbox = Arc::new(MemoryOutbox::new());
+    let gateway =
+        Gateway::build(&cfg, outbox.clone(), clock.clone()).map_err(|e| format!("{e:?}")).unwrap().gateway;
+    let worker = app::worker(&cfg, &gateway, outbox.clone(), clock.clone(), None);
+    for i in 0..1200 {
+        gateway.accept(flow_event(5000 + i)).await.unwrap();
+        while worker.step().await > 0 {}
+        clock.advance(Duration::from_millis(50));
+    }
+    let stream_end = clock.now_ms();
+    for _ in 0..1000 {
+        if worker.step().await > 0 {
+            continue;
+        }
+        match outbox.next_due().await.unwrap() {
+            Some(at) => clock.advance(Duration::from_millis((at - clock.now_ms()).max(1) as u64)),
+            None => break,
+        }
+    }
+    assert_eq!(outbox.next_due().await.unwrap(), None, "deliveries left open");
+    let seen = robot.requests();
+    assert!(seen.iter().all(|s| s.accepted && s.code == Some(0)), "every request was accepted");
+    let texts: Vec<String> =
+        robot.received().iter().map(|b| b["markdown"]["text"].as_str().unwrap().to_string()).collect();
+    for i in 0..1200u64 {
+        let tag = format!("#{}", 5000 + i);
+        if !texts.iter().any(|t| t.contains(&tag)) {
+            for t in &texts {
+                eprintln!("---- {} bytes\n{}", t.len(), &t[..t.len().min(600)]);
+            }
+            for d in outbox.all().iter().filter(|d| d.headline.text.contains(&tag)) {
+                eprintln!("{d:?}");
+            }
+        }
+        assert!(texts.iter().any(|t| t.contains(&tag)), "event {tag} is in no message");
+    }
+    // The robot can send one message every ~3 s: the backlog must be gone within about one
+    // max_wait (60 s) of the stream's end, not drain summary by summary long after.
+    let drained_s = (clock.now_ms() - stream_end) / 1000;
+    assert!(drained_s <= 70, "the last message went out {drained_s} s after the stream ended");
+    let summaries = texts.iter().filter(|t| t.contains("notifications in one message")).count();
+    let minutes = (clock.now_ms() - start) as f64 / 60_000.0;
+    assert!(
+        texts.len() as f64 <= 21.0 * minutes.ceil(),
+        "{} messages ({summaries} summaries) in {minutes:.1} min",
+        texts.len()
+    );
+    assert!(summaries >= 2, "a minute of 20 a second needs summaries: {summaries}");
+}
+
+#[tokio::test]
+async fn a_summary_lists_every_message_it_covers_within_the_size_limit() {
+    // 600 at once: the backlog's lines would pass DingTalk's 20,000 bytes in one summary, so
+    // it is split across the robot's next slots, and no event is only a number in a count.
+    let run = burst(600, "").await;
+    let seen = run.robot.requests();
+    assert!(seen.iter().all(|s| s.accepted && s.code == Some(0)), "every request was accepted");
+    let texts: Vec<String> =
+        run.robot.received().iter().map(|b| b["markdown"]["text"].as_str().unwrap().to_string()).collect();
+    let summaries: Vec<&String> =
+        texts.iter().filter(|t| t.contains("notifications in one message")).collect();
+    assert!(summaries.len() >= 2, "600 lines do not fit one message: {} summaries", summaries.len());
+    for t in &summaries {
+        assert!(!t.contains("(truncated)"), "a summary was cut: {} bytes", t.len());
+    }
+    for i in 0..600u64 {
+        let tag = format!("#{}", 1000 + i);
+        assert!(texts.iter().any(|t| t.contains(&tag)), "event {tag} is in no message");
+    }
+}
+
+#[tokio::test]
 async fn a_short_backlog_is_paced_not_summarised() {
     // 30 messages at 20/min drain within ~63 s at most: with a 2-minute wait they all go out
     // on their own, paced.

@@ -9,6 +9,11 @@
 /// The marker ending a cut text.
 pub const MARKER: &str = "\n…(truncated)";
 
+/// Whether `text` (a rendered message, or its serialized form) holds a text cut to fit.
+pub fn was_cut(text: &str) -> bool {
+    text.contains(MARKER.trim_start_matches('\n'))
+}
+
 /// The marker ending a cut single line (a title).
 pub const LINE_MARKER: &str = "…";
 

@@ -12,37 +12,42 @@ use crate::outbox::{Delivery, NewDelivery};
 impl Worker {
     /// The deliveries to attempt now, in the order taken; the rest are merged or deferred.
     pub(super) async fn admit(&self, due: Vec<Delivery>, now: Millis) -> Vec<Delivery> {
-        let due = self.release_holds(due, now).await;
+        let mut due = self.release_holds(due, now).await;
+        // A backlog summary goes before the robot's other messages due with it: it is the
+        // oldest news, and what is held back after it joins the next one.
+        due.sort_by_key(|d| d.rule != summary::SUMMARY_RULE);
         // The governor decides, in order, which deliveries go now; the rest wait for their
         // robot's next free slot, without counting an attempt.
         let mut sends = Vec::with_capacity(due.len());
-        let mut held: BTreeMap<String, Millis> = BTreeMap::new();
+        // Per robot held back: when its next slot frees, and what waits for it.
+        let mut held: BTreeMap<&str, (Millis, Vec<String>)> = BTreeMap::new();
         for d in due {
             let key = self.channels.get(&d.channel).map(|c| c.rate_key());
-            match key.map(|k| self.governor.acquire(k, now)) {
-                Some(Err(ready)) => {
-                    match self.outbox.defer(&d.id, ready).await {
-                        Ok(()) => self.handoff.stored(ready),
-                        Err(e) => {
-                            tracing::error!(delivery_id = %d.id, error = %e, "deferring a delivery failed")
-                        }
-                    }
-                    held.insert(key.unwrap_or_default().to_string(), ready);
+            match key.map(|k| (k, self.governor.acquire(k, now))) {
+                Some((key, Err(ready))) => {
+                    held.entry(key).or_insert_with(|| (ready, Vec::new())).1.push(d.id)
                 }
                 _ => sends.push(d),
             }
         }
-        for (key, ready) in held {
+        for (key, (ready, mut ids)) in held {
             // The robot's deliveries still queued in memory wait too: deferred into the store
             // with the rest, they count toward its backlog and can join its summary.
-            if let Some(robot) = self.robots.get(&key) {
-                for d in self.handoff.take_matching(|d| robot.channels.contains(&d.channel)) {
-                    if let Err(e) = self.outbox.defer(&d.id, ready).await {
-                        tracing::error!(delivery_id = %d.id, error = %e, "deferring a delivery failed");
-                    }
+            if let Some(robot) = self.robots.get(key) {
+                ids.extend(
+                    self.handoff
+                        .take_matching(|d| robot.channels.contains(&d.channel))
+                        .into_iter()
+                        .map(|d| d.id),
+                );
+            }
+            match self.outbox.defer(&ids, ready).await {
+                Ok(()) => self.handoff.stored(ready),
+                Err(e) => {
+                    tracing::error!(held = ids.len(), error = %e, "deferring held-back deliveries failed")
                 }
             }
-            self.summarize_backlog(&key, now, ready).await;
+            self.summarize_backlog(key, now, ready).await;
         }
         sends
     }
@@ -74,8 +79,7 @@ impl Worker {
                 send.push(d);
                 continue;
             };
-            let (title, reason) = hold.describe(held.len());
-            let built = summary::build(channel.as_ref(), &held, &title, &reason);
+            let (built, covered) = summary::build_fitting(channel.as_ref(), &held, |n| hold.describe(n));
             let new = NewDelivery {
                 id: new_event_id(),
                 rule: d.rule.clone(),
@@ -85,7 +89,10 @@ impl Worker {
                 hold: None,
                 due_at: None,
             };
-            let ids: Vec<String> = held.iter().map(|h| h.id.clone()).collect();
+            let (ids, rest): (Vec<String>, Vec<String>) = {
+                let mut ids = held.iter().map(|h| h.id.clone());
+                (ids.by_ref().take(covered).collect(), ids.collect())
+            };
             match self.outbox.merge(&ids, &new, &held[0].event_id, now).await {
                 Ok(()) => {
                     self.handoff.stored(now);
@@ -94,15 +101,24 @@ impl Worker {
                 }
                 Err(e) => tracing::error!(error = %e, "merging held deliveries failed"),
             }
+            // What did not fit makes the next summary, due now (and released from any lease).
+            if !rest.is_empty() {
+                if let Err(e) = self.outbox.defer(&rest, now).await {
+                    tracing::error!(held = rest.len(), error = %e, "releasing held deliveries failed");
+                }
+            }
             merged_keys.push(key);
         }
         send
     }
 
     /// Merges a robot's backlog into one summary when draining it at the robot's limits would
-    /// take longer than `max_wait`.
+    /// take longer than `max_wait`; at most one summary per free slot of the robot.
     async fn summarize_backlog(&self, key: &str, now: Millis, ready: Millis) {
         let Some(robot) = self.robots.get(key) else { return };
+        if !self.governor.may_summarize(key, ready) {
+            return;
+        }
         let backlog = match self.outbox.backlog(&robot.channels, now, MAX_SUMMARY_ITEMS).await {
             Ok(b) => b,
             Err(e) => {
@@ -117,9 +133,10 @@ impl Worker {
         }
         let first = &items[0];
         let Some(channel) = self.channels.get(&first.channel) else { return };
-        let title = format!("{} notifications in one message", items.len());
         let reason = summary::rate_limit_reason(&robot.rates, self.max_wait);
-        let built = summary::build(channel.as_ref(), &items, &title, &reason);
+        let (built, covered) = summary::build_fitting(channel.as_ref(), &items, |n| {
+            (format!("{n} notifications in one message"), reason.clone())
+        });
         let new = NewDelivery {
             id: new_event_id(),
             rule: summary::SUMMARY_RULE.to_string(),
@@ -129,9 +146,11 @@ impl Worker {
             hold: None,
             due_at: None,
         };
-        let ids: Vec<String> = items.iter().map(|d| d.id.clone()).collect();
+        // What did not fit stays in the backlog for the robot's next slot.
+        let ids: Vec<String> = items[..covered].iter().map(|d| d.id.clone()).collect();
         match self.outbox.merge(&ids, &new, &first.event_id, ready).await {
             Ok(()) => {
+                self.governor.summarized(key, ready);
                 self.handoff.stored(ready);
                 tracing::warn!(
                     channel = %first.channel, merged = ids.len(), summary_id = %new.id, wait_s = wait.as_secs(),

@@ -49,6 +49,8 @@ impl Window {
 pub struct Governor {
     robots: Mutex<HashMap<String, Vec<Window>>>,
     rates: HashMap<String, Vec<Rate>>,
+    /// Per robot, the free slot its latest backlog summary was made for.
+    summarized: Mutex<HashMap<String, Millis>>,
 }
 
 impl Governor {
@@ -59,7 +61,7 @@ impl Governor {
             .filter(|(_, r)| !r.is_empty())
             .map(|(k, r)| (k.clone(), r.iter().map(|r| Window::new(*r)).collect()))
             .collect();
-        Governor { robots: Mutex::new(robots), rates }
+        Governor { robots: Mutex::new(robots), rates, summarized: Mutex::default() }
     }
 
     /// Takes a sending slot for `key` at `now`, or says when the next slot frees.
@@ -73,6 +75,22 @@ impl Governor {
         }
         windows.iter_mut().for_each(|w| w.sent.push_back(now));
         Ok(())
+    }
+
+    /// Whether a backlog summary may still be made for `key`'s free slot `slot` (what
+    /// `acquire` answered): once per slot, recorded by [`summarized`](Self::summarized). A
+    /// steady stream to a busy robot then makes one summary each time the robot can send, each
+    /// covering what arrived since the last, rather than one per event, which would pile up
+    /// faster than the robot sends them.
+    pub fn may_summarize(&self, key: &str, slot: Millis) -> bool {
+        self.summarized.lock().expect("governor lock").get(key).is_none_or(|last| *last < slot)
+    }
+
+    /// Records that a backlog summary was made for `key`'s free slot `slot`.
+    pub fn summarized(&self, key: &str, slot: Millis) {
+        let mut summarized = self.summarized.lock().expect("governor lock");
+        let last = summarized.entry(key.to_string()).or_insert(slot);
+        *last = (*last).max(slot);
     }
 
     /// Counts a send made at `at` (before a restart) against `key`'s windows, so a restart
@@ -170,6 +188,18 @@ mod tests {
         for _ in 0..100 {
             assert_eq!(g.acquire("other", 0), Ok(()));
         }
+    }
+
+    #[test]
+    fn one_summary_per_free_slot() {
+        let g = governor(vec![Rate::per_minute(20)]);
+        assert!(g.may_summarize("robot", 3_000));
+        assert!(g.may_summarize("robot", 3_000), "asking does not use the slot");
+        g.summarized("robot", 3_000);
+        assert!(!g.may_summarize("robot", 3_000), "the same slot again");
+        assert!(!g.may_summarize("robot", 2_000), "an earlier slot");
+        assert!(g.may_summarize("other", 3_000), "robots are apart");
+        assert!(g.may_summarize("robot", 6_000), "the next slot");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::channels::{Channel, Message, Prepare};
+use crate::channels::{limit, Channel, Message, Prepare};
 use crate::config::{Mention, Rate};
 use crate::event::{Event, Status};
 use crate::outbox::{Delivery, Headline};
@@ -45,6 +45,38 @@ pub fn rate_limit_reason(rates: &[Rate], max_wait: Duration) -> String {
         if limit.is_empty() { "none".to_string() } else { limit },
         humantime::format_duration(max_wait)
     )
+}
+
+/// Builds the summary of the first of `items` (oldest first) that it can list in full within
+/// the channel's size limit, and says how many that is (at least one). `describe(n)` gives the
+/// title and reason for `n` items. The rest are left for the next summary, so every merged
+/// message appears in one, not only in a count.
+pub fn build_fitting(
+    channel: &dyn Channel,
+    items: &[Delivery],
+    describe: impl Fn(usize) -> (String, String),
+) -> (Summary, usize) {
+    let attempt = |n: usize| {
+        let (title, reason) = describe(n);
+        let built = build(channel, &items[..n], &title, &reason);
+        let cut = limit::was_cut(&serde_json::to_string(&built.message.body).unwrap_or_default());
+        (built, cut)
+    };
+    let (built, cut) = attempt(items.len());
+    if !cut || items.len() <= 1 {
+        return (built, items.len());
+    }
+    // The largest count that fits: `fits` lists in full, `cut` does not.
+    let (mut fits, mut cut) = (1, items.len());
+    let mut best = attempt(1).0;
+    while cut - fits > 1 {
+        let mid = fits + (cut - fits) / 2;
+        match attempt(mid) {
+            (built, false) => (fits, best) = (mid, built),
+            (_, true) => cut = mid,
+        }
+    }
+    (best, fits)
 }
 
 /// Builds the summary of `items` through `channel`; `title` and `reason` head the message.

@@ -146,11 +146,14 @@ impl Outbox for MemoryOutbox {
             .min())
     }
 
-    async fn defer(&self, id: &str, at: Millis) -> Result<(), OutboxError> {
+    async fn defer(&self, ids: &[String], at: Millis) -> Result<(), OutboxError> {
         let mut entries = self.entries.lock().expect("outbox lock");
-        let entry = entries.get_mut(id).ok_or_else(|| OutboxError(format!("no delivery {id}")))?;
-        entry.delivery.next_at = at;
-        entry.leased_until = None;
+        for id in ids {
+            if let Some(entry) = entries.get_mut(id) {
+                entry.delivery.next_at = at;
+                entry.leased_until = None;
+            }
+        }
         Ok(())
     }
 

@@ -212,9 +212,9 @@ pub trait Outbox: Send + Sync {
     async fn flush(&self) -> Result<(), OutboxError>;
     /// The earliest time a delivery is due (leased ones count from their lease's expiry).
     async fn next_due(&self) -> Result<Option<Millis>, OutboxError>;
-    /// Puts a leased delivery back, due at `at`, without counting an attempt: the rate
-    /// governor held it.
-    async fn defer(&self, id: &str, at: Millis) -> Result<(), OutboxError>;
+    /// Puts leased deliveries back, due at `at`, without counting an attempt: the rate
+    /// governor held them. One transaction; ids the outbox does not hold are skipped.
+    async fn defer(&self, ids: &[String], at: Millis) -> Result<(), OutboxError>;
     /// The open (pending or retrying) deliveries to these channels that nobody holds a lease
     /// on at `now`, oldest first, at most `limit`.
     async fn backlog(

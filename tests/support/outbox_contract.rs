@@ -128,7 +128,7 @@ async fn defer_backlog_and_merge(o: Arc<dyn Outbox>) {
     let held = leased[0].id.clone();
     assert_eq!(held, "a");
     // The governor holds it back: due later, no attempt counted, lease released.
-    o.defer(&held, 63_000).await.unwrap();
+    o.defer(&[held.clone(), "no-such-delivery".to_string()], 63_000).await.unwrap();
     let after = o.get(&held).await.unwrap().unwrap();
     assert_eq!((after.0.attempts, after.0.next_at, after.1.len()), (0, 63_000, 0));
     // Another is in flight (leased): the backlog leaves it out.
@@ -138,6 +138,15 @@ async fn defer_backlog_and_merge(o: Arc<dyn Outbox>) {
     let ids: Vec<&str> = backlog.iter().map(|d| d.id.as_str()).collect();
     assert_eq!(ids, ["a", "c"], "open, unleased, this robot's channels only, oldest first");
     assert!(backlog[0].headline.text.starts_with("headline "));
+    let both = o.backlog(&["mail".to_string(), "ding".to_string()], 3, 100).await.unwrap();
+    let both: Vec<&str> = both.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(both, ["a", "c", "m"], "several channels: one list, oldest first");
+    let first = o.backlog(&["mail".to_string(), "ding".to_string()], 3, 2).await.unwrap();
+    assert_eq!(
+        first.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+        ["a", "c"],
+        "the limit keeps the oldest"
+    );
 
     let merged: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
     let summary = NewDelivery { id: "summary".into(), ..delivery("summary", "ding") };

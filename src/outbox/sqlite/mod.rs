@@ -287,8 +287,9 @@ impl Outbox for SqliteOutbox {
         self.call(|reply| Op::Replay { ids, filter, now, reply }).await
     }
 
-    async fn defer(&self, id: &str, at: Millis) -> Result<(), OutboxError> {
-        self.call(|reply| Op::Defer { id: id.to_string(), at, reply }).await
+    async fn defer(&self, ids: &[String], at: Millis) -> Result<(), OutboxError> {
+        let ids = ids.to_vec();
+        self.call(|reply| Op::Defer { ids, at, reply }).await
     }
 
     async fn backlog(

@@ -143,6 +143,13 @@ CREATE INDEX deliveries_state ON deliveries (state, created_at) WHERE state IN (
 CREATE INDEX deliveries_hold ON deliveries (hold_key) WHERE hold_key IS NOT NULL;
 CREATE INDEX attempts_delivery ON attempts (delivery_seq, at);
 "#,
+    // A robot's backlog (the open deliveries of its channels, oldest first) is read each time
+    // its rate limit holds a delivery back. Without this index that read sorted every open
+    // delivery with its message, and a burst to a slow robot made the writer, and so every
+    // webhook, wait for it.
+    r#"
+CREATE INDEX deliveries_backlog ON deliveries (channel, created_at) WHERE state IN ('pending', 'retrying');
+"#,
 ];
 
 /// The number of migrations this build knows.

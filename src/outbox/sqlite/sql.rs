@@ -337,30 +337,42 @@ pub fn replay(
     }
 }
 
-pub fn defer(tx: &Transaction<'_>, id: &str, at: Millis) -> Result<(), OutboxError> {
-    tx.prepare_cached("UPDATE deliveries SET next_at = ?2, leased_until = NULL WHERE id = ?1")
-        .and_then(|mut s| s.execute(params![id, at]))
+pub fn defer(tx: &Transaction<'_>, ids: &[String], at: Millis) -> Result<(), OutboxError> {
+    let mut put_back = tx
+        .prepare_cached("UPDATE deliveries SET next_at = ?2, leased_until = NULL WHERE id = ?1")
         .map_err(db)?;
+    for id in ids {
+        put_back.execute(params![id, at]).map_err(db)?;
+    }
     Ok(())
 }
 
+/// Each channel's oldest open deliveries through `deliveries_backlog`, which stops at `limit`
+/// however long the backlog is; the channels' lists are then merged, oldest first.
 pub fn backlog(
     tx: &Transaction<'_>,
     channels: &[String],
     now: Millis,
     limit: usize,
 ) -> Result<Vec<Delivery>, OutboxError> {
-    let marks: Vec<String> = (0..channels.len()).map(|i| format!("?{}", i + 2)).collect();
     let sql = format!(
-        "SELECT {DELIVERY_COLUMNS} FROM deliveries d {BODIES} WHERE {OPEN} AND d.channel IN ({}) \
-         AND (d.leased_until IS NULL OR d.leased_until <= ?1) ORDER BY d.created_at, d.id LIMIT {limit}",
-        marks.join(", ")
+        "SELECT {DELIVERY_COLUMNS} FROM deliveries d INDEXED BY deliveries_backlog {BODIES} \
+         WHERE {OPEN} AND d.channel = ?1 AND (d.leased_until IS NULL OR d.leased_until <= ?2) \
+         ORDER BY d.created_at, d.id LIMIT ?3"
     );
-    let values = std::iter::once(rusqlite::types::Value::from(now))
-        .chain(channels.iter().map(|c| rusqlite::types::Value::from(c.clone())));
-    tx.prepare(&sql)
-        .and_then(|mut s| s.query_map(rusqlite::params_from_iter(values), row_to_delivery)?.collect())
-        .map_err(db)
+    let mut stmt = tx.prepare_cached(&sql).map_err(db)?;
+    let mut out: Vec<Delivery> = Vec::new();
+    for channel in channels {
+        let rows = stmt.query_map(params![channel, now, limit as i64], row_to_delivery).map_err(db)?;
+        for row in rows {
+            out.push(row.map_err(db)?);
+        }
+    }
+    if channels.len() > 1 {
+        out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        out.truncate(limit);
+    }
+    Ok(out)
 }
 
 pub fn merge(

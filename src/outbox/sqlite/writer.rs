@@ -81,7 +81,7 @@ pub enum Op {
         reply: Reply<usize>,
     },
     Defer {
-        id: String,
+        ids: Vec<String>,
         at: Millis,
         reply: Reply<()>,
     },
@@ -261,7 +261,7 @@ fn apply(tx: &Transaction<'_>, op: Op) -> Answer {
         Op::List { filter, reply } => answer(reply, sql::list(tx, &filter)),
         Op::Get { id, reply } => answer(reply, sql::get(tx, &id)),
         Op::Replay { ids, filter, now, reply } => answer(reply, sql::replay(tx, &ids, &filter, now)),
-        Op::Defer { id, at, reply } => answer(reply, sql::defer(tx, &id, at)),
+        Op::Defer { ids, at, reply } => answer(reply, sql::defer(tx, &ids, at)),
         Op::Backlog { channels, now, limit, reply } => answer(reply, sql::backlog(tx, &channels, now, limit)),
         Op::Merge { ids, summary, event_id, at, reply } => {
             answer(reply, sql::merge(tx, &ids, &summary, &event_id, at))
