@@ -66,6 +66,8 @@ row() {
   row "ingest: ceiling requests/s (same rounds)" ingest ceiling rps
   row "ingest, store only: requests/s" ingest store-only rps
   row "ingest, store only: p99 ms" ingest store-only p99_ms
+  row "ingest, to a limited robot: requests/s" ingest paced rps
+  row "ingest, to a limited robot: p99 ms" ingest paced p99_ms
   row "end to end: events/s" e2e herald e2e_eps
   row "end to end: poster → sink direct, events/s (same rounds)" e2e direct e2e_eps
   row "end to end: peak RSS kB" e2e herald hwm_kb

@@ -304,6 +304,13 @@ ingest_unit() {
       stop "$HERALD_PID"
       stop "$SINK_PID"
       ;;
+    paced)
+      start_sink "paced-$run"
+      start_herald "paced-$run" "$ROOT/bench/herald-paced.toml"
+      ingest_one paced "herald-paced-$run" "$HERALD_PID" "http://127.0.0.1:$HERALD_PORT/hooks/flow" "$run"
+      stop "$HERALD_PID"
+      stop "$SINK_PID"
+      ;;
     store-only)
       SINK_PORT=$(free_port)
       start_herald "store-only-$run" "$ROOT/bench/herald-store-only.toml"
@@ -311,7 +318,7 @@ ingest_unit() {
       stop "$HERALD_PID"
       ;;
   esac
-  rm -rf "$WORK/data-ingest-$run" "$WORK/data-store-only-$run"
+  rm -rf "$WORK/data-ingest-$run" "$WORK/data-store-only-$run" "$WORK/data-paced-$run"
 }
 
 # e2e_unit MODE RUN: posts E2E_EVENTS, through Herald ("herald") or straight to the sink
@@ -369,12 +376,12 @@ idle_unit() {
 
 log "machine: $(nproc) cores, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
 log "ingest: wrk -t$WRK_THREADS -c$CONNS -d${DURATION}s, $RUNS runs (after ${WARMUP}s of warm-up each)"
-SERVERS=(ceiling herald store-only)
+SERVERS=(ceiling herald store-only paced)
 for run in $(seq "$RUNS"); do
   check_time
   # Rotate which server goes first, so a drift in the machine's load favours none of them.
-  for i in 0 1 2; do
-    server=${SERVERS[$(( (run - 1 + i) % 3 ))]}
+  for i in "${!SERVERS[@]}"; do
+    server=${SERVERS[$(( (run - 1 + i) % ${#SERVERS[@]} ))]}
     measure "ingest $server" ingest_unit "$server" "$run"
   done
 done
@@ -418,6 +425,8 @@ ing_h_p99=$(med ingest herald p99_ms); ing_c_p99=$(med ingest ceiling p99_ms); i
 ing_h_p50=$(med ingest herald p50_ms); ing_c_p50=$(med ingest ceiling p50_ms); ing_s_p50=$(med ingest store-only p50_ms)
 ing_h_cpu=$(med ingest herald cpu_us_per_req); ing_c_cpu=$(med ingest ceiling cpu_us_per_req)
 ing_s_cpu=$(med ingest store-only cpu_us_per_req)
+ing_p_rps=$(med ingest paced rps); ing_p_p50=$(med ingest paced p50_ms); ing_p_p99=$(med ingest paced p99_ms)
+ing_p_cpu=$(med ingest paced cpu_us_per_req)
 ing_h_hwm=$(med ingest herald hwm_kb); ing_c_hwm=$(med ingest ceiling hwm_kb)
 ing_kept=$(grep '"bench":"ingest","server":"herald"' "$RAW" | while read -r l; do
   calc '%.3f' "$(json_num "$l" delivered_by_end) / $(json_num "$l" accepted_total)"; done | median)
@@ -428,7 +437,7 @@ idle_h_rss=$(med idle herald rss_kb); idle_c_rss=$(med idle ceiling rss_kb)
 idle_h_ms=$(med idle herald start_ms); idle_c_ms=$(med idle ceiling start_ms)
 
 for v in ing_h_p99 ing_c_p99 ing_s_p99 ing_h_p50 ing_c_p50 ing_s_p50 ing_h_cpu ing_c_cpu ing_s_cpu \
-  idle_h_ms idle_c_ms; do
+  ing_p_p50 ing_p_p99 ing_p_cpu idle_h_ms idle_c_ms; do
   printf -v "$v" '%s' "$(calc '%.1f' "${!v}")"
 done
 rps_ratio=$(calc '%.2f' "$ing_h_rps / $ing_c_rps")
@@ -454,6 +463,9 @@ REPORT=$RESULTS/latest.md
   echo "| ingest, store only (no rule matches; diagnostic): requests/s | $(calc '%.0f' "$ing_s_rps") | $(calc '%.0f' "$ing_c_rps") ceiling | $(calc '%.2f' "$ing_s_rps / $ing_c_rps") | — | |"
   echo "| ingest, store only: p50 / p99 latency | $ing_s_p50 / $ing_s_p99 ms | $ing_c_p50 / $ing_c_p99 ms ceiling | | — | |"
   echo "| ingest, store only: CPU per request | $ing_s_cpu µs | $ing_c_cpu µs ceiling | $(calc '%.1f' "$ing_s_cpu / $ing_c_cpu") | — | |"
+  echo "| ingest, to a robot limited to 20/min (deliveries stored and summarised at its pace; diagnostic): requests/s | $(calc '%.0f' "$ing_p_rps") | $(calc '%.0f' "$ing_c_rps") ceiling | $(calc '%.2f' "$ing_p_rps / $ing_c_rps") | — | |"
+  echo "| ingest, to a limited robot: p50 / p99 latency | $ing_p_p50 / $ing_p_p99 ms | $ing_c_p50 / $ing_c_p99 ms ceiling | | — | |"
+  echo "| ingest, to a limited robot: CPU per request | $ing_p_cpu µs | $ing_c_cpu µs ceiling | $(calc '%.1f' "$ing_p_cpu / $ing_c_cpu") | — | |"
   echo "| end to end: events/s, first post → last delivery ($E2E_EVENTS events) | $(calc '%.0f' "$e2e_h") | $(calc '%.0f' "$e2e_d") poster → sink direct | $e2e_ratio | ≥ 15000 events/s | $(yes_no "$e2e_h >= 15000") |"
   echo "| end to end: Herald's ingest phase, requests/s | $(calc '%.0f' "$e2e_h_in") | | | — | |"
   echo "| end to end: peak RSS (VmHWM) | $(mb "$e2e_h_hwm") MB | $(mb "$e2e_d_hwm") MB sink | $(calc '%.1f' "$e2e_h_hwm / $e2e_d_hwm") | ≤ 80 MB | $(yes_no "$e2e_h_hwm <= 80 * 1024") |"
@@ -462,8 +474,8 @@ REPORT=$RESULTS/latest.md
   echo
   echo "Every run, in order (Herald | baseline):"
   echo
-  echo "- ingest requests/s: $(runs ingest herald rps %.0f) | $(runs ingest ceiling rps %.0f); store only: $(runs ingest store-only rps %.0f)"
-  echo "- ingest p99 ms: $(runs ingest herald p99_ms) | $(runs ingest ceiling p99_ms); store only: $(runs ingest store-only p99_ms)"
+  echo "- ingest requests/s: $(runs ingest herald rps %.0f) | $(runs ingest ceiling rps %.0f); store only: $(runs ingest store-only rps %.0f); limited robot: $(runs ingest paced rps %.0f)"
+  echo "- ingest p99 ms: $(runs ingest herald p99_ms) | $(runs ingest ceiling p99_ms); store only: $(runs ingest store-only p99_ms); limited robot: $(runs ingest paced p99_ms)"
   echo "- end to end events/s: $(runs e2e herald e2e_eps %.0f) | $(runs e2e direct e2e_eps %.0f)"
   echo "- end to end peak RSS kB: $(runs e2e herald hwm_kb %.0f) | $(runs e2e direct hwm_kb %.0f)"
   echo "- idle RSS kB: $(runs idle herald rss_kb %.0f) | $(runs idle ceiling rss_kb %.0f)"
