@@ -486,4 +486,4 @@ cp "$RAW" "$RESULTS/latest.jsonl"
 echo
 cat "$REPORT"
 echo
-log "written: bench/results/latest.md and bench/results/latest.jsonl ($(( SECONDS - START_SECONDS ))s)"
+log "written: $REPORT and $RESULTS/latest.jsonl ($(( SECONDS - START_SECONDS ))s)"
