@@ -1,6 +1,8 @@
 //! Quiet hours, grouping of one run's task events, and repeat suppression, driven step by step
 //! with a manual clock: held messages are never dropped, they go out as one summary.
 
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +15,7 @@ use herald::event::{Event, Status};
 use herald::gateway::Gateway;
 use herald::outbox::memory::MemoryOutbox;
 use herald::outbox::{Delivery, DeliveryState, Outbox};
+use support::robots::{MockOptions, MockRobot, Platform};
 
 struct Rig {
     clock: Arc<ManualClock>,
@@ -98,6 +101,56 @@ async fn quiet_hours_hold_messages_and_send_one_summary_when_the_window_opens() 
     assert!(text.contains("3 notifications held during quiet hours"), "{text}");
     for build in ["#10", "#11", "#12"] {
         assert!(text.contains(build), "{build} missing from {text}");
+    }
+}
+
+#[tokio::test]
+async fn a_held_batch_too_long_for_one_message_goes_out_as_several_summaries_each_listed_in_full() {
+    // 400 messages held by quiet hours for a DingTalk robot: their lines pass the platform's
+    // 20,000 bytes, so the release makes as many summaries as it takes, none of them cut.
+    let robot = MockRobot::start(Platform::Dingtalk, MockOptions::signed("SEChold-test"));
+    let now = chrono::Utc::now();
+    let fmt = |d: chrono::DateTime<chrono::Utc>| d.format("%H:%M").to_string();
+    let text = format!(
+        "[delivery]\ndedup_window = \"0s\"\n[channels.ding]\ntype = \"dingtalk\"\nurl = \"{}\"\nsecret = \"SEChold-test\"\n\
+         [[rules]]\nname = \"night\"\nchannels = [\"ding\"]\n[rules.quiet]\nfrom = \"{}\"\nto = \"{}\"\ntz = \"UTC\"\n",
+        robot.url(),
+        fmt(now - chrono::Duration::hours(1)),
+        fmt(now + chrono::Duration::hours(1)),
+    );
+    let cfg = config::parse(&text, &|_| None).expect("valid config");
+    let clock = Arc::new(ManualClock::new(SystemClock.now_ms()));
+    let outbox = Arc::new(MemoryOutbox::new());
+    let gateway =
+        Gateway::build(&cfg, outbox.clone(), clock.clone()).map_err(|e| format!("{e:?}")).unwrap().gateway;
+    let worker = app::worker(&cfg, &gateway, outbox.clone(), clock.clone(), None);
+    for i in 0..400 {
+        gateway.accept(task_event(Status::Success, 1000 + i, "unit")).await.unwrap();
+    }
+    for _ in 0..1000 {
+        if worker.step().await > 0 {
+            continue;
+        }
+        match outbox.next_due().await.unwrap() {
+            Some(at) => clock.advance(Duration::from_millis((at - clock.now_ms()).max(1) as u64)),
+            None => break,
+        }
+    }
+    assert_eq!(outbox.next_due().await.unwrap(), None, "deliveries left open");
+    let texts: Vec<String> =
+        robot.received().iter().map(|b| b["markdown"]["text"].as_str().unwrap().to_string()).collect();
+    assert!(texts.len() >= 2, "400 lines do not fit one message: {} sent", texts.len());
+    assert!(texts.iter().all(|t| t.contains("held during quiet hours")), "only summaries go out");
+    for t in &texts {
+        assert!(!t.contains("(truncated)"), "a summary was cut: {} bytes", t.len());
+    }
+    for i in 0..400u64 {
+        let tag = format!("#{} ", 1000 + i);
+        assert_eq!(
+            texts.iter().filter(|t| t.contains(&tag)).count(),
+            1,
+            "event {tag} is not in exactly one message"
+        );
     }
 }
 

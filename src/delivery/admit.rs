@@ -10,7 +10,8 @@ use crate::event::new_event_id;
 use crate::outbox::{Delivery, NewDelivery};
 
 impl Worker {
-    /// The deliveries to attempt now, in the order taken; the rest are merged or deferred.
+    /// The deliveries to attempt now, backlog summaries first and the rest in the order taken;
+    /// the others are merged or deferred.
     pub(super) async fn admit(&self, due: Vec<Delivery>, now: Millis) -> Vec<Delivery> {
         let mut due = self.release_holds(due, now).await;
         // A backlog summary goes before the robot's other messages due with it: it is the
