@@ -15,6 +15,7 @@ use herald::event::{Event, Status};
 use herald::gateway::Gateway;
 use herald::outbox::memory::MemoryOutbox;
 use herald::outbox::{Delivery, DeliveryState, Outbox};
+use support::drive;
 use support::robots::{MockOptions, MockRobot, Platform};
 
 struct Rig {
@@ -24,9 +25,14 @@ struct Rig {
     worker: Worker,
 }
 
+/// A gateway and worker on a console channel `chat`, with `rules`.
 fn rig(rules: &str) -> Rig {
-    let text = format!("[delivery]\ndedup_window = \"0s\"\n[channels.chat]\ntype = \"console\"\n{rules}");
-    let cfg = config::parse(&text, &|_| None).expect("valid config");
+    rig_from(&format!("[delivery]\ndedup_window = \"0s\"\n[channels.chat]\ntype = \"console\"\n{rules}"))
+}
+
+/// A gateway and worker for the config `text`, on a manual clock and an in-memory outbox.
+fn rig_from(text: &str) -> Rig {
+    let cfg = config::parse(text, &|_| None).expect("valid config");
     let clock = Arc::new(ManualClock::new(SystemClock.now_ms()));
     let outbox = Arc::new(MemoryOutbox::new());
     let gateway =
@@ -118,25 +124,11 @@ async fn a_held_batch_too_long_for_one_message_goes_out_as_several_summaries_eac
         fmt(now - chrono::Duration::hours(1)),
         fmt(now + chrono::Duration::hours(1)),
     );
-    let cfg = config::parse(&text, &|_| None).expect("valid config");
-    let clock = Arc::new(ManualClock::new(SystemClock.now_ms()));
-    let outbox = Arc::new(MemoryOutbox::new());
-    let gateway =
-        Gateway::build(&cfg, outbox.clone(), clock.clone()).map_err(|e| format!("{e:?}")).unwrap().gateway;
-    let worker = app::worker(&cfg, &gateway, outbox.clone(), clock.clone(), None);
+    let r = rig_from(&text);
     for i in 0..400 {
-        gateway.accept(task_event(Status::Success, 1000 + i, "unit")).await.unwrap();
+        r.gateway.accept(task_event(Status::Success, 1000 + i, "unit")).await.unwrap();
     }
-    for _ in 0..1000 {
-        if worker.step().await > 0 {
-            continue;
-        }
-        match outbox.next_due().await.unwrap() {
-            Some(at) => clock.advance(Duration::from_millis((at - clock.now_ms()).max(1) as u64)),
-            None => break,
-        }
-    }
-    assert_eq!(outbox.next_due().await.unwrap(), None, "deliveries left open");
+    drive::until_all_final(&r.worker, r.outbox.as_ref(), &r.clock).await;
     let texts: Vec<String> =
         robot.received().iter().map(|b| b["markdown"]["text"].as_str().unwrap().to_string()).collect();
     assert!(texts.len() >= 2, "400 lines do not fit one message: {} sent", texts.len());

@@ -13,7 +13,8 @@ use herald::config;
 use herald::gateway::Gateway;
 use herald::ingest::{self, Format, Inbound};
 use herald::outbox::memory::MemoryOutbox;
-use herald::outbox::{DeliveryState, Outbox};
+use herald::outbox::DeliveryState;
+use support::drive;
 use support::robots::{MockOptions, MockRobot, Platform, RateLimit};
 
 const SECRET: &str = "SECrate-limit-test";
@@ -60,16 +61,7 @@ async fn burst(n: u64, extra: &str) -> Run {
         gateway.accept(flow_event(1000 + i)).await.unwrap();
     }
     let worker = app::worker(&cfg, &gateway, outbox.clone(), clock.clone(), None);
-    for _ in 0..1000 {
-        if worker.step().await > 0 {
-            continue;
-        }
-        match outbox.next_due().await.unwrap() {
-            Some(at) => clock.advance(Duration::from_millis((at - clock.now_ms()).max(1) as u64)),
-            None => break,
-        }
-    }
-    assert_eq!(outbox.next_due().await.unwrap(), None, "deliveries left open");
+    drive::until_all_final(&worker, outbox.as_ref(), &clock).await;
     Run { robot, outbox, clock }
 }
 
@@ -127,16 +119,7 @@ async fn a_steady_stream_makes_one_summary_per_free_slot_not_one_per_event() {
         clock.advance(Duration::from_millis(50));
     }
     let stream_end = clock.now_ms();
-    for _ in 0..1000 {
-        if worker.step().await > 0 {
-            continue;
-        }
-        match outbox.next_due().await.unwrap() {
-            Some(at) => clock.advance(Duration::from_millis((at - clock.now_ms()).max(1) as u64)),
-            None => break,
-        }
-    }
-    assert_eq!(outbox.next_due().await.unwrap(), None, "deliveries left open");
+    drive::until_all_final(&worker, outbox.as_ref(), &clock).await;
     let seen = robot.requests();
     assert!(seen.iter().all(|s| s.accepted && s.code == Some(0)), "every request was accepted");
     let texts: Vec<String> =
