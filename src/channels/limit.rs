@@ -164,6 +164,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_cut_text_says_so_even_inside_json() {
+        let cut = fit(&"x".repeat(100), 40, Flavor::Markdown);
+        assert!(was_cut(&cut));
+        assert!(was_cut(&serde_json::to_string(&serde_json::json!({ "text": cut })).unwrap()));
+        assert!(!was_cut(&fit("short", 40, Flavor::Markdown)));
+    }
+
+    #[test]
     fn fit_table() {
         let fence = "intro\n```\nlet a = 1;\nlet b = 2;\nlet c = 3;\n```\nafter";
         // (input, max, flavor, expected)
