@@ -110,40 +110,110 @@ async fn quiet_hours_hold_messages_and_send_one_summary_when_the_window_opens() 
     }
 }
 
+/// A config with a DingTalk channel `ding` (at `url`) whose rule `night` is quiet from an hour
+/// ago to a few minutes from now, then `extra`. (The mock checks each request's signed
+/// timestamp against the real clock, as DingTalk does, so the manual clock must not run far
+/// ahead of it.)
+fn quiet_ding(url: &str, extra: &str) -> String {
+    let now = chrono::Utc::now();
+    let fmt = |d: chrono::DateTime<chrono::Utc>| d.format("%H:%M").to_string();
+    format!(
+        "[delivery]\ndedup_window = \"0s\"\n[channels.ding]\ntype = \"dingtalk\"\nurl = \"{url}\"\nsecret = \"SEChold-test\"\n\
+         [[rules]]\nname = \"night\"\nchannels = [\"ding\"]\n[rules.quiet]\nfrom = \"{}\"\nto = \"{}\"\ntz = \"UTC\"\n{extra}",
+        fmt(now - chrono::Duration::hours(1)),
+        fmt(now + chrono::Duration::minutes(5)),
+    )
+}
+
+fn markdown_texts(robot: &MockRobot) -> Vec<String> {
+    robot.received().iter().map(|b| b["markdown"]["text"].as_str().unwrap().to_string()).collect()
+}
+
+/// Asserts that each of `builds` is listed in exactly one of `texts`, and that none was cut.
+fn each_listed_once(texts: &[String], builds: std::ops::Range<u64>) {
+    for t in texts {
+        assert!(!t.contains("(truncated)"), "a message was cut: {} bytes", t.len());
+    }
+    for build in builds {
+        let tag = format!("#{build} ");
+        let n = texts.iter().filter(|t| t.contains(&tag)).count();
+        assert_eq!(n, 1, "event {tag} is in {n} messages");
+    }
+}
+
 #[tokio::test]
 async fn a_held_batch_too_long_for_one_message_goes_out_as_several_summaries_each_listed_in_full() {
     // 400 messages held by quiet hours for a DingTalk robot: their lines pass the platform's
     // 20,000 bytes, so the release makes as many summaries as it takes, none of them cut.
     let robot = MockRobot::start(Platform::Dingtalk, MockOptions::signed("SEChold-test"));
-    let now = chrono::Utc::now();
-    let fmt = |d: chrono::DateTime<chrono::Utc>| d.format("%H:%M").to_string();
-    let text = format!(
-        "[delivery]\ndedup_window = \"0s\"\n[channels.ding]\ntype = \"dingtalk\"\nurl = \"{}\"\nsecret = \"SEChold-test\"\n\
-         [[rules]]\nname = \"night\"\nchannels = [\"ding\"]\n[rules.quiet]\nfrom = \"{}\"\nto = \"{}\"\ntz = \"UTC\"\n",
-        robot.url(),
-        fmt(now - chrono::Duration::hours(1)),
-        fmt(now + chrono::Duration::hours(1)),
-    );
-    let r = rig_from(&text);
+    let r = rig_from(&quiet_ding(&robot.url(), ""));
     for i in 0..400 {
         r.gateway.accept(task_event(Status::Success, 1000 + i, "unit")).await.unwrap();
     }
     drive::until_all_final(&r.worker, r.outbox.as_ref(), &r.clock).await;
-    let texts: Vec<String> =
-        robot.received().iter().map(|b| b["markdown"]["text"].as_str().unwrap().to_string()).collect();
+    let texts = markdown_texts(&robot);
     assert!(texts.len() >= 2, "400 lines do not fit one message: {} sent", texts.len());
     assert!(texts.iter().all(|t| t.contains("held during quiet hours")), "only summaries go out");
-    for t in &texts {
-        assert!(!t.contains("(truncated)"), "a summary was cut: {} bytes", t.len());
+    each_listed_once(&texts, 1000..1400);
+}
+
+#[tokio::test]
+async fn a_release_followed_by_a_storm_keeps_every_event_listed_once() {
+    // 400 held until the window ends, then 200 more at once: the robot's backlog is merged
+    // into rate-limit summaries, which must not swallow a quiet-hours summary (its events
+    // would then be only a count).
+    let robot = MockRobot::start(Platform::Dingtalk, MockOptions::signed("SEChold-test"));
+    let r = rig_from(&quiet_ding(&robot.url(), ""));
+    for i in 0..400 {
+        r.gateway.accept(task_event(Status::Success, 1000 + i, "unit")).await.unwrap();
     }
-    for i in 0..400u64 {
-        let tag = format!("#{} ", 1000 + i);
-        assert_eq!(
-            texts.iter().filter(|t| t.contains(&tag)).count(),
-            1,
-            "event {tag} is not in exactly one message"
-        );
+    let window_end = r.outbox.next_due().await.unwrap().expect("held until the window ends");
+    r.clock.advance(Duration::from_millis((window_end - r.clock.now_ms()) as u64));
+    for i in 400..600 {
+        r.gateway.accept(task_event(Status::Success, 1000 + i, "unit")).await.unwrap();
     }
+    drive::until_all_final(&r.worker, r.outbox.as_ref(), &r.clock).await;
+    each_listed_once(&markdown_texts(&robot), 1000..1600);
+}
+
+#[tokio::test]
+async fn quiet_hours_hold_even_when_the_robot_is_busy_with_another_rule() {
+    // One robot, two channels: `ding` for a quiet rule, `busy` for a rule that is never quiet.
+    // The busy channel's backlog is summarised at the robot's pace; the held messages must not
+    // be swept into those summaries and sent during quiet hours.
+    let robot = MockRobot::start(Platform::Dingtalk, MockOptions::signed("SEChold-test"));
+    let extra = format!(
+        "[channels.busy]\ntype = \"dingtalk\"\nurl = \"{}\"\nsecret = \"SEChold-test\"\n\
+         [[rules]]\nname = \"day\"\nchannels = [\"busy\"]\n",
+        robot.url()
+    );
+    let r = rig_from(&quiet_ding(&robot.url(), &extra));
+    for i in 0..100 {
+        r.gateway.accept(task_event(Status::Success, 1000 + i, "unit")).await.unwrap();
+    }
+    let held = |r: &Rig| r.outbox.all().into_iter().filter(|d| d.channel == "ding").collect::<Vec<_>>();
+    let window_end = held(&r).iter().map(|d| d.next_at).max().expect("held deliveries");
+    loop {
+        if r.worker.step().await > 0 {
+            continue;
+        }
+        match r.outbox.next_due().await.unwrap() {
+            Some(at) if at < window_end => {
+                r.clock.advance(Duration::from_millis((at - r.clock.now_ms()).max(1) as u64))
+            }
+            _ => break,
+        }
+    }
+    assert!(
+        r.by_state(DeliveryState::Delivered).iter().any(|d| d.channel == "busy"),
+        "the busy rule was sent"
+    );
+    let states: Vec<DeliveryState> = held(&r).iter().map(|d| d.state).collect();
+    assert!(states.iter().all(|s| *s == DeliveryState::Pending), "held messages left their hold: {states:?}");
+    assert!(
+        markdown_texts(&robot).iter().all(|t| !t.contains("held during quiet hours")),
+        "nothing held is sent before the window ends"
+    );
 }
 
 #[tokio::test]

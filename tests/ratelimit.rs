@@ -13,7 +13,8 @@ use herald::config;
 use herald::gateway::Gateway;
 use herald::ingest::{self, Format, Inbound};
 use herald::outbox::memory::MemoryOutbox;
-use herald::outbox::DeliveryState;
+use herald::outbox::sqlite::SqliteOutbox;
+use herald::outbox::{DeliveryState, Outbox};
 use support::drive;
 use support::robots::{MockOptions, MockRobot, Platform, RateLimit};
 
@@ -48,13 +49,19 @@ struct Run {
 /// Accepts `n` events for one robot, then steps the worker (moving the clock to the next due
 /// time whenever nothing is due) until every delivery is final.
 async fn burst(n: u64, extra: &str) -> Run {
+    let outbox = Arc::new(MemoryOutbox::new());
+    let (robot, clock) = burst_into(n, extra, outbox.clone()).await;
+    Run { robot, outbox, clock }
+}
+
+/// `burst` through any outbox.
+async fn burst_into(n: u64, extra: &str, outbox: Arc<dyn Outbox>) -> (MockRobot, Arc<ManualClock>) {
     let robot = MockRobot::start(
         Platform::Dingtalk,
         MockOptions { rate_limit: Some(RateLimit::dingtalk()), ..MockOptions::signed(SECRET) },
     );
     let cfg = config(&robot.url(), extra);
     let clock = Arc::new(ManualClock::new(SystemClock.now_ms()));
-    let outbox = Arc::new(MemoryOutbox::new());
     let built = Gateway::build(&cfg, outbox.clone(), clock.clone()).map_err(|e| format!("{e:?}")).unwrap();
     let gateway = built.gateway;
     for i in 0..n {
@@ -62,7 +69,7 @@ async fn burst(n: u64, extra: &str) -> Run {
     }
     let worker = app::worker(&cfg, &gateway, outbox.clone(), clock.clone(), None);
     drive::until_all_final(&worker, outbox.as_ref(), &clock).await;
-    Run { robot, outbox, clock }
+    (robot, clock)
 }
 
 #[tokio::test]
@@ -154,20 +161,40 @@ async fn a_steady_stream_makes_one_summary_per_free_slot_not_one_per_event() {
 async fn a_summary_lists_every_message_it_covers_within_the_size_limit() {
     // 600 at once: the backlog's lines would pass DingTalk's 20,000 bytes in one summary, so
     // it is split across the robot's next slots, and no event is only a number in a count.
-    let run = burst(600, "").await;
-    let seen = run.robot.requests();
+    storm_of_600_is_paced_and_listed(&burst(600, "").await.robot);
+}
+
+#[tokio::test]
+async fn the_same_storm_through_the_sqlite_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Arc::new(SqliteOutbox::open(dir.path()).unwrap());
+    let (robot, _) = burst_into(600, "", outbox).await;
+    storm_of_600_is_paced_and_listed(&robot);
+}
+
+fn storm_of_600_is_paced_and_listed(robot: &MockRobot) {
+    let seen = robot.requests();
     assert!(seen.iter().all(|s| s.accepted && s.code == Some(0)), "every request was accepted");
     let texts: Vec<String> =
-        run.robot.received().iter().map(|b| b["markdown"]["text"].as_str().unwrap().to_string()).collect();
+        robot.received().iter().map(|b| b["markdown"]["text"].as_str().unwrap().to_string()).collect();
     let summaries: Vec<&String> =
         texts.iter().filter(|t| t.contains("notifications in one message")).collect();
     assert!(summaries.len() >= 2, "600 lines do not fit one message: {} summaries", summaries.len());
     for t in &summaries {
         assert!(!t.contains("(truncated)"), "a summary was cut: {} bytes", t.len());
     }
+    // The first 20 fill the robot's minute. When it frees up, the summary of what waited goes
+    // first, the oldest news, before the single messages that became due with it.
+    assert!(texts[..20].iter().all(|t| !summaries.contains(&t)), "the first 20 go out on their own");
+    assert!(
+        summaries.contains(&&texts[20]),
+        "the 21st message is the first summary: {}",
+        texts[20].chars().take(60).collect::<String>()
+    );
     for i in 0..600u64 {
-        let tag = format!("#{}", 1000 + i);
-        assert!(texts.iter().any(|t| t.contains(&tag)), "event {tag} is in no message");
+        let tag = format!("#{} ", 1000 + i);
+        let n = texts.iter().filter(|t| t.contains(&tag)).count();
+        assert_eq!(n, 1, "event {tag} is in {n} messages");
     }
 }
 

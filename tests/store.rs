@@ -25,6 +25,7 @@ fn delivery(id: &str, channel: &str) -> NewDelivery {
             text: format!("headline {id}"),
             url: Some("https://ci/1".into()),
             status: "failure".into(),
+            covers: None,
         },
         hold: None,
         due_at: None,

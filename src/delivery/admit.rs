@@ -14,9 +14,9 @@ impl Worker {
     /// the others are merged or deferred.
     pub(super) async fn admit(&self, due: Vec<Delivery>, now: Millis) -> Vec<Delivery> {
         let mut due = self.release_holds(due, now).await;
-        // A backlog summary goes before the robot's other messages due with it: it is the
-        // oldest news, and what is held back after it joins the next one.
-        due.sort_by_key(|d| d.rule != summary::SUMMARY_RULE);
+        // A summary goes before the robot's other messages due with it: it is the oldest news,
+        // and what is held back after it joins the next one.
+        due.sort_by_key(|d| d.headline.covers.is_none());
         // The governor decides, in order, which deliveries go now; the rest wait for their
         // robot's next free slot, without counting an attempt.
         let mut sends = Vec::with_capacity(due.len());
@@ -32,6 +32,9 @@ impl Worker {
             }
         }
         for (key, (ready, mut ids)) in held {
+            // Held back until just after the robot's next slot, so that a summary made for that
+            // slot (due at `ready` itself) is leased before them and takes it.
+            let after = ready + 1;
             // The robot's deliveries still queued in memory wait too: deferred into the store
             // with the rest, they count toward its backlog and can join its summary.
             if let Some(robot) = self.robots.get(key) {
@@ -42,7 +45,7 @@ impl Worker {
                         .map(|d| d.id),
                 );
             }
-            match self.outbox.defer(&ids, ready).await {
+            match self.outbox.defer(&ids, after).await {
                 Ok(()) => self.handoff.stored(ready),
                 Err(e) => {
                     tracing::error!(held = ids.len(), error = %e, "deferring held-back deliveries failed")
@@ -127,7 +130,8 @@ impl Worker {
                 return;
             }
         };
-        let items: Vec<Delivery> = backlog.into_iter().filter(|d| d.rule != summary::SUMMARY_RULE).collect();
+        // Summaries (this robot's earlier ones, or a quiet-hours release) go as they are.
+        let items: Vec<Delivery> = backlog.into_iter().filter(|d| d.headline.covers.is_none()).collect();
         let wait = self.governor.drain_time(key, items.len(), now);
         if items.len() < 2 || wait <= self.max_wait {
             return;
@@ -145,11 +149,11 @@ impl Worker {
             message: built.message,
             headline: built.headline,
             hold: None,
-            due_at: None,
+            due_at: Some(ready),
         };
         // What did not fit stays in the backlog for the robot's next slot.
         let ids: Vec<String> = items[..covered].iter().map(|d| d.id.clone()).collect();
-        match self.outbox.merge(&ids, &new, &first.event_id, ready).await {
+        match self.outbox.merge(&ids, &new, &first.event_id, now).await {
             Ok(()) => {
                 self.governor.summarized(key, ready);
                 self.handoff.stored(ready);

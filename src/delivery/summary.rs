@@ -104,6 +104,7 @@ pub fn build(channel: &dyn Channel, items: &[Delivery], title: &str, reason: &st
         text: format!("🔔 {count} notifications in one message"),
         url: None,
         status: worst.to_string(),
+        covers: Some(count),
     };
     Summary { message, headline }
 }

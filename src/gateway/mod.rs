@@ -413,6 +413,7 @@ impl Gateway {
                     text: render::headline(&event),
                     url: event.build_url.clone().or_else(|| event.pipeline_url.clone()),
                     status: event.status.to_string(),
+                    covers: None,
                 },
                 hold,
                 due_at,

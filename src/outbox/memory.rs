@@ -170,6 +170,7 @@ impl Outbox for MemoryOutbox {
                 is_open(e.delivery.state)
                     && channels.contains(&e.delivery.channel)
                     && e.leased_until.is_none_or(|until| until <= now)
+                    && (e.delivery.hold.is_none() || e.delivery.next_at <= now)
             })
             .map(|e| e.delivery.clone())
             .collect();
@@ -205,7 +206,7 @@ impl Outbox for MemoryOutbox {
             attempts: 0,
             created_at: at,
             scheduled_at: at,
-            next_at: at,
+            next_at: summary.due_at.unwrap_or(at),
             last_error: None,
         };
         entries.insert(summary.id.clone(), Entry { delivery, leased_until: None, attempts: Vec::new() });

@@ -63,6 +63,10 @@ pub struct Headline {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     pub status: String,
+    /// On a summary: how many messages it covers. A summary is never merged into another, so
+    /// every message stays listed in the one that covers it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub covers: Option<usize>,
 }
 
 /// A delivery to store with its event.
@@ -216,15 +220,16 @@ pub trait Outbox: Send + Sync {
     /// governor held them. One transaction; ids the outbox does not hold are skipped.
     async fn defer(&self, ids: &[String], at: Millis) -> Result<(), OutboxError>;
     /// The open (pending or retrying) deliveries to these channels that nobody holds a lease
-    /// on at `now`, oldest first, at most `limit`.
+    /// on at `now`, and that no hold (quiet hours, a group) keeps back past `now`; oldest
+    /// first, at most `limit`.
     async fn backlog(
         &self,
         channels: &[String],
         now: Millis,
         limit: usize,
     ) -> Result<Vec<Delivery>, OutboxError>;
-    /// Marks `ids` merged into `summary` and stores `summary` (for the event `event_id`), due
-    /// at `at`, in one transaction.
+    /// Marks `ids` merged into `summary` and stores `summary` (for the event `event_id`) as
+    /// made at `at`, due at its `due_at` or else at `at`, in one transaction.
     async fn merge(
         &self,
         ids: &[String],

@@ -18,7 +18,12 @@ fn delivery(id: &str, channel: &str) -> NewDelivery {
             body: MessageBody::Text { text: format!("message {id}") },
             template_errors: vec![],
         },
-        headline: Headline { text: format!("headline {id}"), url: None, status: "failure".into() },
+        headline: Headline {
+            text: format!("headline {id}"),
+            url: None,
+            status: "failure".into(),
+            covers: None,
+        },
         hold: None,
         due_at: None,
     }
@@ -52,6 +57,8 @@ where
     duplicates_within_the_window_are_stored_without_deliveries(make()).await;
     list_filters_and_replay_dead_letters(make()).await;
     defer_backlog_and_merge(make()).await;
+    a_hold_keeps_a_delivery_out_of_the_backlog_until_released(make()).await;
+    a_summary_is_stored_now_and_due_later(make()).await;
     tracks_are_stored_with_their_event_unless_duplicate(make()).await;
     enqueue_can_lease_to_the_caller(make()).await;
     attempts_since_a_time_name_their_channel(make()).await;
@@ -163,6 +170,29 @@ async fn defer_backlog_and_merge(o: Arc<dyn Outbox>) {
     );
     let filter = ListFilter { state: Some(DeliveryState::Merged), limit: 10, ..Default::default() };
     assert_eq!(o.list(&filter).await.unwrap().len(), 2);
+}
+
+async fn a_hold_keeps_a_delivery_out_of_the_backlog_until_released(o: Arc<dyn Outbox>) {
+    let held =
+        NewDelivery { hold: Some("quiet:night".into()), due_at: Some(50_000), ..delivery("held", "ding") };
+    o.enqueue(&event(), &[held, delivery("free", "ding")], 0, &EnqueueWith::default()).await.unwrap();
+    let ids = |b: Vec<herald::outbox::Delivery>| b.into_iter().map(|d| d.id).collect::<Vec<_>>();
+    let ding = ["ding".to_string()];
+    assert_eq!(ids(o.backlog(&ding, 10, 10).await.unwrap()), ["free"], "held until 50 000");
+    let mut released = ids(o.backlog(&ding, 50_000, 10).await.unwrap());
+    released.sort();
+    assert_eq!(released, ["free", "held"], "released");
+}
+
+async fn a_summary_is_stored_now_and_due_later(o: Arc<dyn Outbox>) {
+    let e = event();
+    o.enqueue(&e, &[delivery("a", "ding")], 0, &EnqueueWith::default()).await.unwrap();
+    let summary = NewDelivery { due_at: Some(63_000), ..delivery("summary", "ding") };
+    o.merge(&["a".to_string()], &summary, &e.event_id, 1_000).await.unwrap();
+    let (s, _) = o.get("summary").await.unwrap().unwrap();
+    assert_eq!((s.created_at, s.next_at), (1_000, 63_000));
+    assert!(o.lease(62_999, 10, 60_000).await.unwrap().is_empty(), "not due before 63 000");
+    assert_eq!(o.lease(63_000, 10, 60_000).await.unwrap().len(), 1);
 }
 
 async fn stored_deliveries_are_due_at_once(o: Arc<dyn Outbox>) {

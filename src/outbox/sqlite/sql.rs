@@ -358,7 +358,7 @@ pub fn backlog(
     let sql = format!(
         "SELECT {DELIVERY_COLUMNS} FROM deliveries d INDEXED BY deliveries_backlog {BODIES} \
          WHERE {OPEN} AND d.channel = ?1 AND (d.leased_until IS NULL OR d.leased_until <= ?2) \
-         ORDER BY d.created_at, d.id LIMIT ?3"
+         AND (d.hold_key IS NULL OR d.next_at <= ?2) ORDER BY d.created_at, d.seq LIMIT ?3"
     );
     let mut stmt = tx.prepare_cached(&sql).map_err(db)?;
     let mut out: Vec<Delivery> = Vec::new();

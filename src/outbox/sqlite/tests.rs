@@ -20,7 +20,12 @@ fn version_4_store(dir: &std::path::Path) {
         [],
     )
     .unwrap();
-    let headline = serde_json::to_string(&Headline { text: "h".into(), url: None, status: "failure".into() });
+    let headline = serde_json::to_string(&Headline {
+        text: "h".into(),
+        url: None,
+        status: "failure".into(),
+        covers: None,
+    });
     for (id, state, leased_until) in
         [("d-sent", "delivered", None), ("d-dead", "dead", None), ("d-leased", "pending", Some(500))]
     {
