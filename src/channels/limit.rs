@@ -9,9 +9,10 @@
 /// The marker ending a cut text.
 pub const MARKER: &str = "\n…(truncated)";
 
-/// Whether `text` (a rendered message, or its serialized form) holds a text cut to fit.
-pub fn was_cut(text: &str) -> bool {
-    text.contains(MARKER.trim_start_matches('\n'))
+/// How many cut marks `text` (a rendered message, or its serialized form) holds. A message
+/// was cut to fit when it holds more than the texts it was made from.
+pub fn cut_marks(text: &str) -> usize {
+    text.matches(MARKER.trim_start_matches('\n')).count()
 }
 
 /// The marker ending a cut single line (a title).
@@ -166,9 +167,10 @@ mod tests {
     #[test]
     fn a_cut_text_says_so_even_inside_json() {
         let cut = fit(&"x".repeat(100), 40, Flavor::Markdown);
-        assert!(was_cut(&cut));
-        assert!(was_cut(&serde_json::to_string(&serde_json::json!({ "text": cut })).unwrap()));
-        assert!(!was_cut(&fit("short", 40, Flavor::Markdown)));
+        assert_eq!(cut_marks(&cut), 1);
+        assert_eq!(cut_marks(&serde_json::to_string(&serde_json::json!({ "text": cut })).unwrap()), 1);
+        assert_eq!(cut_marks(&fit("short", 40, Flavor::Markdown)), 0);
+        assert_eq!(cut_marks(&fit(&cut, 400, Flavor::Markdown)), 1, "a text that was cut before");
     }
 
     #[test]

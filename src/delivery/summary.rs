@@ -59,8 +59,10 @@ pub fn build_fitting(
     let attempt = |n: usize| {
         let (title, reason) = describe(n);
         let built = build(channel, &items[..n], &title, &reason);
-        let cut = limit::was_cut(&serde_json::to_string(&built.message.body).unwrap_or_default());
-        (built, cut)
+        // Cut if it holds more cut marks than its items' own lines brought with them.
+        let brought: usize = items[..n].iter().map(|d| limit::cut_marks(&d.headline.text)).sum();
+        let marks = limit::cut_marks(&serde_json::to_string(&built.message.body).unwrap_or_default());
+        (built, marks > brought)
     };
     let (built, cut) = attempt(items.len());
     if !cut || items.len() <= 1 {
@@ -107,4 +109,67 @@ pub fn build(channel: &dyn Channel, items: &[Delivery], title: &str, reason: &st
         covers: Some(count),
     };
     Summary { message, headline }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::channels::{self, ChannelDeps, MessageBody};
+    use crate::outbox::NewDelivery;
+    use crate::render::Renderer;
+
+    fn dingtalk() -> Arc<dyn Channel> {
+        let text = "[channels.ding]\ntype = \"dingtalk\"\nurl = \"https://oapi.dingtalk.com/robot/send?access_token=t\"\n";
+        let cfg = crate::config::parse(text, &|_| None).expect("valid config");
+        let deps = ChannelDeps {
+            renderer: Arc::new(Renderer::new(None).expect("templates")),
+            http: reqwest::Client::new(),
+        };
+        channels::build(&cfg.channels[0], &deps).expect("channel")
+    }
+
+    fn item(i: usize, text: &str) -> Delivery {
+        let new = NewDelivery {
+            id: format!("d{i}"),
+            rule: "r".into(),
+            channel: "ding".into(),
+            message: Message { body: MessageBody::Text { text: String::new() }, template_errors: vec![] },
+            headline: Headline { text: text.into(), url: None, status: "failure".into(), covers: None },
+            hold: None,
+            due_at: None,
+        };
+        Delivery::stored(new, "e", 0)
+    }
+
+    fn describe(n: usize) -> (String, String) {
+        (format!("{n} notifications in one message"), "held".into())
+    }
+
+    #[test]
+    fn a_summary_covers_what_it_can_list_in_full() {
+        let ding = dingtalk();
+        let items: Vec<Delivery> =
+            (0..600).map(|i| item(i, &format!("❌ payments-api #{i} failure"))).collect();
+        let (built, covered) = build_fitting(ding.as_ref(), &items, describe);
+        assert!((100..600).contains(&covered), "covered {covered}");
+        let body = serde_json::to_string(&built.message.body).unwrap();
+        assert_eq!(limit::cut_marks(&body), 0, "listed in full");
+        assert!(
+            body.contains(&format!("#{} failure", covered - 1))
+                && !body.contains(&format!("#{covered} failure"))
+        );
+        let (_, one_more) = build_fitting(ding.as_ref(), &items[..covered + 1], describe);
+        assert_eq!(one_more, covered, "one more line does not fit");
+    }
+
+    #[test]
+    fn a_line_that_was_cut_before_is_not_taken_for_a_cut_summary() {
+        let ding = dingtalk();
+        let items: Vec<Delivery> =
+            (0..5).map(|i| item(i, &format!("#{i} {}", limit::MARKER.trim()))).collect();
+        let (_, covered) = build_fitting(ding.as_ref(), &items, describe);
+        assert_eq!(covered, 5);
+    }
 }
