@@ -193,17 +193,7 @@ async fn quiet_hours_hold_even_when_the_robot_is_busy_with_another_rule() {
     }
     let held = |r: &Rig| r.outbox.all().into_iter().filter(|d| d.channel == "ding").collect::<Vec<_>>();
     let window_end = held(&r).iter().map(|d| d.next_at).max().expect("held deliveries");
-    loop {
-        if r.worker.step().await > 0 {
-            continue;
-        }
-        match r.outbox.next_due().await.unwrap() {
-            Some(at) if at < window_end => {
-                r.clock.advance(Duration::from_millis((at - r.clock.now_ms()).max(1) as u64))
-            }
-            _ => break,
-        }
-    }
+    drive::until(&r.worker, r.outbox.as_ref(), &r.clock, window_end).await;
     assert!(
         r.by_state(DeliveryState::Delivered).iter().any(|d| d.channel == "busy"),
         "the busy rule was sent"

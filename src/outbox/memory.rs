@@ -194,21 +194,7 @@ impl Outbox for MemoryOutbox {
                 e.leased_until = None;
             }
         }
-        let delivery = Delivery {
-            id: summary.id.clone(),
-            event_id: event_id.to_string(),
-            rule: summary.rule.clone(),
-            channel: summary.channel.clone(),
-            message: summary.message.clone(),
-            headline: summary.headline.clone(),
-            hold: summary.hold.clone(),
-            state: DeliveryState::Pending,
-            attempts: 0,
-            created_at: at,
-            scheduled_at: at,
-            next_at: summary.due_at.unwrap_or(at),
-            last_error: None,
-        };
+        let delivery = Delivery::stored(summary.clone(), event_id, at);
         entries.insert(summary.id.clone(), Entry { delivery, leased_until: None, attempts: Vec::new() });
         Ok(())
     }

@@ -73,7 +73,7 @@ pub struct ContextExtras<'a> {
 pub struct Renderer {
     regs: Registries,
     /// Whether the webhook body of the `default` template is the built-in one, which is the
-    /// event as JSON: then it is serialized directly (see [`Renderer::event_json`]).
+    /// event as JSON: then it is serialized directly (see [`Renderer::is_event_json`]).
     builtin_webhook_default: bool,
 }
 
