@@ -16,7 +16,7 @@ use herald::gateway::Gateway;
 use herald::outbox::memory::MemoryOutbox;
 use herald::outbox::{Delivery, DeliveryState, Outbox};
 use support::drive;
-use support::robots::{MockOptions, MockRobot, Platform};
+use support::robots::{each_listed_once, MockOptions, MockRobot, Platform};
 
 struct Rig {
     clock: Arc<ManualClock>,
@@ -125,19 +125,10 @@ fn quiet_ding(url: &str, extra: &str) -> String {
     )
 }
 
-fn markdown_texts(robot: &MockRobot) -> Vec<String> {
-    robot.received().iter().map(|b| b["markdown"]["text"].as_str().unwrap().to_string()).collect()
-}
-
-/// Asserts that each of `builds` is listed in exactly one of `texts`, and that none was cut.
-fn each_listed_once(texts: &[String], builds: std::ops::Range<u64>) {
-    for t in texts {
-        assert!(!t.contains("(truncated)"), "a message was cut: {} bytes", t.len());
-    }
+/// Accepts a successful `unit` task event for each build of `builds`.
+async fn accept_builds(r: &Rig, builds: std::ops::Range<u64>) {
     for build in builds {
-        let tag = format!("#{build} ");
-        let n = texts.iter().filter(|t| t.contains(&tag)).count();
-        assert_eq!(n, 1, "event {tag} is in {n} messages");
+        r.gateway.accept(task_event(Status::Success, build, "unit")).await.unwrap();
     }
 }
 
@@ -147,11 +138,9 @@ async fn a_held_batch_too_long_for_one_message_goes_out_as_several_summaries_eac
     // 20,000 bytes, so the release makes as many summaries as it takes, none of them cut.
     let robot = MockRobot::start(Platform::Dingtalk, MockOptions::signed("SEChold-test"));
     let r = rig_from(&quiet_ding(&robot.url(), ""));
-    for i in 0..400 {
-        r.gateway.accept(task_event(Status::Success, 1000 + i, "unit")).await.unwrap();
-    }
+    accept_builds(&r, 1000..1400).await;
     drive::until_all_final(&r.worker, r.outbox.as_ref(), &r.clock).await;
-    let texts = markdown_texts(&robot);
+    let texts = robot.markdown_texts();
     assert!(texts.len() >= 2, "400 lines do not fit one message: {} sent", texts.len());
     assert!(texts.iter().all(|t| t.contains("held during quiet hours")), "only summaries go out");
     each_listed_once(&texts, 1000..1400);
@@ -164,16 +153,12 @@ async fn a_release_followed_by_a_storm_keeps_every_event_listed_once() {
     // would then be only a count).
     let robot = MockRobot::start(Platform::Dingtalk, MockOptions::signed("SEChold-test"));
     let r = rig_from(&quiet_ding(&robot.url(), ""));
-    for i in 0..400 {
-        r.gateway.accept(task_event(Status::Success, 1000 + i, "unit")).await.unwrap();
-    }
+    accept_builds(&r, 1000..1400).await;
     let window_end = r.outbox.next_due().await.unwrap().expect("held until the window ends");
     r.clock.advance(Duration::from_millis((window_end - r.clock.now_ms()) as u64));
-    for i in 400..600 {
-        r.gateway.accept(task_event(Status::Success, 1000 + i, "unit")).await.unwrap();
-    }
+    accept_builds(&r, 1400..1600).await;
     drive::until_all_final(&r.worker, r.outbox.as_ref(), &r.clock).await;
-    each_listed_once(&markdown_texts(&robot), 1000..1600);
+    each_listed_once(&robot.markdown_texts(), 1000..1600);
 }
 
 #[tokio::test]
@@ -188,9 +173,7 @@ async fn quiet_hours_hold_even_when_the_robot_is_busy_with_another_rule() {
         robot.url()
     );
     let r = rig_from(&quiet_ding(&robot.url(), &extra));
-    for i in 0..100 {
-        r.gateway.accept(task_event(Status::Success, 1000 + i, "unit")).await.unwrap();
-    }
+    accept_builds(&r, 1000..1100).await;
     let held = |r: &Rig| r.outbox.all().into_iter().filter(|d| d.channel == "ding").collect::<Vec<_>>();
     let window_end = held(&r).iter().map(|d| d.next_at).max().expect("held deliveries");
     drive::until(&r.worker, r.outbox.as_ref(), &r.clock, window_end).await;
@@ -201,7 +184,7 @@ async fn quiet_hours_hold_even_when_the_robot_is_busy_with_another_rule() {
     let states: Vec<DeliveryState> = held(&r).iter().map(|d| d.state).collect();
     assert!(states.iter().all(|s| *s == DeliveryState::Pending), "held messages left their hold: {states:?}");
     assert!(
-        markdown_texts(&robot).iter().all(|t| !t.contains("held during quiet hours")),
+        robot.markdown_texts().iter().all(|t| !t.contains("held during quiet hours")),
         "nothing held is sent before the window ends"
     );
 }

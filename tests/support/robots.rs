@@ -273,6 +273,11 @@ impl MockRobot {
         state.seen.iter().filter(|s| s.accepted).filter_map(Seen::json).collect()
     }
 
+    /// The `markdown.text` of every accepted message (DingTalk's and WeCom's markdown type).
+    pub fn markdown_texts(&self) -> Vec<String> {
+        self.received().iter().map(|b| b["markdown"]["text"].as_str().unwrap().to_string()).collect()
+    }
+
     /// Every request answered so far, accepted or not.
     pub fn requests(&self) -> Vec<Seen> {
         self.state.lock().unwrap().seen.clone()
@@ -373,4 +378,17 @@ async fn receive(
         *ok += usize::from(accepted);
     });
     resp
+}
+
+/// Asserts that no text was cut and that each build of `builds` (written `#N `) is listed in
+/// exactly one of `texts`: every event reached the robot once, on its own or in a summary.
+pub fn each_listed_once(texts: &[String], builds: std::ops::Range<u64>) {
+    for t in texts {
+        assert!(!t.contains("(truncated)"), "a message was cut: {} bytes", t.len());
+    }
+    for build in builds {
+        let tag = format!("#{build} ");
+        let n = texts.iter().filter(|t| t.contains(&tag)).count();
+        assert_eq!(n, 1, "event {tag} is in {n} messages");
+    }
 }
