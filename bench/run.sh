@@ -177,6 +177,29 @@ status_kb() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
 cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
 TICKS=$(getconf CLK_TCK)
 
+# thread_ticks PID: the CPU time (clock ticks) of a process's threads, grouped as
+# "accept store delivery other" (actix's workers, Herald's store writer, its delivery worker,
+# everything else), on one line.
+thread_ticks() {
+  local t
+  for t in /proc/"$1"/task/*; do
+    printf '%s\t' "$(cat "$t/comm" 2>/dev/null)"
+    sed 's/^.*) //' "$t/stat" 2>/dev/null | awk '{ print $12 + $13 }'
+  done | awk -F'\t' '$2 != "" {
+      g = $1 ~ /^actix-server/ ? 1 : $1 == "herald-store" ? 2 : $1 == "herald-delivery" ? 3 : 4
+      c[g] += $2
+    } END { printf "%d %d %d %d\n", c[1], c[2], c[3], c[4] }'
+}
+
+# children_ticks VAR: sets VAR to the CPU time (clock ticks) of this shell's finished children.
+# (Not in a command substitution: that would read a new subshell, which has none.)
+children_ticks() {
+  local stat f
+  read -r stat <"/proc/$BASHPID/stat"
+  read -ra f <<<"${stat##*) }"
+  printf -v "$1" '%d' "$(( f[13] + f[14] ))"
+}
+
 # json_num JSON KEY: a top-level number from a one-line JSON object.
 json_num() { sed -n "s/.*\"$2\":\([-0-9.eE+]*\).*/\1/p" <<<"$1"; }
 
@@ -230,12 +253,16 @@ probe() {
   printf '%s\n' "$reply" | sed -n '1p;$p'
 }
 
-# wrk_run URL SECONDS: one wrk measurement; prints its one-line JSON.
+# wrk_run URL SECONDS: one wrk measurement; prints its one-line JSON, with wrk's own CPU time
+# in clock ticks added as "wrk_ticks".
 wrk_run() {
-  local out
+  local out before after
+  children_ticks before
   out=$(timeout $(( $2 + 30 )) wrk -t"$WRK_THREADS" -c"$CONNS" -d"$2s" --timeout 5s \
     -s "$ROOT/bench/post.lua" "$1") || die "wrk failed: $out"
-  sed -n 's/^WRK_JSON //p' <<<"$out"
+  children_ticks after
+  out=$(sed -n 's/^WRK_JSON //p' <<<"$out")
+  printf '{"wrk_ticks":%d,%s\n' "$(( after - before ))" "${out#\{}"
 }
 
 # measure WHAT FUNC ARGS...: runs one measurement. The machine is shared and its PIDs wrap
@@ -267,13 +294,18 @@ gone() {
 # results. With "sink", also how many of the accepted events (warm-up included) had reached the
 # sink when the measurement ended.
 ingest_one() {
-  local name=$1 log=$2 pid=$3 url=$4 run=$5 warm before after json cpu extra=""
+  local name=$1 log=$2 pid=$3 url=$4 run=$5 warm before after json cpu extra="" n
+  local threads0 threads1 sink0=0 sink1=0 split=()
   warm=$(wrk_run "$url" "$WARMUP")
   gone "$pid" "$log" && return 0
   before=$(cpu_ticks "$pid")
+  threads0=$(thread_ticks "$pid")
+  [ "${6:-}" = "" ] || sink0=$(cpu_ticks "$SINK_PID")
   json=$(wrk_run "$url" "$DURATION")
   gone "$pid" "$log" && return 0
   after=$(cpu_ticks "$pid")
+  threads1=$(thread_ticks "$pid")
+  [ "${6:-}" = "" ] || sink1=$(cpu_ticks "$SINK_PID")
   [ -n "$json" ] || die "no figures from wrk against $name"
   if [ "$(json_num "$json" non2xx)" != 0 ]; then
     local port=${url#http://127.0.0.1:}
@@ -282,7 +314,14 @@ ingest_one() {
   if [ "${6:-}" = sink ]; then
     extra="\"accepted_total\":$(( $(json_num "$warm" requests) + $(json_num "$json" requests) )),\"delivered_by_end\":$(sink_count),"
   fi
-  cpu=$(calc '%.1f' "($after - $before) / $TICKS * 1000000 / $(json_num "$json" requests)")
+  n=$(json_num "$json" requests)
+  per_req() { calc '%.1f' "($1) / $TICKS * 1000000 / $n"; }
+  cpu=$(per_req "$after - $before")
+  # Where the CPU went, per request: Herald's threads, the sink (when one is running) and wrk.
+  read -ra split <<<"$threads0 $threads1"
+  extra+="\"accept_us\":$(per_req "${split[4]} - ${split[0]}"),\"store_us\":$(per_req "${split[5]} - ${split[1]}"),"
+  extra+="\"delivery_us\":$(per_req "${split[6]} - ${split[2]}"),\"other_us\":$(per_req "${split[7]} - ${split[3]}"),"
+  extra+="\"sink_us\":$(per_req "$sink1 - $sink0"),\"wrk_us\":$(per_req "$(json_num "$json" wrk_ticks)"),"
   json="{\"bench\":\"ingest\",\"server\":\"$name\",\"run\":$run,\"cpu_us_per_req\":$cpu,\"rss_kb\":$(status_kb "$pid" VmRSS),\"hwm_kb\":$(status_kb "$pid" VmHWM),$extra${json#\{}"
   record "$json"
   log "  ingest $name: $(calc '%.0f' "$(json_num "$json" rps)") req/s, p99 $(json_num "$json" p99_ms) ms, ${cpu} µs CPU/req"
@@ -307,7 +346,7 @@ ingest_unit() {
     paced)
       start_sink "paced-$run"
       start_herald "paced-$run" "$ROOT/bench/herald-paced.toml"
-      ingest_one paced "herald-paced-$run" "$HERALD_PID" "http://127.0.0.1:$HERALD_PORT/hooks/flow" "$run"
+      ingest_one paced "herald-paced-$run" "$HERALD_PID" "http://127.0.0.1:$HERALD_PORT/hooks/flow" "$run" paced
       stop "$HERALD_PID"
       stop "$SINK_PID"
       ;;
@@ -441,6 +480,20 @@ for v in ing_h_p99 ing_c_p99 ing_s_p99 ing_h_p50 ing_c_p50 ing_s_p50 ing_h_cpu i
   printf -v "$v" '%s' "$(calc '%.1f' "${!v}")"
 done
 rps_ratio=$(calc '%.2f' "$ing_h_rps / $ing_c_rps")
+
+# cpu_row LABEL SERVER: one row of the CPU split, medians of each part over the runs.
+cpu_row() {
+  local k v total=0 cells=""
+  for k in accept_us store_us delivery_us other_us sink_us wrk_us; do
+    v=$(med ingest "$2" "$k")
+    total=$(calc '%.1f' "$total + $v")
+    cells+=" $(calc '%.1f' "$v") |"
+  done
+  echo "| $1 | $(calc '%.0f' "$(med ingest "$2" rps)") |$cells $total | $(calc '%.2f' "$total * $(med ingest "$2" rps) / 1000000") |"
+}
+# The CPU one request may cost, everything on the machine included, at half the ceiling's rate.
+budget=$(calc '%.1f' "$(nproc) * 1000000 / (0.5 * $ing_c_rps)")
+budget_herald=$(calc '%.1f' "$budget - $(med ingest herald wrk_us) - $(med ingest herald sink_us)")
 e2e_ratio=$(calc '%.2f' "$e2e_h / $e2e_d")
 FS=$(df -PT "$WORK" | awk 'NR == 2 { print $2 }')
 
@@ -471,6 +524,19 @@ REPORT=$RESULTS/latest.md
   echo "| end to end: peak RSS (VmHWM) | $(mb "$e2e_h_hwm") MB | $(mb "$e2e_d_hwm") MB sink | $(calc '%.1f' "$e2e_h_hwm / $e2e_d_hwm") | ≤ 80 MB | $(yes_no "$e2e_h_hwm <= 80 * 1024") |"
   echo "| idle: RSS after ${IDLE_SECONDS}s | $(mb "$idle_h_rss") MB | $(mb "$idle_c_rss") MB ceiling | $(calc '%.1f' "$idle_h_rss / $idle_c_rss") | — | |"
   echo "| idle: spawn → first answer | $idle_h_ms ms | $idle_c_ms ms ceiling | $(calc '%.1f' "$idle_h_ms / $idle_c_ms") | — | |"
+  echo
+  echo "Where the CPU goes, in µs per request (medians; \"cores\" is that total times requests/s):"
+  echo
+  echo "| server | requests/s | accept | store | delivery | other | sink | wrk | total | cores |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+  cpu_row "ceiling" ceiling
+  cpu_row "Herald, to the sink (target row)" herald
+  cpu_row "Herald, to a limited robot" paced
+  cpu_row "Herald, store only" store-only
+  echo
+  echo "At half the ceiling's rate, $(calc '%.0f' "$ing_c_rps / 2") requests/s, the $(nproc) cores give ${budget} µs of CPU" \
+    "per request; less what wrk and the sink took per request in the target row, that leaves" \
+    "**${budget_herald} µs for Herald**, which took $ing_h_cpu µs (store only: $ing_s_cpu µs)."
   echo
   echo "Every run, in order (Herald | baseline):"
   echo
