@@ -191,6 +191,9 @@ thread_ticks() {
     } END { printf "%d %d %d %d\n", c[1], c[2], c[3], c[4] }'
 }
 
+# machine_ticks: the machine's "idle+iowait total" CPU time (clock ticks, all cores) from /proc/stat.
+machine_ticks() { awk '$1 == "cpu" { t = 0; for (i = 2; i <= 9; i++) t += $i; print $5 + $6, t; exit }' /proc/stat; }
+
 # children_ticks VAR: sets VAR to the CPU time (clock ticks) of this shell's finished children.
 # (Not in a command substitution: that would read a new subshell, which has none.)
 children_ticks() {
@@ -295,13 +298,15 @@ gone() {
 # sink when the measurement ended.
 ingest_one() {
   local name=$1 log=$2 pid=$3 url=$4 run=$5 warm before after json cpu extra="" n
-  local threads0 threads1 sink0=0 sink1=0 split=()
+  local threads0 threads1 sink0=0 sink1=0 split=() machine0 machine1 m=()
   warm=$(wrk_run "$url" "$WARMUP")
   gone "$pid" "$log" && return 0
   before=$(cpu_ticks "$pid")
   threads0=$(thread_ticks "$pid")
   [ "${6:-}" = "" ] || sink0=$(cpu_ticks "$SINK_PID")
+  machine0=$(machine_ticks)
   json=$(wrk_run "$url" "$DURATION")
+  machine1=$(machine_ticks)
   gone "$pid" "$log" && return 0
   after=$(cpu_ticks "$pid")
   threads1=$(thread_ticks "$pid")
@@ -322,6 +327,9 @@ ingest_one() {
   extra+="\"accept_us\":$(per_req "${split[4]} - ${split[0]}"),\"store_us\":$(per_req "${split[5]} - ${split[1]}"),"
   extra+="\"delivery_us\":$(per_req "${split[6]} - ${split[2]}"),\"other_us\":$(per_req "${split[7]} - ${split[3]}"),"
   extra+="\"sink_us\":$(per_req "$sink1 - $sink0"),\"wrk_us\":$(per_req "$(json_num "$json" wrk_ticks)"),"
+  # The share of the machine's CPU time that was idle (or waiting for the disk) meanwhile.
+  read -ra m <<<"$machine0 $machine1"
+  extra+="\"idle_pct\":$(calc '%.1f' "100 * (${m[2]} - ${m[0]}) / (${m[3]} - ${m[1]})"),"
   json="{\"bench\":\"ingest\",\"server\":\"$name\",\"run\":$run,\"cpu_us_per_req\":$cpu,\"rss_kb\":$(status_kb "$pid" VmRSS),\"hwm_kb\":$(status_kb "$pid" VmHWM),$extra${json#\{}"
   record "$json"
   log "  ingest $name: $(calc '%.0f' "$(json_num "$json" rps)") req/s, p99 $(json_num "$json" p99_ms) ms, ${cpu} µs CPU/req"
@@ -489,7 +497,7 @@ cpu_row() {
     total=$(calc '%.1f' "$total + $v")
     cells+=" $(calc '%.1f' "$v") |"
   done
-  echo "| $1 | $(calc '%.0f' "$(med ingest "$2" rps)") |$cells $total | $(calc '%.2f' "$total * $(med ingest "$2" rps) / 1000000") |"
+  echo "| $1 | $(calc '%.0f' "$(med ingest "$2" rps)") |$cells $total | $(calc '%.2f' "$total * $(med ingest "$2" rps) / 1000000") | $(calc '%.1f' "$(med ingest "$2" idle_pct)") % |"
 }
 # The CPU one request may cost, everything on the machine included, at half the ceiling's rate.
 budget=$(calc '%.1f' "$(nproc) * 1000000 / (0.5 * $ing_c_rps)")
@@ -525,10 +533,13 @@ REPORT=$RESULTS/latest.md
   echo "| idle: RSS after ${IDLE_SECONDS}s | $(mb "$idle_h_rss") MB | $(mb "$idle_c_rss") MB ceiling | $(calc '%.1f' "$idle_h_rss / $idle_c_rss") | — | |"
   echo "| idle: spawn → first answer | $idle_h_ms ms | $idle_c_ms ms ceiling | $(calc '%.1f' "$idle_h_ms / $idle_c_ms") | — | |"
   echo
-  echo "Where the CPU goes, in µs per request (medians; \"cores\" is that total times requests/s):"
+  echo "Where the CPU goes, in µs per request, from each process's own CPU time (medians; \"cores\""
+  echo "is the total times requests/s; \"idle\" is the machine's idle and I/O-wait share of its CPU"
+  echo "time meanwhile, from /proc/stat: part of the kernel's network work is charged to no process,"
+  echo "so \"cores\" can fall short of $(nproc) with nothing idle):"
   echo
-  echo "| server | requests/s | accept | store | delivery | other | sink | wrk | total | cores |"
-  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+  echo "| server | requests/s | accept | store | delivery | other | sink | wrk | total | cores | idle |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
   cpu_row "ceiling" ceiling
   cpu_row "Herald, to the sink (target row)" herald
   cpu_row "Herald, to a limited robot" paced
