@@ -63,6 +63,10 @@ row() {
   row "ingest: requests/s" ingest herald rps
   row "ingest: p99 ms" ingest herald p99_ms
   row "ingest: CPU µs per request" ingest herald cpu_us_per_req
+  row "ingest: of which the accept path, µs" ingest herald accept_us
+  row "ingest: of which the store writer, µs" ingest herald store_us
+  row "ingest: of which the delivery worker, µs" ingest herald delivery_us
+  row "ingest: machine idle, %" ingest herald idle_pct
   row "ingest: ceiling requests/s (same rounds)" ingest ceiling rps
   row "ingest, store only: requests/s" ingest store-only rps
   row "ingest, store only: p99 ms" ingest store-only p99_ms
