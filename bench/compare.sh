@@ -51,7 +51,7 @@ row() {
   local label=$1 bench=$2 server=$3 key=$4 old new
   old=$(value old "$bench" "$server" "$key" | median)
   new=$(value new "$bench" "$server" "$key" | median)
-  awk -v l="$label" -v o="$old" -v n="$new" 'BEGIN { printf "| %s | %.1f | %.1f | %.2f |\n", l, o, n, n / o }'
+  awk -v l="$label" -v o="$old" -v n="$new" 'BEGIN { if (o == 0) printf "| %s | %.1f | %.1f | — |\n", l, o, n; else printf "| %s | %.1f | %.1f | %.2f |\n", l, o, n, n / o }'
 }
 {
   echo "# Herald $NEW_SHORT against $OLD_SHORT"
