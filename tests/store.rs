@@ -178,4 +178,38 @@ async fn a_body_that_repeats_its_event_is_stored_once_and_read_back_whole() {
     );
     assert!(stored[0].0 < 200, "only the rule's fields are: {} bytes", stored[0].0);
     assert_eq!(stored[1].1, None, "any other body is stored whole");
+
+    let (kind, size): (String, i64) = db
+        .query_row("SELECT typeof(body), length(body) FROM events", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap();
+    assert_eq!(kind, "blob", "the event's JSON is stored packed");
+    assert!(size < event_len, "packed: {size} bytes for {event_len} of JSON");
+}
+
+#[tokio::test]
+async fn an_event_stored_as_text_before_packing_is_still_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let event = Event::sample();
+    let json = serde_json::to_string(&event).unwrap();
+    let body = herald::render::event_json_body(&json, &herald::render::ContextExtras::default()).unwrap();
+    let message = Message {
+        body: MessageBody::Raw { body, content_type: "application/json".into() },
+        template_errors: vec![],
+    };
+    {
+        let o = SqliteOutbox::open(dir.path()).unwrap();
+        let webhook = NewDelivery { message: message.clone(), ..delivery("w", "audit") };
+        o.enqueue(&event, &[webhook], 100, &EnqueueWith::default()).await.unwrap();
+        // As a store of schema version 6 or earlier held it: the JSON as text.
+        let db = rusqlite::Connection::open(o.path()).unwrap();
+        db.execute("UPDATE events SET body = ?1", [&json]).unwrap();
+    }
+    let o = SqliteOutbox::open(dir.path()).unwrap();
+    assert_eq!(o.get("w").await.unwrap().unwrap().0.message, message);
+
+    // A packed body that does not unpack is an error that says so, not a wrong message.
+    let db = rusqlite::Connection::open(o.path()).unwrap();
+    db.execute("UPDATE events SET body = x'ffffffff00'", []).unwrap();
+    let err = o.get("w").await.unwrap_err().to_string();
+    assert!(err.contains("stored event"), "{err}");
 }

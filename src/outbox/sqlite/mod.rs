@@ -10,7 +10,9 @@
 //! | `schema.rs` | connection settings and migrations |
 //! | `writer.rs` | the writer thread: batching, one commit per batch, answering callers |
 //! | `sql.rs` | one function per operation: the statements |
+//! | `pack.rs` | how an event's JSON is stored: packed with LZ4 |
 
+mod pack;
 mod schema;
 mod sql;
 mod writer;
@@ -40,12 +42,13 @@ fn json_text(v: &impl serde::Serialize) -> Result<String, OutboxError> {
     serde_json::to_string(v).map_err(|e| OutboxError(e.to_string()))
 }
 
-/// An event as stored: its JSON, and the columns it is found by.
+/// An event as stored: its JSON, packed, and the columns it is found by.
 pub(crate) struct StoredEvent {
     id: String,
     source: String,
     status: &'static str,
-    body: String,
+    /// The event's JSON, packed (see [`pack`]).
+    body: Vec<u8>,
 }
 
 /// A delivery as stored: its message and headline already JSON text.
@@ -218,20 +221,25 @@ impl Outbox for SqliteOutbox {
         now: Millis,
         with: &EnqueueWith<'_>,
     ) -> Result<Enqueued, OutboxError> {
-        // Serialize here, on the caller's thread, so the writer only writes.
+        // Serialize and pack here, on the caller's thread, so the writer only writes.
+        let owned;
+        let json = match with.event_json {
+            Some(json) => json,
+            None => {
+                owned = json_text(event)?;
+                &owned
+            }
+        };
+        let deliveries = deliveries
+            .iter()
+            .map(|d| StoredNew::from(d, Some(json)))
+            .collect::<Result<Vec<_>, OutboxError>>()?;
         let stored = StoredEvent {
             id: event.event_id.clone(),
             source: event.source.clone(),
             status: event.status.as_str(),
-            body: match with.event_json {
-                Some(json) => json.to_string(),
-                None => json_text(event)?,
-            },
+            body: pack::pack(json),
         };
-        let deliveries = deliveries
-            .iter()
-            .map(|d| StoredNew::from(d, Some(&stored.body)))
-            .collect::<Result<Vec<_>, OutboxError>>()?;
         let dedup = with.dedup.cloned();
         let track = match with.track {
             Some((key, state)) => Some((key.to_string(), json_text(state)?)),

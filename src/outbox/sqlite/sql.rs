@@ -4,7 +4,8 @@
 //! A delivery is two rows: `deliveries` (its state, about a hundred bytes, rewritten by each
 //! lease and attempt) and `delivery_bodies` (the rendered message and headline, written once),
 //! joined on `seq`. A message whose body begins with its event's JSON stores only the rest, and
-//! is put back together from the event's row when it is read (see `StoredNew`). A leased delivery has `leased_until` set and `next_at` moved to the same
+//! is put back together from the event's row when it is read (see `StoredNew`). An event's
+//! JSON is stored packed (see `pack.rs`). A leased delivery has `leased_until` set and `next_at` moved to the same
 //! time, so the due-order index never offers it again until the lease expires.
 
 use rusqlite::{params, OptionalExtension, Transaction};
@@ -38,7 +39,7 @@ fn delivery_at(r: &rusqlite::Row<'_>, o: usize) -> rusqlite::Result<Delivery> {
         serde_json::from_str(r.get_ref(o + 4)?.as_str()?).map_err(|e| bad(format!("stored message: {e}")))?;
     if let Some(prefix) = r.get::<_, Option<i64>>(o + 13)? {
         let prefix = usize::try_from(prefix).map_err(|_| bad(format!("stored message: prefix {prefix}")))?;
-        let event = r.get_ref(o + 14)?.as_str_or_null()?.unwrap_or_default();
+        let event = super::pack::unpack(r.get_ref(o + 14)?).map_err(|e| bad(format!("stored event: {e}")))?;
         let head =
             event.get(..prefix).ok_or_else(|| bad("stored message: its event's body is missing".into()))?;
         match &mut message.body {
