@@ -232,3 +232,52 @@ fn serve_refuses_a_bad_config_before_opening_the_port() {
     assert!(text.contains("rules[0].channels[0]: unknown channel \"x\""), "{text}");
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "the port was opened");
 }
+
+#[tokio::test]
+async fn deliveries_without_a_config_read_the_store_of_the_embedded_quickstart() {
+    use herald::channels::{Message, MessageBody};
+    use herald::event::Event;
+    use herald::outbox::sqlite::SqliteOutbox;
+    use herald::outbox::{EnqueueWith, Headline, NewDelivery, Outbox};
+
+    let dir = tempfile::tempdir().unwrap();
+    let in_dir = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_herald"))
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("HERALD_LOG")
+            .env_remove("HERALD_DATA_DIR")
+            .output()
+            .expect("the herald binary runs")
+    };
+    let out = in_dir(&["deliveries", "list"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no store at data/herald.db"), "{err}");
+
+    // What `herald serve` leaves in ./data when it runs on the embedded config.
+    {
+        let store = SqliteOutbox::open(&dir.path().join("data")).unwrap();
+        let delivery = NewDelivery {
+            id: "d1".into(),
+            rule: "everything to the console".into(),
+            channel: "stdout".into(),
+            message: Message { body: MessageBody::Text { text: "hello".into() }, template_errors: vec![] },
+            headline: Headline {
+                text: "build 22 failed".into(),
+                url: None,
+                status: "failure".into(),
+                covers: None,
+            },
+            hold: None,
+            due_at: None,
+        };
+        store.enqueue(&Event::sample(), &[delivery], 1, &EnqueueWith::default()).await.unwrap();
+        store.flush().await.unwrap();
+    }
+    let out = in_dir(&["deliveries", "list", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed["deliveries"][0]["id"], "d1", "{listed}");
+    assert_eq!(listed["deliveries"][0]["channel"], "stdout", "{listed}");
+}

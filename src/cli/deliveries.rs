@@ -8,7 +8,6 @@ use anyhow::{bail, Context};
 use clap::Subcommand;
 
 use crate::clock::{Clock, SystemClock};
-use crate::config;
 use crate::outbox::sqlite::SqliteOutbox;
 use crate::outbox::view::{DeliveryDetail, DeliveryView};
 use crate::outbox::{DeliveryState, ListFilter, Outbox};
@@ -17,8 +16,9 @@ use crate::outbox::{DeliveryState, ListFilter, Outbox};
 pub enum Action {
     /// List deliveries, newest first.
     List {
-        #[arg(long, default_value = "herald.toml")]
-        config: std::path::PathBuf,
+        /// The config file (default herald.toml; without one, the embedded quickstart config).
+        #[arg(long)]
+        config: Option<std::path::PathBuf>,
         /// pending, retrying, delivered, dead or merged.
         #[arg(long)]
         state: Option<String>,
@@ -32,14 +32,16 @@ pub enum Action {
     },
     /// Show one delivery: its message and every attempt, as JSON.
     Show {
-        #[arg(long, default_value = "herald.toml")]
-        config: std::path::PathBuf,
+        /// The config file (default herald.toml; without one, the embedded quickstart config).
+        #[arg(long)]
+        config: Option<std::path::PathBuf>,
         id: String,
     },
     /// Send deliveries again: the ones named, or every one in --state (default dead).
     Retry {
-        #[arg(long, default_value = "herald.toml")]
-        config: std::path::PathBuf,
+        /// The config file (default herald.toml; without one, the embedded quickstart config).
+        #[arg(long)]
+        config: Option<std::path::PathBuf>,
         ids: Vec<String>,
         #[arg(long, default_value = "dead")]
         state: String,
@@ -55,8 +57,8 @@ fn parse_state(s: &str) -> anyhow::Result<DeliveryState> {
     })
 }
 
-fn open(path: &Path) -> anyhow::Result<SqliteOutbox> {
-    let cfg = config::load(path).map_err(|errors| {
+fn open(path: Option<&Path>) -> anyhow::Result<SqliteOutbox> {
+    let cfg = super::config_or_default(path).0.map_err(|errors| {
         let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
         anyhow::anyhow!("invalid config:\n{}", lines.join("\n"))
     })?;
@@ -73,7 +75,7 @@ pub fn run(action: Action) -> anyhow::Result<ExitCode> {
     runtime.block_on(async {
         match action {
             Action::List { config, state, channel, limit, json } => {
-                let store = open(&config)?;
+                let store = open(config.as_deref())?;
                 let filter =
                     ListFilter { state: state.as_deref().map(parse_state).transpose()?, channel, limit };
                 let found = store.list(&filter).await?;
@@ -98,7 +100,7 @@ pub fn run(action: Action) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             Action::Show { config, id } => {
-                let store = open(&config)?;
+                let store = open(config.as_deref())?;
                 match store.get(&id).await? {
                     Some((d, attempts)) => {
                         println!("{}", serde_json::to_string_pretty(&DeliveryDetail::new(&d, &attempts))?);
@@ -108,7 +110,7 @@ pub fn run(action: Action) -> anyhow::Result<ExitCode> {
                 }
             }
             Action::Retry { config, ids, state, channel } => {
-                let store = open(&config)?;
+                let store = open(config.as_deref())?;
                 let state = parse_state(&state)?;
                 if !matches!(state, DeliveryState::Dead | DeliveryState::Retrying) {
                     bail!("--state must be dead or retrying");

@@ -92,21 +92,22 @@ fn load_or_report(path: &Path) -> Option<Config> {
     }
 }
 
+/// The config `serve` and `deliveries` use: the file given, else `herald.toml` here, else the
+/// embedded quickstart config, which keeps its store in `./data`. The flag says it is that one.
+fn config_or_default(path: Option<&Path>) -> (Result<Config, Vec<ConfigError>>, bool) {
+    match path {
+        Some(p) => (config::load(p), false),
+        None if Path::new("herald.toml").exists() => (config::load(Path::new("herald.toml")), false),
+        None => (config::parse(EMBEDDED_DEFAULT, &|name| std::env::var(name).ok()), true),
+    }
+}
+
 fn serve(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    let config = match &path {
-        Some(p) => load_or_report(p),
-        None if Path::new("herald.toml").exists() => load_or_report(Path::new("herald.toml")),
-        None => {
-            tracing::info!("no herald.toml here: running the embedded quickstart config (console channel)");
-            match config::parse(EMBEDDED_DEFAULT, &|name| std::env::var(name).ok()) {
-                Ok(c) => Some(c),
-                Err(errors) => {
-                    print_errors(&errors);
-                    None
-                }
-            }
-        }
-    };
+    let (config, embedded) = config_or_default(path.as_deref());
+    if embedded {
+        tracing::info!("no herald.toml here: running the embedded quickstart config (console channel)");
+    }
+    let config = config.map_err(|errors| print_errors(&errors)).ok();
     let Some(config) = config else { return Ok(ExitCode::from(2)) };
     let store = SqliteOutbox::open(&config.server.data_dir)
         .with_context(|| format!("opening the store in {}", config.server.data_dir.display()))?;
