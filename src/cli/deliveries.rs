@@ -58,7 +58,7 @@ fn parse_state(s: &str) -> anyhow::Result<DeliveryState> {
 }
 
 fn open(path: Option<&Path>) -> anyhow::Result<SqliteOutbox> {
-    let cfg = super::config_or_default(path).0.map_err(|errors| {
+    let cfg = super::config_or_default(path).map_err(|errors| {
         let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
         anyhow::anyhow!("invalid config:\n{}", lines.join("\n"))
     })?;

@@ -93,22 +93,21 @@ fn load_or_report(path: &Path) -> Option<Config> {
 }
 
 /// The config `serve` and `deliveries` use: the file given, else `herald.toml` here, else the
-/// embedded quickstart config, which keeps its store in `./data`. The flag says it is that one.
-fn config_or_default(path: Option<&Path>) -> (Result<Config, Vec<ConfigError>>, bool) {
+/// embedded quickstart config, which keeps its store in `./data`.
+fn config_or_default(path: Option<&Path>) -> Result<Config, Vec<ConfigError>> {
     match path {
-        Some(p) => (config::load(p), false),
-        None if Path::new("herald.toml").exists() => (config::load(Path::new("herald.toml")), false),
-        None => (config::parse(EMBEDDED_DEFAULT, &|name| std::env::var(name).ok()), true),
+        Some(p) => config::load(p),
+        None if Path::new("herald.toml").exists() => config::load(Path::new("herald.toml")),
+        None => {
+            tracing::info!("no herald.toml here: using the embedded quickstart config (console channel)");
+            config::parse(EMBEDDED_DEFAULT, &|name| std::env::var(name).ok())
+        }
     }
 }
 
 fn serve(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    let (config, embedded) = config_or_default(path.as_deref());
-    if embedded {
-        tracing::info!("no herald.toml here: running the embedded quickstart config (console channel)");
-    }
-    let config = config.map_err(|errors| print_errors(&errors)).ok();
-    let Some(config) = config else { return Ok(ExitCode::from(2)) };
+    let config = config_or_default(path.as_deref()).map_err(|errors| print_errors(&errors));
+    let Ok(config) = config else { return Ok(ExitCode::from(2)) };
     let store = SqliteOutbox::open(&config.server.data_dir)
         .with_context(|| format!("opening the store in {}", config.server.data_dir.display()))?;
     tracing::info!(path = %store.path().display(), "store opened");

@@ -222,23 +222,19 @@ impl Outbox for SqliteOutbox {
         with: &EnqueueWith<'_>,
     ) -> Result<Enqueued, OutboxError> {
         // Serialize and pack here, on the caller's thread, so the writer only writes.
-        let owned;
         let json = match with.event_json {
-            Some(json) => json,
-            None => {
-                owned = json_text(event)?;
-                &owned
-            }
+            Some(json) => std::borrow::Cow::Borrowed(json),
+            None => std::borrow::Cow::Owned(json_text(event)?),
         };
         let deliveries = deliveries
             .iter()
-            .map(|d| StoredNew::from(d, Some(json)))
+            .map(|d| StoredNew::from(d, Some(&json)))
             .collect::<Result<Vec<_>, OutboxError>>()?;
         let stored = StoredEvent {
             id: event.event_id.clone(),
             source: event.source.clone(),
             status: event.status.as_str(),
-            body: pack::pack(json),
+            body: pack::pack(&json),
         };
         let dedup = with.dedup.cloned();
         let track = match with.track {

@@ -22,11 +22,11 @@ pub fn unpack(body: ValueRef<'_>) -> Result<Cow<'_, str>, String> {
         ValueRef::Text(text) => std::str::from_utf8(text).map(Cow::Borrowed).map_err(|e| e.to_string()),
         ValueRef::Blob(packed) => {
             // The length in front decides the allocation: check it first.
-            match packed.get(..4).map(|n| u32::from_le_bytes([n[0], n[1], n[2], n[3]]) as usize) {
-                Some(n) if n <= MAX_UNPACKED => {}
-                _ => return Err("a packed body with no plausible length".into()),
+            let (size, block) = lz4_flex::block::uncompressed_size(packed).map_err(|e| e.to_string())?;
+            if size > MAX_UNPACKED {
+                return Err(format!("a packed body that claims {size} bytes"));
             }
-            let json = lz4_flex::block::decompress_size_prepended(packed).map_err(|e| e.to_string())?;
+            let json = lz4_flex::block::decompress(block, size).map_err(|e| e.to_string())?;
             String::from_utf8(json).map(Cow::Owned).map_err(|e| e.to_string())
         }
         ValueRef::Null => Ok(Cow::Borrowed("")),

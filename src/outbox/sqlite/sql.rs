@@ -5,8 +5,10 @@
 //! lease and attempt) and `delivery_bodies` (the rendered message and headline, written once),
 //! joined on `seq`. A message whose body begins with its event's JSON stores only the rest, and
 //! is put back together from the event's row when it is read (see `StoredNew`). An event's
-//! JSON is stored packed (see `pack.rs`). A leased delivery has `leased_until` set and `next_at` moved to the same
-//! time, so the due-order index never offers it again until the lease expires.
+//! JSON is stored packed (see `pack.rs`).
+//!
+//! A leased delivery has `leased_until` set and `next_at` moved to the same time, so the
+//! due-order index never offers it again until the lease expires.
 
 use rusqlite::{params, OptionalExtension, Transaction};
 
