@@ -27,6 +27,10 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Attempts the delivery worker keeps in flight at once.
 const WORKER_CONCURRENCY: usize = 128;
 
+/// The most of those one robot may hold when there are others: a robot that hangs until its
+/// timeout leaves a quarter of the worker to the rest. A lone robot may use them all.
+const ROBOT_SLOTS: usize = WORKER_CONCURRENCY * 3 / 4;
+
 /// Why the gateway did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -147,6 +151,7 @@ pub fn worker(
         handoff: gateway.handoff.clone(),
         batch: 64,
         concurrency: WORKER_CONCURRENCY,
+        robot_slots: if robots.len() > 1 { ROBOT_SLOTS } else { WORKER_CONCURRENCY },
         lease: Duration::from_millis(gateway.handoff.lease_ms() as u64),
         governor: Arc::new(governor),
         robots: Arc::new(robots),

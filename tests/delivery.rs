@@ -84,6 +84,7 @@ fn rig(script: Vec<Outcome>, policy: RetryPolicy) -> Rig {
         handoff: Arc::new(Handoff::new(16, 60_000)),
         batch: 16,
         concurrency: 16,
+        robot_slots: 16,
         lease: Duration::from_secs(60),
         governor: Arc::new(Governor::default()),
         robots: Arc::new(HashMap::new()),

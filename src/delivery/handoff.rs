@@ -89,22 +89,36 @@ impl Handoff {
         self.store_due.store(Millis::MAX, Ordering::Release);
     }
 
-    /// Up to `max` handed-over deliveries, oldest first. One whose lease has less than
-    /// `min_left_ms` to run is dropped: an attempt could outlive its lease, so it is left to
-    /// expire and be leased again from the store.
-    pub fn take(&self, max: usize, now: Millis, min_left_ms: i64) -> Vec<Delivery> {
+    /// Up to `max` handed-over deliveries that `pick` accepts, oldest first; the ones it passes
+    /// over keep their place. One whose lease has less than `min_left_ms` to run is dropped: an
+    /// attempt could outlive its lease, so it is left to expire and be leased again from the
+    /// store.
+    pub fn take(
+        &self,
+        max: usize,
+        now: Millis,
+        min_left_ms: i64,
+        mut pick: impl FnMut(&Delivery) -> bool,
+    ) -> Vec<Delivery> {
         let mut out = Vec::new();
         let mut taken = 0;
         {
             let mut queue = self.queue.lock().expect("handoff lock");
+            let mut passed = VecDeque::new();
             while out.len() < max {
                 let Some(h) = queue.pop_front() else { break };
-                taken += 1;
-                if h.leased_until - now >= min_left_ms {
+                if h.leased_until - now < min_left_ms {
+                    taken += 1;
+                    tracing::debug!(delivery_id = %h.delivery.id, "handed-over lease too short: left to the store");
+                } else if pick(&h.delivery) {
+                    taken += 1;
                     out.push(h.delivery);
                 } else {
-                    tracing::debug!(delivery_id = %h.delivery.id, "handed-over lease too short: left to the store");
+                    passed.push_back(h);
                 }
+            }
+            while let Some(h) = passed.pop_back() {
+                queue.push_front(h);
             }
         }
         self.used.fetch_sub(taken, Ordering::AcqRel);
@@ -200,7 +214,7 @@ mod tests {
         // Two unfilled slots came back when the reservation was consumed.
         assert!(h.reserve(2).is_some());
         assert!(h.reserve(3).is_none());
-        assert_eq!(h.take(10, 0, 0).iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["1"]);
+        assert_eq!(h.take(10, 0, 0, |_| true).iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["1"]);
         assert!(h.reserve(3).is_some(), "taking frees the room");
     }
 
@@ -209,9 +223,9 @@ mod tests {
         let h = Handoff::new(10, 60_000);
         h.reserve(2).unwrap().fill([delivery("old"), delivery("older-lease")], 1_000);
         h.reserve(1).unwrap().fill([delivery("fresh")], 60_000);
-        let got = h.take(10, 500, 10_000);
+        let got = h.take(10, 500, 10_000, |_| true);
         assert_eq!(got.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["fresh"]);
-        assert!(h.take(10, 500, 0).is_empty());
+        assert!(h.take(10, 500, 0, |_| true).is_empty());
         assert!(h.reserve(10).is_some(), "dropped ones free their room too");
     }
 
@@ -223,7 +237,24 @@ mod tests {
         h.reserve(3).unwrap().fill([delivery("a"), other, delivery("c")], 60_000);
         let got = h.take_matching(|d| d.channel == "c");
         assert_eq!(got.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["a", "c"]);
-        assert_eq!(h.take(10, 0, 0).iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["b"]);
+        assert_eq!(h.take(10, 0, 0, |_| true).iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["b"]);
+        assert!(h.reserve(10).is_some());
+    }
+
+    #[test]
+    fn take_passes_over_what_pick_refuses_and_keeps_its_place() {
+        let h = Handoff::new(10, 60_000);
+        let on = |id: &str, channel: &str| Delivery { channel: channel.into(), ..delivery(id) };
+        h.reserve(4)
+            .unwrap()
+            .fill([on("s1", "slow"), on("f1", "fast"), on("s2", "slow"), on("f2", "fast")], 60_000);
+        let got = h.take(10, 0, 0, |d| d.channel == "fast");
+        assert_eq!(got.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["f1", "f2"]);
+        assert!(h.reserve(9).is_none(), "the passed-over two still hold their room");
+        assert!(h.reserve(8).is_some());
+        let got = h.take(1, 0, 0, |_| true);
+        assert_eq!(got.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["s1"], "oldest first, as before");
+        assert_eq!(h.take(10, 0, 0, |_| true).iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["s2"]);
         assert!(h.reserve(10).is_some());
     }
 

@@ -14,6 +14,7 @@
 //! | `admit.rs` | what goes now: released holds, the rate governor, backlog summaries |
 //! | `attempt.rs` | one attempt: send, classify, record |
 //! | `governor.rs` | per-robot sliding-window limits |
+//! | `slots.rs` | per-robot shares of the attempts in flight |
 //! | `backoff.rs` | retry timing as pure functions |
 //! | `hold.rs`, `summary.rs` | held-message keys, and summary messages |
 
@@ -23,6 +24,7 @@ mod backoff;
 pub mod governor;
 pub mod handoff;
 pub mod hold;
+pub mod slots;
 pub mod summary;
 
 use std::collections::HashMap;
@@ -35,6 +37,7 @@ use tokio::task::JoinSet;
 pub use backoff::RetryPolicy;
 use governor::Governor;
 use handoff::Handoff;
+use slots::Slots;
 
 use crate::channels::Channel;
 use crate::clock::{Clock, Millis};
@@ -47,6 +50,11 @@ const MAX_SUMMARY_ITEMS: usize = 500;
 /// The longest the worker goes without looking in the store: a replay made by
 /// `herald deliveries retry` in another process is picked up within this.
 const POLL_MS: Millis = 1_000;
+
+/// How long a delivery leased from the store waits when its robot has no attempt slot free:
+/// it goes back to the store, due again after this, without counting an attempt. While the
+/// robot stays full, the store is leased without its channels, so this is seldom needed.
+const BUSY_WAIT_MS: Millis = 250;
 
 /// How long a lease lasts when the longest channel timeout is `timeouts.max()` (in ms): an
 /// attempt starts only while its lease has half of this left, and must end before it expires.
@@ -95,6 +103,10 @@ pub struct Worker {
     pub batch: usize,
     /// Attempts in flight at once in `run`.
     pub concurrency: usize,
+    /// Attempts in flight at once per robot in `run`: a robot that hangs until its timeout
+    /// holds at most this many of the `concurrency`, and the other robots' deliveries go past
+    /// its own.
+    pub robot_slots: usize,
     /// How long a lease hides a delivery from other workers. An attempt starts only while its
     /// lease has at least half of this to run, so it must exceed twice the longest send.
     pub lease: Duration,
@@ -130,24 +142,40 @@ impl Worker {
         }
     }
 
+    /// The rate key of the robot a delivery goes to (none when its channel is gone).
+    fn robot_of(&self, d: &Delivery) -> Option<&str> {
+        self.channels.get(&d.channel).map(|c| c.rate_key())
+    }
+
     /// Up to `max` deliveries to try now: the store's first when it may hold due ones (or
     /// `always`), then handed-over ones. The store's are older (retries, held messages, an
-    /// overflow), so a steady stream of new events never keeps them waiting.
-    async fn take(&self, max: usize, now: Millis, always: bool) -> Vec<Delivery> {
+    /// overflow), so a steady stream of new events never keeps them waiting. The store's
+    /// deliveries to the channels in `skip` stay there, and handed-over ones that `pick`
+    /// refuses stay queued.
+    async fn take(
+        &self,
+        max: usize,
+        now: Millis,
+        always: bool,
+        skip: &[String],
+        pick: impl FnMut(&Delivery) -> bool,
+    ) -> Vec<Delivery> {
         let mut due = Vec::new();
         if always || self.handoff.store_due() <= now {
             self.handoff.claim_store();
-            let next = match self.outbox.lease(now, max, self.lease_ms()).await {
+            let next = match self.outbox.lease_skipping(now, max, self.lease_ms(), skip).await {
                 // More may be due: look again at once.
                 Ok(leased) if leased.len() == max => {
                     due = leased;
                     now
                 }
-                // Drained: look again when the next one is due, or at the next poll.
+                // Drained: look again when the next one is due, or at the next poll. What was
+                // skipped may be due already: it waits for a slot, not in a loop of leases.
                 Ok(leased) => {
                     due = leased;
+                    let soonest = if skip.is_empty() { 1 } else { BUSY_WAIT_MS };
                     match self.outbox.next_due().await {
-                        Ok(Some(at)) => at.clamp(now + 1, now + POLL_MS),
+                        Ok(Some(at)) => at.clamp(now + soonest, now + POLL_MS),
                         _ => now + POLL_MS,
                     }
                 }
@@ -159,28 +187,42 @@ impl Worker {
             self.handoff.stored(next);
         }
         if due.len() < max {
-            due.extend(self.handoff.take(max - due.len(), now, self.lease_ms() / 2));
+            due.extend(self.handoff.take(max - due.len(), now, self.lease_ms() / 2, pick));
         }
         due
+    }
+
+    /// Deliveries whose robot had no attempt slot free go back to the store, due again
+    /// shortly, without counting an attempt.
+    async fn wait_for_slots(&self, ids: &[String], now: Millis) {
+        let at = now + BUSY_WAIT_MS;
+        match self.outbox.defer(ids, at).await {
+            Ok(()) => self.handoff.stored(at),
+            Err(e) => {
+                tracing::error!(waiting = ids.len(), error = %e, "putting back deliveries of a busy robot failed")
+            }
+        }
     }
 
     /// Takes the due deliveries (at most `batch`) and attempts them all, concurrently;
     /// returns how many were taken. Tests drive the worker with this, one step at a time.
     pub async fn step(&self) -> usize {
         let now = self.clock.now_ms();
-        let due = self.take(self.batch, now, true).await;
+        let due = self.take(self.batch, now, true, &[], |_| true).await;
         let n = due.len();
         let sends = self.admit(due, now).await;
         futures_util::future::join_all(sends.into_iter().map(|d| self.attempt(d))).await;
         n
     }
 
-    /// Runs until `shutdown` turns true, keeping up to `concurrency` attempts in flight and
-    /// taking more as they finish; in between it sleeps until work is handed over or the store
-    /// has some due. In-flight attempts finish before it returns.
+    /// Runs until `shutdown` turns true, keeping up to `concurrency` attempts in flight (at
+    /// most `robot_slots` per robot) and taking more as they finish; in between it sleeps until
+    /// work is handed over, the store has some due, or a full robot frees a slot. In-flight
+    /// attempts finish before it returns.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let me = Arc::new(self);
         me.seed_governor(me.clock.now_ms()).await;
+        let slots = Slots::new(me.robot_slots);
         let mut inflight: JoinSet<()> = JoinSet::new();
         loop {
             if *shutdown.borrow() {
@@ -190,20 +232,48 @@ impl Worker {
             let free = me.concurrency.saturating_sub(inflight.len());
             if free > 0 {
                 let now = me.clock.now_ms();
-                let due = me.take(free, now, false).await;
+                let skip = me.full_robots_channels(&slots);
+                // Handed-over deliveries are taken only while their robot has a slot left.
+                let mut picked: HashMap<&str, usize> = HashMap::new();
+                let pick = |d: &Delivery| match me.robot_of(d) {
+                    None => true,
+                    Some(key) => {
+                        let n = picked.entry(key).or_insert(0);
+                        *n += 1;
+                        *n <= slots.room(key)
+                    }
+                };
+                let due = me.take(free, now, false, &skip, pick).await;
                 let taken = due.len();
+                let mut waiting = Vec::new();
                 for d in me.admit(due, now).await {
+                    // A delivery to a channel that is gone needs no slot: it is dead at once.
+                    let slot = match me.robot_of(&d) {
+                        Some(key) => match slots.take(key) {
+                            Some(slot) => Some(slot),
+                            None => {
+                                waiting.push(d.id);
+                                continue;
+                            }
+                        },
+                        None => None,
+                    };
                     let me = me.clone();
-                    inflight.spawn(async move { me.attempt(d).await });
+                    inflight.spawn(async move {
+                        let _slot = slot;
+                        me.attempt(d).await
+                    });
                 }
-                if taken == free {
+                if !waiting.is_empty() {
+                    me.wait_for_slots(&waiting, now).await;
+                } else if taken == free {
                     continue;
                 }
             }
             let now = me.clock.now_ms();
             let wait = me.handoff.store_due().saturating_sub(now).clamp(1, POLL_MS);
             tokio::select! {
-                _ = inflight.join_next(), if inflight.len() >= me.concurrency => {}
+                _ = inflight.join_next(), if inflight.len() >= me.concurrency || slots.any_full() => {}
                 _ = me.handoff.notified() => {}
                 _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
                 _ = shutdown.changed() => {}
@@ -213,5 +283,14 @@ impl Worker {
         if let Err(e) = me.outbox.flush().await {
             tracing::error!(error = %e, "recording the last attempts failed");
         }
+    }
+
+    /// The channels of the robots with no attempt slot free.
+    fn full_robots_channels(&self, slots: &Slots) -> Vec<String> {
+        self.robots
+            .iter()
+            .filter(|(key, _)| slots.room(key) == 0)
+            .flat_map(|(_, robot)| robot.channels.iter().cloned())
+            .collect()
     }
 }

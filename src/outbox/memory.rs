@@ -88,7 +88,13 @@ impl Outbox for MemoryOutbox {
         Ok(self.tracks.lock().expect("outbox lock").get(key).cloned())
     }
 
-    async fn lease(&self, now: Millis, limit: usize, lease_ms: i64) -> Result<Vec<Delivery>, OutboxError> {
+    async fn lease_skipping(
+        &self,
+        now: Millis,
+        limit: usize,
+        lease_ms: i64,
+        skip: &[String],
+    ) -> Result<Vec<Delivery>, OutboxError> {
         let mut entries = self.entries.lock().expect("outbox lock");
         let mut due: Vec<&mut Entry> = entries
             .values_mut()
@@ -96,6 +102,7 @@ impl Outbox for MemoryOutbox {
                 is_open(e.delivery.state)
                     && e.delivery.next_at <= now
                     && e.leased_until.is_none_or(|until| until <= now)
+                    && !skip.contains(&e.delivery.channel)
             })
             .collect();
         due.sort_by_key(|e| (e.delivery.next_at, e.delivery.created_at));

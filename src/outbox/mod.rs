@@ -207,7 +207,18 @@ pub trait Outbox: Send + Sync {
     async fn track(&self, key: &str) -> Result<Option<Track>, OutboxError>;
     /// Leases up to `limit` due deliveries (pending or retrying, `next_at <= now`, not leased
     /// by someone else) for `lease_ms`, in due order.
-    async fn lease(&self, now: Millis, limit: usize, lease_ms: i64) -> Result<Vec<Delivery>, OutboxError>;
+    async fn lease(&self, now: Millis, limit: usize, lease_ms: i64) -> Result<Vec<Delivery>, OutboxError> {
+        self.lease_skipping(now, limit, lease_ms, &[]).await
+    }
+    /// [`lease`](Outbox::lease), passing over the deliveries to the channels in `skip`: the
+    /// worker skips the channels of a robot that has no attempt slot free.
+    async fn lease_skipping(
+        &self,
+        now: Millis,
+        limit: usize,
+        lease_ms: i64,
+        skip: &[String],
+    ) -> Result<Vec<Delivery>, OutboxError>;
     /// Records an attempt and releases the lease. The record may still be on its way to disk
     /// when this returns, but every later operation sees it; [`flush`](Outbox::flush) waits
     /// until it is on disk. (Losing it in a crash only means the attempt is made again.)

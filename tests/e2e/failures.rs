@@ -1,5 +1,6 @@
 //! Delivery failures: an error code under HTTP 200, transient refusals retried after the
-//! platform's hint or the backoff, and robots slower than the channel's timeout.
+//! platform's hint or the backoff, robots slower than the channel's timeout, and a robot that
+//! hangs while the others keep receiving.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -8,8 +9,12 @@ use herald::delivery::RetryPolicy;
 use herald::outbox::DeliveryState;
 use serde_json::Value;
 
-use super::{by_channel, fixture, now_ms, quick_retry, Herald, ADMIN_TOKEN, DT_SECRET, LARK_SECRET, WAIT};
+use super::{
+    by_channel, fixture, now_ms, quick_retry, sink_requests, Herald, ADMIN_TOKEN, DT_SECRET, LARK_SECRET,
+    WAIT,
+};
 use crate::support::robots::{MockOptions, MockRobot, Platform, Reply};
+use crate::support::webhook_sink::{self, WebhookSink};
 
 // ---------------------------------------------------------------------------------------------
 // 2. HTTP 200 with an error code
@@ -238,5 +243,64 @@ channels = ["ding", "wecom", "lark"]
         uuids.iter().all(|u| u == ding_id.as_str()),
         "both DingTalk requests carry msgUuid {ding_id}: {uuids:?}"
     );
+    h.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. A robot that hangs
+// ---------------------------------------------------------------------------------------------
+
+/// One robot holds every request for two minutes, within its channel's timeout; another
+/// answers at once. Both get every event. The hanging robot takes a share of the worker's
+/// attempts, not all of them, so the other keeps receiving: all 200 of its deliveries arrive
+/// while the first robot still holds its requests.
+#[tokio::test]
+async fn a_hanging_robot_does_not_hold_up_the_others() {
+    const EVENTS: usize = 200;
+    let slow = WebhookSink::start(None);
+    slow.script((0..EVENTS).map(|_| webhook_sink::Reply {
+        delay: Duration::from_secs(120),
+        ..webhook_sink::Reply::status(200)
+    }));
+    let fast = WebhookSink::start(None);
+    let config = r#"
+[server]
+listen = "127.0.0.1:0"
+
+[delivery]
+dedup_window = "0s"
+
+[channels.slow]
+type = "webhook"
+url = "${SLOW_URL}"
+timeout_ms = 180000
+
+[channels.fast]
+type = "webhook"
+url = "${FAST_URL}"
+
+[[rules]]
+name = "both"
+channels = ["slow", "fast"]
+"#;
+    let env = HashMap::from([("SLOW_URL", slow.url("/slow")), ("FAST_URL", fast.url("/fast"))]);
+    let h = Herald::start(config, &env, quick_retry()).await;
+    for _ in 0..EVENTS {
+        h.post_flow(fixture("flow-task-fail.json")).await.event_id();
+    }
+
+    let got = sink_requests(&fast, EVENTS).await;
+    assert_eq!(got.len(), EVENTS, "the answering robot received every event, once");
+    let held = slow.requests().len();
+    assert!(
+        (1..128).contains(&held),
+        "the hanging robot holds some of the worker's 128 attempts, not all: {held}"
+    );
+    let open =
+        h.outbox.all().iter().filter(|d| d.channel == "slow" && d.state != DeliveryState::Delivered).count();
+    assert_eq!(open, EVENTS, "nothing to the hanging robot is lost or counted as delivered");
+
+    // The hanging robot's connections close with it; what it held is retried, not lost.
+    drop(slow);
     h.stop().await;
 }

@@ -54,6 +54,7 @@ where
     finish_reschedules_and_releases(make()).await;
     dead_and_delivered_are_final(make()).await;
     leases_respect_the_limit_and_due_order(make()).await;
+    a_lease_can_pass_over_channels(make()).await;
     duplicates_within_the_window_are_stored_without_deliveries(make()).await;
     list_filters_and_replay_dead_letters(make()).await;
     defer_backlog_and_merge(make()).await;
@@ -263,6 +264,23 @@ async fn leases_respect_the_limit_and_due_order(o: Arc<dyn Outbox>) {
     let rest = o.lease(1_000, 2, 60_000).await.unwrap();
     assert_eq!(rest.len(), 1);
     assert_eq!(rest[0].id, "late");
+}
+
+async fn a_lease_can_pass_over_channels(o: Arc<dyn Outbox>) {
+    let with = EnqueueWith::default();
+    o.enqueue(&event(), &[delivery("slow-1", "slow"), delivery("fast-1", "fast")], 100, &with).await.unwrap();
+    o.enqueue(&event(), &[delivery("other-1", "other"), delivery("slow-2", "slow")], 200, &with)
+        .await
+        .unwrap();
+    let skip = ["slow".to_string()];
+    let got = o.lease_skipping(1_000, 10, 60_000, &skip).await.unwrap();
+    let mut ids: Vec<&str> = got.iter().map(|d| d.id.as_str()).collect();
+    ids.sort();
+    assert_eq!(ids, ["fast-1", "other-1"], "the skipped channel's deliveries stay where they are");
+    let rest = o.lease(1_000, 10, 60_000).await.unwrap();
+    let mut ids: Vec<&str> = rest.iter().map(|d| d.id.as_str()).collect();
+    ids.sort();
+    assert_eq!(ids, ["slow-1", "slow-2"], "and are leased once nothing skips them");
 }
 
 async fn duplicates_within_the_window_are_stored_without_deliveries(o: Arc<dyn Outbox>) {

@@ -260,8 +260,15 @@ impl Outbox for SqliteOutbox {
         Ok(stored)
     }
 
-    async fn lease(&self, now: Millis, limit: usize, lease_ms: i64) -> Result<Vec<Delivery>, OutboxError> {
-        self.call(|reply| Op::Lease { now, limit, lease_ms, reply }).await
+    async fn lease_skipping(
+        &self,
+        now: Millis,
+        limit: usize,
+        lease_ms: i64,
+        skip: &[String],
+    ) -> Result<Vec<Delivery>, OutboxError> {
+        let skip = skip.to_vec();
+        self.call(|reply| Op::Lease { now, limit, lease_ms, skip, reply }).await
     }
 
     async fn finish(&self, id: &str, attempt: AttemptRecord, next: Next) -> Result<(), OutboxError> {

@@ -50,6 +50,7 @@ pub enum Op {
         now: Millis,
         limit: usize,
         lease_ms: i64,
+        skip: Vec<String>,
         reply: Reply<Vec<Delivery>>,
     },
     /// Recorded without an answer: the worker does not wait for the commit (see
@@ -250,7 +251,9 @@ fn apply(tx: &Transaction<'_>, op: Op) -> Answer {
         Op::Track { key, reply } => answer(reply, sql::load_track(tx, &key)),
         Op::Held { key, reply } => answer(reply, sql::held(tx, &key)),
         Op::Claim { key, now, window_ms, reply } => answer(reply, sql::claim(tx, &key, now, window_ms)),
-        Op::Lease { now, limit, lease_ms, reply } => answer(reply, sql::lease(tx, now, limit, lease_ms)),
+        Op::Lease { now, limit, lease_ms, skip, reply } => {
+            answer(reply, sql::lease(tx, now, limit, lease_ms, &skip))
+        }
         Op::Finish { id, attempt, next } => {
             let result = sql::finish(tx, &id, &attempt, &next);
             Box::new(move |commit_err: Option<&OutboxError>| {
