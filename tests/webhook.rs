@@ -84,6 +84,18 @@ async fn every_method_with_its_body_and_headers() {
     assert_eq!(got[3].header("content-type"), None);
 }
 
+/// A receiver that answers 2xx with megabytes: still a delivery. Only the first 64 KiB of an
+/// answer are read (`channels::http`, tested there); that does not change the verdict.
+#[tokio::test]
+async fn a_huge_answer_is_still_a_delivery() {
+    let sink = WebhookSink::start(None);
+    sink.script([Reply { body: "x".repeat(8 << 20), ..Reply::status(200) }]);
+    let out =
+        sink_channel(&sink, HttpMethod::Post, None).send(&raw(r#"{"n":1}"#), &Attempt::first("d-big")).await;
+    assert!(out.is_delivered(), "{out:?}");
+    assert!(out.detail.len() < 1_000, "the detail is a snippet: {} bytes", out.detail.len());
+}
+
 #[tokio::test]
 async fn signatures_verify_and_the_id_survives_retries() {
     let sink = WebhookSink::start(Some(WHSEC));

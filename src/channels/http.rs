@@ -68,6 +68,11 @@ impl HttpResponse {
     }
 }
 
+/// The most of an answer that is read. A robot answers with a few hundred bytes of JSON, and a
+/// webhook's answer only feeds the attempt's detail; the rest of a larger one is dropped unread,
+/// so a receiver that answers with megabytes cannot exhaust Herald's memory.
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
 /// Sends one request. `Err` holds the `Outcome` for a failure that happened before any answer
 /// (always transient) or for an answer that is a failure whatever the platform (5xx, 429).
 /// `secrets` are scrubbed from every message.
@@ -104,8 +109,8 @@ pub async fn send(
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(parse_retry_after);
-    let body = match resp.bytes().await {
-        Ok(b) => b.to_vec(),
+    let body = match read_capped(resp, MAX_ANSWER_BYTES).await {
+        Ok(b) => b,
         Err(e) => {
             let detail = format!("reading the answer failed: {}", scrub(&error_chain(&e), &all_secrets()));
             return Err(Outcome { http_status: Some(status), ..Outcome::transient(detail) });
@@ -122,6 +127,19 @@ pub async fn send(
         });
     }
     Ok(resp)
+}
+
+/// The answer's body, up to `max` bytes; the connection is dropped rather than read further.
+async fn read_capped(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>, reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        let room = max - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() == max {
+            break;
+        }
+    }
+    Ok(body)
 }
 
 /// The error's sources, without reqwest's own top-level message (which names the URL).
@@ -164,6 +182,15 @@ mod tests {
     fn retry_after_seconds() {
         assert_eq!(parse_retry_after(" 30"), Some(Duration::from_secs(30)));
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+    }
+
+    #[tokio::test]
+    async fn an_answer_is_read_up_to_the_cap() {
+        let answer = |len: usize| reqwest::Response::from(http::Response::new(vec![b'x'; len]));
+        assert_eq!(read_capped(answer(10), 64).await.unwrap().len(), 10);
+        assert_eq!(read_capped(answer(64), 64).await.unwrap().len(), 64);
+        assert_eq!(read_capped(answer(1 << 20), 64).await.unwrap().len(), 64);
+        assert!(read_capped(answer(0), 64).await.unwrap().is_empty());
     }
 
     #[test]
