@@ -20,9 +20,11 @@
 //! | [`delivery`] | the worker: lease → send → delivered / retry later / dead; backoff, rate governor, summaries, holds |
 //! | [`gateway`] | the accept pipeline: auth → parse → route → render → store |
 //! | [`http`] | the HTTP API (actix-web): hooks, health, admin API; one error type |
+//! | [`admin`] | the operations on stored deliveries that the admin API and `herald deliveries` share: their parameters, list, show, retry |
 //! | [`app`] | wiring and shutdown; [`cli`] the commands; [`clock`] time as a dependency |
 //! | [`threads`] | which threads go first under load: background work lowers its priority |
 
+pub mod admin;
 pub mod app;
 pub mod channels;
 pub mod cli;

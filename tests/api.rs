@@ -1,5 +1,5 @@
 //! The HTTP API over real sockets: every answer SPEC §3 names, tokens, body limits, and that
-//! Herald keeps serving after bad input.
+//! Herald keeps serving after bad input; and the admin API's token, parameters and refusals.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,13 +8,14 @@ use herald::app::{self, Options};
 use herald::clock::SystemClock;
 use herald::config;
 use herald::outbox::memory::MemoryOutbox;
-use herald::outbox::DeliveryState;
+use herald::outbox::{AttemptRecord, DeliveryState, Next, Outbox};
 use serde_json::Value;
 
 const CONFIG: &str = r#"
 [server]
 listen = "127.0.0.1:0"
 max_body_bytes = 4096
+admin_token = "admin-token-1"
 
 [sources.jenkins]
 token = "hook-token-1"
@@ -73,6 +74,19 @@ impl Server {
             .expect("request");
         let status = resp.status().as_u16();
         let body = resp.json::<Value>().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    /// An admin API call with this `Authorization` header (if any): the status and JSON body.
+    async fn admin(&self, method: reqwest::Method, path: &str, auth: Option<&str>) -> (u16, Value) {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(a) = auth {
+            req = req.header("Authorization", a);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: not JSON: {text:?}"));
         (status, body)
     }
 
@@ -262,5 +276,144 @@ async fn a_repeated_event_is_stored_but_not_sent_again() {
         .await;
     assert_eq!(status, 202);
     assert!(third.get("duplicate_of").is_none());
+    s.stop().await;
+}
+
+const ADMIN: &str = "Bearer admin-token-1";
+
+/// Bad admin queries, each with the start of the error it must get once the token is right.
+const BAD_ADMIN_QUERIES: &[(&str, &str)] = &[
+    ("/api/deliveries?limit=abc", "limit must be a whole number from 1 to 1000, not \"abc\""),
+    ("/api/deliveries?limit=-1", "limit must be a whole number from 1 to 1000, not \"-1\""),
+    ("/api/deliveries?limit=1.5", "limit must be a whole number from 1 to 1000, not \"1.5\""),
+    ("/api/deliveries?limit=0", "limit must be a whole number from 1 to 1000, not \"0\""),
+    ("/api/deliveries?limit=1001", "limit must be a whole number from 1 to 1000"),
+    ("/api/deliveries?limit=99999999999999999999999", "limit must be a whole number from 1 to 1000"),
+    ("/api/deliveries?state=dead&state=retrying", "state is given more than once"),
+    (
+        "/api/deliveries?state=gone",
+        "state must be one of pending, retrying, delivered, dead, merged, not \"gone\"",
+    ),
+    ("/api/deliveries?stat=dead", "unknown parameter \"stat\" (the parameters are state, channel, limit)"),
+    ("/api/deliveries/retry?limit=abc", "limit does not apply to a retry"),
+    ("/api/deliveries/retry?state=delivered", "state must be dead or retrying, not \"delivered\""),
+    ("/api/deliveries/retry?channel=&channel=x", "channel is given more than once"),
+];
+
+fn method_of(path: &str) -> reqwest::Method {
+    if path.starts_with("/api/deliveries/retry") {
+        reqwest::Method::POST
+    } else {
+        reqwest::Method::GET
+    }
+}
+
+#[tokio::test]
+async fn the_admin_token_is_checked_before_the_query() {
+    let s = Server::start().await;
+    for (path, _) in BAD_ADMIN_QUERIES {
+        for (auth, want) in [
+            (None, "missing Authorization: Bearer <admin token>"),
+            (Some("Bearer not-the-token"), "wrong admin token"),
+            (Some("Basic admin-token-1"), "missing Authorization: Bearer <admin token>"),
+        ] {
+            let (status, body) = s.admin(method_of(path), path, auth).await;
+            assert_eq!((status, body["error"].as_str()), (401, Some(want)), "{path} with {auth:?}: {body}");
+            assert!(!body.to_string().contains("token-1"), "a token echoed: {body}");
+        }
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn bad_admin_queries_get_a_json_400_naming_the_parameter_and_its_values() {
+    let s = Server::start().await;
+    for (path, want) in BAD_ADMIN_QUERIES {
+        let (status, body) = s.admin(method_of(path), path, Some(ADMIN)).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        let msg = body["error"].as_str().unwrap_or_else(|| panic!("{path}: no error field: {body}"));
+        assert!(msg.starts_with(want), "{path}: {msg:?} does not start with {want:?}");
+    }
+    s.healthy().await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_bearer_scheme_is_accepted_in_any_case() {
+    let s = Server::start().await;
+    for auth in
+        ["Bearer admin-token-1", "bearer admin-token-1", "BEARER admin-token-1", "bEaReR admin-token-1"]
+    {
+        let (status, body) = s.admin(reqwest::Method::GET, "/api/deliveries", Some(auth)).await;
+        assert_eq!(status, 200, "{auth}: {body}");
+        assert!(body["deliveries"].is_array(), "{auth}: {body}");
+    }
+    for auth in ["bearer admin-token-2", "BEARER ", "bearer", "admin-token-1"] {
+        let (status, body) = s.admin(reqwest::Method::GET, "/api/deliveries", Some(auth)).await;
+        assert_eq!(status, 401, "{auth}: {body}");
+        assert!(!body.to_string().contains("admin-token"), "a token echoed: {body}");
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn admin_limits_states_and_channels_at_their_edges() {
+    let s = Server::start().await;
+    let (status, _) = s.post("/hooks/flow", "application/json", fixture("flow-task-fail.json")).await;
+    assert_eq!(status, 202);
+    settled(&s.outbox).await;
+    let count = |body: &Value| body["deliveries"].as_array().map(Vec::len);
+    // (query, rows): two delivered deliveries, one to each channel.
+    for (query, rows) in [
+        ("", 2),
+        ("?limit=1", 1),
+        ("?limit=1000", 2),
+        ("?state=delivered", 2),
+        ("?state=dead", 0),
+        ("?channel=failures", 1),
+        ("?channel=nowhere", 0),
+        ("?state=delivered&channel=stdout&limit=5", 1),
+        // An empty value is the same as none.
+        ("?state=&channel=&limit=", 2),
+        ("?state=delivered&channel=&limit=", 2),
+    ] {
+        let (status, body) =
+            s.admin(reqwest::Method::GET, &format!("/api/deliveries{query}"), Some(ADMIN)).await;
+        assert_eq!((status, count(&body)), (200, Some(rows)), "{query}: {body}");
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn retrying_an_unknown_or_unfinished_delivery_is_refused() {
+    let s = Server::start().await;
+    let (status, _) = s.post("/hooks/flow", "application/json", fixture("flow-task-fail.json")).await;
+    assert_eq!(status, 202);
+    settled(&s.outbox).await;
+    let [delivered, dead] = [0, 1].map(|i| s.outbox.all()[i].id.clone());
+    let refusal = AttemptRecord {
+        at: 1,
+        outcome: "permanent".into(),
+        http_status: Some(400),
+        code: None,
+        detail: "refused".into(),
+        latency_ms: 1,
+    };
+    s.outbox.finish(&dead, refusal, Next::Dead("refused".into())).await.unwrap();
+    let retry = |id: &str| format!("/api/deliveries/{id}/retry");
+
+    let (status, body) = s.admin(reqwest::Method::POST, &retry("nope"), Some(ADMIN)).await;
+    assert_eq!((status, body["error"].as_str()), (404, Some("no delivery \"nope\"")), "{body}");
+    let (status, body) = s.admin(reqwest::Method::POST, &retry(&delivered), Some(ADMIN)).await;
+    let want =
+        format!("delivery \"{delivered}\" is delivered: only dead or retrying deliveries can be retried");
+    assert_eq!((status, body["error"].as_str()), (409, Some(want.as_str())), "{body}");
+    let (status, body) = s.admin(reqwest::Method::POST, &retry(&dead), None).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(s.outbox.get(&dead).unwrap().0.state, DeliveryState::Dead);
+
+    let (status, body) = s.admin(reqwest::Method::POST, &retry(&dead), Some(ADMIN)).await;
+    assert_eq!((status, body["retried"].as_u64()), (200, Some(1)), "{body}");
+    settled(&s.outbox).await;
     s.stop().await;
 }

@@ -1,5 +1,6 @@
 //! The `herald` binary as users run it: `check` on every example, every error at once,
-//! `render` dry runs, and `serve` refusing a bad config before it opens the port.
+//! `render` dry runs, `serve` refusing a bad config before it opens the port, and
+//! `herald deliveries` answering as the admin API does.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -280,4 +281,145 @@ async fn deliveries_without_a_config_read_the_store_of_the_embedded_quickstart()
     let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(listed["deliveries"][0]["id"], "d1", "{listed}");
     assert_eq!(listed["deliveries"][0]["channel"], "stdout", "{listed}");
+}
+
+/// A store in `dir/data` (where the embedded quickstart config keeps it) holding one delivery
+/// per (id, what its one attempt led to); `None` leaves it pending.
+async fn store_with(dir: &Path, deliveries: &[(&str, Option<herald::outbox::Next>)]) {
+    use herald::channels::{Message, MessageBody};
+    use herald::event::Event;
+    use herald::outbox::sqlite::SqliteOutbox;
+    use herald::outbox::{AttemptRecord, EnqueueWith, Headline, NewDelivery, Outbox};
+
+    let store = SqliteOutbox::open(&dir.join("data")).unwrap();
+    let new: Vec<NewDelivery> = deliveries
+        .iter()
+        .map(|(id, _)| NewDelivery {
+            id: id.to_string(),
+            rule: "everything to the console".into(),
+            channel: "stdout".into(),
+            message: Message { body: MessageBody::Text { text: "hello".into() }, template_errors: vec![] },
+            headline: Headline {
+                text: format!("{id} failed"),
+                url: None,
+                status: "failure".into(),
+                covers: None,
+            },
+            hold: None,
+            due_at: None,
+        })
+        .collect();
+    store.enqueue(&Event::sample(), &new, 1, &EnqueueWith::default()).await.unwrap();
+    for (id, next) in deliveries {
+        if let Some(next) = next {
+            let attempt = AttemptRecord {
+                at: 2,
+                outcome: "permanent".into(),
+                http_status: Some(400),
+                code: None,
+                detail: "refused".into(),
+                latency_ms: 1,
+            };
+            store.finish(id, attempt, next.clone()).await.unwrap();
+        }
+    }
+    store.flush().await.unwrap();
+}
+
+/// Runs `herald` in `dir`, on the embedded quickstart config. Logging at `warn` leaves only
+/// the error on stderr (the quickstart's notice is an `info` line).
+fn herald_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(args)
+        .current_dir(dir)
+        .env("HERALD_LOG", "warn")
+        .env_remove("HERALD_DATA_DIR")
+        .output()
+        .expect("the herald binary runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn deliveries_retry_refuses_unknown_and_unfinished_ids_as_the_api_does() {
+    use herald::outbox::Next;
+    let dir = tempfile::tempdir().unwrap();
+    store_with(
+        dir.path(),
+        &[("d-dead", Some(Next::Dead("refused".into()))), ("d-done", Some(Next::Delivered)), ("d-new", None)],
+    )
+    .await;
+    let only = "only dead or retrying deliveries can be retried";
+    for (ids, want) in [
+        (vec!["nope"], "error: no delivery \"nope\"".to_string()),
+        (vec!["d-done"], format!("error: delivery \"d-done\" is delivered: {only}")),
+        (vec!["d-new"], format!("error: delivery \"d-new\" is pending: {only}")),
+        // Every id is checked before any is replayed.
+        (vec!["d-dead", "nope"], "error: no delivery \"nope\"".to_string()),
+    ] {
+        let out = herald_in(dir.path(), &[&["deliveries", "retry"], ids.as_slice()].concat());
+        assert_eq!(out.status.code(), Some(1), "{ids:?}: {}", stdout(&out));
+        assert_eq!(stderr(&out).trim(), want, "{ids:?}");
+        assert!(!stdout(&out).contains("retried"), "{ids:?}: {}", stdout(&out));
+    }
+    let shown = herald_in(dir.path(), &["deliveries", "show", "d-dead"]);
+    let detail: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(detail["state"], "dead", "a refused retry replayed nothing");
+
+    let out = herald_in(dir.path(), &["deliveries", "retry", "d-dead"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "retried 1 deliveries");
+    let shown = herald_in(dir.path(), &["deliveries", "show", "d-dead"]);
+    let detail: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(detail["state"], "pending");
+
+    let out = herald_in(dir.path(), &["deliveries", "show", "nope"]);
+    assert_eq!((out.status.code(), stderr(&out).trim()), (Some(1), "error: no delivery \"nope\""));
+}
+
+#[tokio::test]
+async fn deliveries_options_follow_the_api_rules_at_their_edges() {
+    use herald::outbox::Next;
+    let dir = tempfile::tempdir().unwrap();
+    store_with(dir.path(), &[("d1", Some(Next::Delivered)), ("d2", Some(Next::Delivered)), ("d3", None)])
+        .await;
+    let listed = |args: &[&str]| {
+        let out = herald_in(dir.path(), &[&["deliveries", "list", "--json"], args].concat());
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["deliveries"].as_array().unwrap().len()
+    };
+    assert_eq!(listed(&[]), 3);
+    assert_eq!(listed(&["--limit", "1"]), 1);
+    assert_eq!(listed(&["--limit", "1000"]), 3);
+    assert_eq!(listed(&["--state", "delivered"]), 2);
+    assert_eq!(listed(&["--channel", "stdout", "--state", "pending"]), 1);
+    assert_eq!(listed(&["--channel", "nowhere"]), 0);
+    // An empty value is the same as none, as in the API.
+    assert_eq!(listed(&["--state", "", "--channel", "", "--limit", ""]), 3);
+
+    let range = "limit must be a whole number from 1 to 1000";
+    let states = "state must be one of pending, retrying, delivered, dead, merged";
+    for (args, want) in [
+        (&["list", "--limit", "0"][..], format!("{range}, not \"0\"")),
+        (&["list", "--limit", "-1"], format!("{range}, not \"-1\"")),
+        (&["list", "--limit", "1.5"], format!("{range}, not \"1.5\"")),
+        (&["list", "--limit", "abc"], format!("{range}, not \"abc\"")),
+        (&["list", "--limit", "1001"], format!("{range}, not \"1001\"")),
+        (
+            &["list", "--limit", "99999999999999999999999"],
+            format!("{range}, not \"99999999999999999999999\""),
+        ),
+        (&["list", "--state", "gone"], format!("{states}, not \"gone\"")),
+        (&["retry", "--state", "delivered"], "state must be dead or retrying, not \"delivered\"".to_string()),
+    ] {
+        let out = herald_in(dir.path(), &[&["deliveries"], args].concat());
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stdout(&out));
+        assert_eq!(stderr(&out).trim(), format!("error: {want}"), "{args:?}");
+    }
+    // --state and --channel choose what a bulk retry takes; with IDs they would be ignored.
+    let out = herald_in(dir.path(), &["deliveries", "retry", "d1", "--state", "dead"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }

@@ -1,16 +1,18 @@
 //! `herald deliveries list|show|retry`: the admin API's operations, run straight against the
 //! store in `server.data_dir`. A running gateway picks replayed deliveries up within a second.
+//! The options are read, and the operations run, by `crate::admin`, as the API's are: the same
+//! input gets the same answer and message. This module owns the output and the exit code.
 
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::Subcommand;
 
+use crate::admin::{self, Params, DEFAULT_LIMIT, MAX_LIMIT};
 use crate::clock::{Clock, SystemClock};
 use crate::outbox::sqlite::SqliteOutbox;
 use crate::outbox::view::{DeliveryDetail, DeliveryView};
-use crate::outbox::{DeliveryState, ListFilter, Outbox};
 
 #[derive(Subcommand)]
 pub enum Action {
@@ -19,13 +21,20 @@ pub enum Action {
         /// The config file (default herald.toml; without one, the embedded quickstart config).
         #[arg(long)]
         config: Option<std::path::PathBuf>,
-        /// pending, retrying, delivered, dead or merged.
+        /// pending, retrying, delivered, dead or merged (default: any).
         #[arg(long)]
         state: Option<String>,
+        /// Only this channel's deliveries.
         #[arg(long)]
         channel: Option<String>,
-        #[arg(long, default_value_t = 50)]
-        limit: usize,
+        #[arg(
+            long,
+            value_name = "N",
+            // So that `--limit -1` gets the range in the message, not "unexpected argument".
+            allow_negative_numbers = true,
+            help = format!("At most N deliveries, from 1 to {MAX_LIMIT} (default {DEFAULT_LIMIT})")
+        )]
+        limit: Option<String>,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -37,24 +46,20 @@ pub enum Action {
         config: Option<std::path::PathBuf>,
         id: String,
     },
-    /// Send deliveries again: the ones named, or every one in --state (default dead).
+    /// Send deliveries again: the ones named (each must be dead or retrying), or every one in
+    /// --state.
     Retry {
         /// The config file (default herald.toml; without one, the embedded quickstart config).
         #[arg(long)]
         config: Option<std::path::PathBuf>,
         ids: Vec<String>,
-        #[arg(long, default_value = "dead")]
-        state: String,
-        #[arg(long)]
+        /// Without IDs: dead (the default) or retrying.
+        #[arg(long, conflicts_with = "ids")]
+        state: Option<String>,
+        /// Without IDs: only this channel's deliveries.
+        #[arg(long, conflicts_with = "ids")]
         channel: Option<String>,
     },
-}
-
-fn parse_state(s: &str) -> anyhow::Result<DeliveryState> {
-    DeliveryState::parse(s).with_context(|| {
-        let known: Vec<&str> = DeliveryState::ALL.iter().map(|s| s.as_str()).collect();
-        format!("unknown state \"{s}\" (one of {})", known.join(", "))
-    })
 }
 
 fn open(path: Option<&Path>) -> anyhow::Result<SqliteOutbox> {
@@ -69,16 +74,15 @@ fn open(path: Option<&Path>) -> anyhow::Result<SqliteOutbox> {
     SqliteOutbox::open_shared(&cfg.server.data_dir).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-/// Runs one `deliveries` action.
+/// Runs one `deliveries` action. The options are checked before the store is opened.
 pub fn run(action: Action) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
         match action {
             Action::List { config, state, channel, limit, json } => {
+                let filter = Params { state, channel, limit }.list_filter()?;
                 let store = open(config.as_deref())?;
-                let filter =
-                    ListFilter { state: state.as_deref().map(parse_state).transpose()?, channel, limit };
-                let found = store.list(&filter).await?;
+                let found = admin::list(&store, &filter).await?;
                 let views: Vec<DeliveryView> = found.iter().map(DeliveryView::from).collect();
                 if json {
                     println!(
@@ -101,22 +105,19 @@ pub fn run(action: Action) -> anyhow::Result<ExitCode> {
             }
             Action::Show { config, id } => {
                 let store = open(config.as_deref())?;
-                match store.get(&id).await? {
-                    Some((d, attempts)) => {
-                        println!("{}", serde_json::to_string_pretty(&DeliveryDetail::new(&d, &attempts))?);
-                        Ok(ExitCode::SUCCESS)
-                    }
-                    None => bail!("no delivery \"{id}\""),
-                }
+                let (d, attempts) = admin::show(&store, &id).await?;
+                println!("{}", serde_json::to_string_pretty(&DeliveryDetail::new(&d, &attempts))?);
+                Ok(ExitCode::SUCCESS)
             }
             Action::Retry { config, ids, state, channel } => {
+                let filter = Params { state, channel, limit: None }.retry_filter()?;
                 let store = open(config.as_deref())?;
-                let state = parse_state(&state)?;
-                if !matches!(state, DeliveryState::Dead | DeliveryState::Retrying) {
-                    bail!("--state must be dead or retrying");
-                }
-                let filter = ListFilter { state: Some(state), channel, limit: usize::MAX };
-                let n = store.replay(&ids, &filter, SystemClock.now_ms()).await?;
+                let now = SystemClock.now_ms();
+                let n = if ids.is_empty() {
+                    admin::retry_matching(&store, &filter, now).await?
+                } else {
+                    admin::retry_named(&store, &ids, now).await?
+                };
                 println!("retried {n} deliveries");
                 Ok(ExitCode::SUCCESS)
             }

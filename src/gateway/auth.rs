@@ -1,7 +1,8 @@
 //! Inbound authentication, before anything is parsed or stored: an IP allowlist, a shared
 //! token (`?token=`, `Authorization: Bearer`, GitLab's `X-Gitlab-Token`), and the sender's
 //! HMAC signature over the raw body (GitHub's `X-Hub-Signature-256`). Every comparison runs in
-//! constant time, and a failure never echoes what was expected.
+//! constant time, and a failure never echoes what was expected. The admin API checks its token
+//! with the same Bearer reading and comparison.
 
 use std::net::IpAddr;
 
@@ -67,7 +68,7 @@ impl Guard {
                 .ok_or_else(|| {
                     Refused(format!("{name} requires a token: ?token=... or Authorization: Bearer ..."))
                 })?;
-            if !same(given.trim().as_bytes(), expected.expose().as_bytes()) {
+            if !token_matches(&given, expected) {
                 return Err(Refused(format!("wrong token for {name}")));
             }
         }
@@ -76,7 +77,7 @@ impl Guard {
                 Format::Github => verify_github(key.expose().as_bytes(), req)?,
                 _ => {
                     let given = bearer(req).or_else(|| query_token(raw_query));
-                    if !given.is_some_and(|g| same(g.trim().as_bytes(), key.expose().as_bytes())) {
+                    if !given.is_some_and(|g| token_matches(&g, key)) {
                         return Err(Refused(format!("{name} requires its secret as a token")));
                     }
                 }
@@ -95,18 +96,25 @@ fn canonical(ip: IpAddr) -> IpAddr {
 }
 
 fn bearer(req: &Inbound<'_>) -> Option<String> {
-    let v = req.header("authorization")?;
-    let (scheme, token) = v.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string())
+    req.header("authorization").and_then(bearer_token).map(str::to_string)
 }
 
 fn query_token(query: &str) -> Option<String> {
     url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "token").map(|(_, v)| v.into_owned())
 }
 
-/// Constant-time equality; hashing first hides the lengths too.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    bool::from(Sha256::digest(a).ct_eq(&Sha256::digest(b)))
+/// The token in an `Authorization` header's value when its scheme is Bearer, in any case
+/// (`Bearer`, `bearer`, `BEARER`: schemes are case-insensitive, RFC 7235 §2.1).
+pub fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.trim_start().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Whether a token given (surrounding blanks ignored) is the expected secret. Constant-time;
+/// hashing first hides the lengths too.
+pub fn token_matches(given: &str, expected: &crate::secret::Secret) -> bool {
+    let (a, b) = (Sha256::digest(given.trim().as_bytes()), Sha256::digest(expected.expose().as_bytes()));
+    bool::from(a.ct_eq(&b))
 }
 
 /// GitHub: `X-Hub-Signature-256: sha256=<hex HMAC-SHA256(secret, raw body)>`.
@@ -164,11 +172,30 @@ mod tests {
             |headers: &[(&str, &str)], q: &str| g.check("x", Format::Flow, &req(headers, b"{}"), q, None);
         assert_eq!(ok(&[("Authorization", "Bearer t0k")], ""), Ok(()));
         assert_eq!(ok(&[("Authorization", "bearer t0k")], ""), Ok(()));
+        assert_eq!(ok(&[("Authorization", "BEARER t0k")], ""), Ok(()));
         assert_eq!(ok(&[], "a=1&token=t0k"), Ok(()));
         assert_eq!(ok(&[("X-Gitlab-Token", "t0k")], ""), Ok(()));
         assert!(ok(&[], "").unwrap_err().0.contains("requires a token"));
         let wrong = ok(&[("Authorization", "Bearer nope")], "").unwrap_err().0;
         assert_eq!(wrong, "wrong token for x");
+    }
+
+    #[test]
+    fn bearer_scheme_in_any_case() {
+        for (value, want) in [
+            ("Bearer t0k", Some("t0k")),
+            ("bearer t0k", Some("t0k")),
+            ("BEARER t0k", Some("t0k")),
+            ("bEaReR  t0k ", Some("t0k")),
+            ("Basic t0k", None),
+            ("Bearert0k", None),
+            ("t0k", None),
+        ] {
+            assert_eq!(bearer_token(value), want, "{value:?}");
+        }
+        let expected = Secret::new("t0k");
+        assert!(token_matches(" t0k", &expected));
+        assert!(!token_matches("t0", &expected) && !token_matches("", &expected));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use std::net::IpAddr;
 
-pub use auth::Guard;
+pub use auth::{bearer_token, token_matches, Guard};
 
 use crate::channels::{self, Channel, ChannelDeps, Message, Prepare};
 use crate::clock::{Clock, Millis};

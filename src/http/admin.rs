@@ -1,72 +1,41 @@
-//! `/api/deliveries`: list, inspect and replay deliveries (dead letters included). Every call
-//! needs `Authorization: Bearer <server.admin_token>`; without a configured token the API is
-//! closed.
+//! `/api/deliveries`: list, inspect and replay deliveries (dead letters included) over HTTP.
+//! Every call needs `Authorization: Bearer <server.admin_token>` (the scheme in any case), and
+//! the token is checked before anything else is read; without a configured token the API is
+//! closed. The operations and the reading of their parameters are `crate::admin`'s, shared
+//! with `herald deliveries`; this module owns the token check and the HTTP answers.
 
+use actix_web::http::header::AUTHORIZATION;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Deserialize;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
 use super::AppState;
+use crate::admin::{self, Params};
+use crate::gateway::{bearer_token, token_matches};
 use crate::outbox::view::{DeliveryDetail, DeliveryView};
-use crate::outbox::{DeliveryState, ListFilter};
 
-/// The most deliveries one listing returns.
-const MAX_LIMIT: usize = 1000;
-
-#[derive(Deserialize)]
-pub struct Query {
-    state: Option<String>,
-    channel: Option<String>,
-    limit: Option<usize>,
-}
-
+/// Refuses the request unless it carries the admin token. The messages never quote a token.
 fn authorize(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
     let Some(expected) = &state.admin_token else {
         return Err(ApiError::new(401, "the admin API is closed: set server.admin_token"));
     };
     let given = req
         .headers()
-        .get("authorization")
+        .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(bearer_token)
         .ok_or_else(|| ApiError::new(401, "missing Authorization: Bearer <admin token>"))?;
-    let (a, b) = (Sha256::digest(given.trim().as_bytes()), Sha256::digest(expected.expose().as_bytes()));
-    if bool::from(a.ct_eq(&b)) {
+    if token_matches(given, expected) {
         Ok(())
     } else {
         Err(ApiError::new(401, "wrong admin token"))
     }
 }
 
-fn filter(q: &Query, default_state: Option<DeliveryState>) -> Result<ListFilter, ApiError> {
-    let state = match q.state.as_deref() {
-        None | Some("") => default_state,
-        Some(s) => Some(DeliveryState::parse(s).ok_or_else(|| {
-            let known: Vec<&str> = DeliveryState::ALL.iter().map(|s| s.as_str()).collect();
-            ApiError::new(400, format!("unknown state \"{s}\" (one of {})", known.join(", ")))
-        })?),
-    };
-    Ok(ListFilter {
-        state,
-        channel: q.channel.clone().filter(|c| !c.is_empty()),
-        limit: q.limit.unwrap_or(50).clamp(1, MAX_LIMIT),
-    })
-}
-
-fn store_error(e: crate::outbox::OutboxError) -> ApiError {
-    ApiError::new(503, e.to_string())
-}
-
 /// `GET /api/deliveries?state=&channel=&limit=`
-pub async fn list(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    q: web::Query<Query>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     authorize(&state, &req)?;
-    let found = state.gateway.outbox.list(&filter(&q, None)?).await.map_err(store_error)?;
+    let filter = Params::from_query(req.query_string())?.list_filter()?;
+    let found = admin::list(state.gateway.outbox.as_ref(), &filter).await?;
     let views: Vec<DeliveryView> = found.iter().map(DeliveryView::from).collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "deliveries": views })))
 }
@@ -78,10 +47,8 @@ pub async fn show(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&state, &req)?;
-    match state.gateway.outbox.get(&id).await.map_err(store_error)? {
-        Some((d, attempts)) => Ok(HttpResponse::Ok().json(DeliveryDetail::new(&d, &attempts))),
-        None => Err(ApiError::new(404, format!("no delivery \"{id}\""))),
-    }
+    let (d, attempts) = admin::show(state.gateway.outbox.as_ref(), &id).await?;
+    Ok(HttpResponse::Ok().json(DeliveryDetail::new(&d, &attempts)))
 }
 
 /// `POST /api/deliveries/{id}/retry`
@@ -91,39 +58,18 @@ pub async fn retry_one(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&state, &req)?;
-    let outbox = &state.gateway.outbox;
-    let Some((d, _)) = outbox.get(&id).await.map_err(store_error)? else {
-        return Err(ApiError::new(404, format!("no delivery \"{id}\"")));
-    };
-    if !matches!(d.state, DeliveryState::Dead | DeliveryState::Retrying) {
-        return Err(ApiError::new(
-            409,
-            format!(
-                "delivery \"{id}\" is {}: only dead or retrying deliveries can be retried",
-                d.state.as_str()
-            ),
-        ));
-    }
     let now = state.gateway.clock.now_ms();
-    let n =
-        outbox.replay(std::slice::from_ref(&id), &ListFilter::default(), now).await.map_err(store_error)?;
+    let n = admin::retry_named(state.gateway.outbox.as_ref(), std::slice::from_ref(&id), now).await?;
     state.gateway.handoff.stored(now);
     Ok(HttpResponse::Ok().json(serde_json::json!({ "retried": n })))
 }
 
 /// `POST /api/deliveries/retry?state=dead&channel=`: retries in bulk (dead by default).
-pub async fn retry_many(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    q: web::Query<Query>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn retry_many(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     authorize(&state, &req)?;
-    let filter = filter(&q, Some(DeliveryState::Dead))?;
-    if !matches!(filter.state, Some(DeliveryState::Dead | DeliveryState::Retrying)) {
-        return Err(ApiError::new(400, "state must be dead or retrying"));
-    }
+    let filter = Params::from_query(req.query_string())?.retry_filter()?;
     let now = state.gateway.clock.now_ms();
-    let n = state.gateway.outbox.replay(&[], &filter, now).await.map_err(store_error)?;
+    let n = admin::retry_matching(state.gateway.outbox.as_ref(), &filter, now).await?;
     state.gateway.handoff.stored(now);
     Ok(HttpResponse::Ok().json(serde_json::json!({ "retried": n })))
 }

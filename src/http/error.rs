@@ -3,6 +3,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 
+use crate::admin::AdminError;
 use crate::gateway::HookError;
 
 /// An error answer.
@@ -39,6 +40,12 @@ impl ResponseError for ApiError {
 
 impl From<HookError> for ApiError {
     fn from(e: HookError) -> Self {
+        ApiError::new(e.status(), e.to_string())
+    }
+}
+
+impl From<AdminError> for ApiError {
+    fn from(e: AdminError) -> Self {
         ApiError::new(e.status(), e.to_string())
     }
 }
