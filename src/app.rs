@@ -53,7 +53,13 @@ pub struct Options {
     pub retry: Option<RetryPolicy>,
     /// Let actix stop the server on SIGINT/SIGTERM (off in tests).
     pub signals: bool,
+    /// How long a webhook's body may take to arrive once its headers are in.
+    pub body_timeout: Duration,
 }
+
+/// A sender has this long to send a webhook's whole body (at most `server.max_body_bytes`)
+/// once its headers are in; one that stalls half-way gets 408 and loses the connection.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Default for Options {
     fn default() -> Self {
@@ -62,6 +68,7 @@ impl Default for Options {
             clock: Arc::new(SystemClock),
             retry: None,
             signals: true,
+            body_timeout: BODY_TIMEOUT,
         }
     }
 }
@@ -94,6 +101,7 @@ pub async fn start(config: &Config, opts: Options) -> Result<Running, StartError
     let state = web::Data::new(AppState {
         gateway: gateway.clone(),
         max_body_bytes: config.server.max_body_bytes,
+        body_timeout: opts.body_timeout,
         admin_token: config.server.admin_token.clone(),
     });
     let mut server = HttpServer::new(move || App::new().app_data(state.clone()).configure(http::configure))

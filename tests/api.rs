@@ -50,10 +50,19 @@ struct Server {
 
 impl Server {
     async fn start() -> Server {
+        Server::start_with(app::BODY_TIMEOUT).await
+    }
+
+    async fn start_with(body_timeout: Duration) -> Server {
         let cfg = config::parse(CONFIG, &|_| None).expect("test config is valid");
         let outbox = Arc::new(MemoryOutbox::new());
-        let opts =
-            Options { outbox: outbox.clone(), clock: Arc::new(SystemClock), retry: None, signals: false };
+        let opts = Options {
+            outbox: outbox.clone(),
+            clock: Arc::new(SystemClock),
+            retry: None,
+            signals: false,
+            body_timeout,
+        };
         let running = app::start(&cfg, opts).await.expect("server starts");
         Server {
             base: format!("http://{}", running.addr),
@@ -99,6 +108,34 @@ impl Server {
     async fn stop(mut self) {
         self.running.take().unwrap().stop().await;
     }
+}
+
+/// A sender that sends its headers and part of its body, then stalls: 408 once the body
+/// timeout has passed, nothing is stored, and Herald keeps serving.
+#[tokio::test]
+async fn a_body_that_stalls_gets_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = Server::start_with(Duration::from_millis(300)).await;
+    let mut conn = tokio::net::TcpStream::connect(s.base.trim_start_matches("http://")).await.unwrap();
+    let head = "POST /hooks/flow HTTP/1.1\r\nHost: herald\r\nContent-Type: application/json\r\n\
+                Content-Length: 100\r\n\r\n{\"task\":";
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&answer).contains("}") {
+        let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buf))
+            .await
+            .expect("an answer within 10 s")
+            .unwrap();
+        assert!(n > 0, "closed without an answer: {}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("the body did not arrive within 0.3 s of the headers"), "{text}");
+    assert!(s.outbox.all().is_empty(), "nothing is stored from a body that never arrived");
+    s.healthy().await;
+    s.stop().await;
 }
 
 fn fixture(name: &str) -> Vec<u8> {

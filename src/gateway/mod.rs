@@ -39,6 +39,8 @@ pub enum HookError {
     MethodNotAllowed(String),
     #[error("the body is larger than {0} bytes (server.max_body_bytes)")]
     TooLarge(usize),
+    #[error("the body did not arrive within {} s of the headers", .0.as_secs_f64())]
+    BodyTimeout(std::time::Duration),
     #[error("{0}")]
     Invalid(String),
     #[error("cannot store the event: {0}")]
@@ -53,6 +55,7 @@ impl HookError {
             HookError::UnknownFormat(_) => 404,
             HookError::MethodNotAllowed(_) => 405,
             HookError::TooLarge(_) => 413,
+            HookError::BodyTimeout(_) => 408,
             HookError::Invalid(_) => 422,
             HookError::Unavailable(_) => 503,
         }

@@ -50,7 +50,10 @@ async fn handle(
     format: Option<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let body = read_limited(&req, payload, state.max_body_bytes).await?;
+    let body =
+        actix_web::rt::time::timeout(state.body_timeout, read_limited(&req, payload, state.max_body_bytes))
+            .await
+            .map_err(|_| HookError::BodyTimeout(state.body_timeout))??;
     let query = strip_token(req.query_string());
     let headers = req
         .headers()

@@ -18,6 +18,8 @@ use crate::secret::Secret;
 pub struct AppState {
     pub gateway: Arc<Gateway>,
     pub max_body_bytes: usize,
+    /// How long a webhook's body may take to arrive once its headers are in.
+    pub body_timeout: std::time::Duration,
     /// `server.admin_token`; `None` closes `/api`.
     pub admin_token: Option<Secret>,
 }
