@@ -110,6 +110,36 @@ impl Server {
     }
 }
 
+/// `/healthz` asks the store for a write: while another process holds the SQLite store's write
+/// lock, it answers 503 with the reason (after the store's 5 s busy wait), and 200 once the lock
+/// is gone.
+#[tokio::test]
+async fn healthz_answers_503_while_the_store_cannot_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(herald::outbox::sqlite::SqliteOutbox::open(dir.path()).unwrap());
+    let cfg = config::parse(CONFIG, &|_| None).expect("test config is valid");
+    let opts = Options { outbox: store.clone(), signals: false, ..Options::default() };
+    let running = app::start(&cfg, opts).await.expect("server starts");
+    let url = format!("http://{}/healthz", running.addr);
+    let get = || async {
+        let resp = reqwest::get(&url).await.unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    };
+    assert_eq!(get().await, (200, "ok".to_string()));
+
+    let other = rusqlite::Connection::open(store.path()).unwrap();
+    other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let (status, body) = get().await;
+    assert_eq!(status, 503, "{body}");
+    let error = serde_json::from_str::<Value>(&body).unwrap()["error"].as_str().unwrap().to_string();
+    assert!(error.starts_with("the store cannot write: "), "{error}");
+    assert!(error.contains("locked"), "the store's own reason: {error}");
+
+    other.execute_batch("ROLLBACK").unwrap();
+    assert_eq!(get().await, (200, "ok".to_string()));
+    running.stop().await;
+}
+
 /// A sender that sends its headers and part of its body, then stalls: 408 once the body
 /// timeout has passed, nothing is stored, and Herald keeps serving.
 #[tokio::test]

@@ -49,8 +49,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .default_service(web::to(not_found));
 }
 
-async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain; charset=utf-8").body("ok")
+/// `200 ok` while the gateway can accept events: the store commits a write. Otherwise 503
+/// with the store's reason, so a load balancer sends webhooks elsewhere.
+async fn healthz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    state
+        .gateway
+        .outbox
+        .check()
+        .await
+        .map_err(|e| ApiError::new(503, format!("the store cannot write: {e}")))?;
+    Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").body("ok"))
 }
 
 async fn not_found() -> Result<HttpResponse, ApiError> {

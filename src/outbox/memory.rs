@@ -116,6 +116,10 @@ impl Outbox for MemoryOutbox {
             .collect())
     }
 
+    async fn check(&self) -> Result<(), OutboxError> {
+        Ok(())
+    }
+
     async fn finish(&self, id: &str, attempt: AttemptRecord, next: Next) -> Result<(), OutboxError> {
         let mut entries = self.entries.lock().expect("outbox lock");
         let entry = entries.get_mut(id).ok_or_else(|| OutboxError(format!("no delivery {id}")))?;

@@ -225,6 +225,9 @@ pub trait Outbox: Send + Sync {
     async fn finish(&self, id: &str, attempt: AttemptRecord, next: Next) -> Result<(), OutboxError>;
     /// Returns once everything recorded before it is on disk.
     async fn flush(&self) -> Result<(), OutboxError>;
+    /// Whether the store can commit a write now (`/healthz`): a full disk, or a store another
+    /// process keeps locked, is an error that says so.
+    async fn check(&self) -> Result<(), OutboxError>;
     /// The earliest time a delivery is due (leased ones count from their lease's expiry).
     async fn next_due(&self) -> Result<Option<Millis>, OutboxError>;
     /// Puts leased deliveries back, due at `at`, without counting an attempt: the rate

@@ -29,7 +29,7 @@ use super::{
     AttemptRecord, Delivery, EnqueueWith, Enqueued, ListFilter, NewDelivery, Next, Outbox, OutboxError,
 };
 use crate::channels::{Message, MessageBody};
-use crate::clock::Millis;
+use crate::clock::{Clock, Millis, SystemClock};
 use crate::event::Event;
 use crate::state::Track;
 use writer::{Op, Reply};
@@ -278,6 +278,10 @@ impl Outbox for SqliteOutbox {
 
     async fn flush(&self) -> Result<(), OutboxError> {
         self.call(|reply| Op::Flush { reply }).await
+    }
+
+    async fn check(&self) -> Result<(), OutboxError> {
+        self.call(|reply| Op::Check { now: SystemClock.now_ms(), reply }).await
     }
 
     async fn next_due(&self) -> Result<Option<Millis>, OutboxError> {

@@ -154,6 +154,12 @@ CREATE INDEX deliveries_backlog ON deliveries (channel, created_at) WHERE state 
     // written before stay TEXT and are read as they are. Nothing to change in the tables: the
     // version tells an older Herald that it cannot read this store.
     "SELECT 1;",
+    r#"
+CREATE TABLE health (
+    id         INTEGER PRIMARY KEY CHECK (id = 1),
+    checked_at INTEGER NOT NULL
+);
+"#,
 ];
 
 /// The number of migrations this build knows.

@@ -250,6 +250,14 @@ pub fn finish(tx: &Transaction<'_>, id: &str, a: &AttemptRecord, next: &Next) ->
     Ok(())
 }
 
+/// Rewrites the one row of `health`: the commit after it says whether the store can write.
+pub fn check(tx: &Transaction<'_>, now: Millis) -> Result<(), OutboxError> {
+    tx.prepare_cached("INSERT OR REPLACE INTO health (id, checked_at) VALUES (1, ?1)")
+        .and_then(|mut s| s.execute([now]))
+        .map_err(db)?;
+    Ok(())
+}
+
 pub fn next_due(tx: &Transaction<'_>) -> Result<Option<Millis>, OutboxError> {
     tx.prepare_cached(&format!("SELECT MIN(d.next_at) FROM deliveries d WHERE {OPEN}"))
         .and_then(|mut s| s.query_row([], |r| r.get(0)))

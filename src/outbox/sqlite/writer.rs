@@ -64,6 +64,11 @@ pub enum Op {
     Flush {
         reply: Reply<()>,
     },
+    /// Writes one row, so the answer says whether a write can be committed now.
+    Check {
+        now: Millis,
+        reply: Reply<()>,
+    },
     NextDue {
         reply: Reply<Option<Millis>>,
     },
@@ -215,6 +220,7 @@ fn fail(op: Op, err: &OutboxError) {
             tracing::error!(delivery_id = %id, error = %err, "recording an attempt failed")
         }
         Op::Flush { reply } => drop(reply.send(e(err))),
+        Op::Check { reply, .. } => drop(reply.send(e(err))),
         Op::NextDue { reply } => drop(reply.send(e(err))),
         Op::List { reply, .. } => drop(reply.send(e(err))),
         Op::Get { reply, .. } => drop(reply.send(e(err))),
@@ -264,6 +270,7 @@ fn apply(tx: &Transaction<'_>, op: Op) -> Answer {
             })
         }
         Op::Flush { reply } => answer(reply, Ok(())),
+        Op::Check { now, reply } => answer(reply, sql::check(tx, now)),
         Op::NextDue { reply } => answer(reply, sql::next_due(tx)),
         Op::List { filter, reply } => answer(reply, sql::list(tx, &filter)),
         Op::Get { id, reply } => answer(reply, sql::get(tx, &id)),
