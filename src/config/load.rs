@@ -5,7 +5,7 @@
 //! the errors of the others. Cross-references (rule → channel, status words, formats) are
 //! checked here too; globs and templates are checked where they are compiled (`rules`, `app`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
@@ -41,6 +41,9 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
     let mut templates = TemplatesConfig::default();
     let mut sources = BTreeMap::new();
     let mut channels = Vec::new();
+    // Every [channels.<name>] given, even one with errors of its own: a rule naming it is not
+    // also told the channel is unknown.
+    let mut declared = BTreeSet::new();
     let mut rules = Vec::new();
     let mut people = BTreeMap::new();
     for (key, value) in table {
@@ -49,7 +52,10 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
             "templates" => templates = typed(&key, value, &mut errors).unwrap_or_default(),
             "delivery" => delivery = typed(&key, value, &mut errors).unwrap_or_default(),
             "sources" => sources = parse_sources(value, &mut errors),
-            "channels" => channels = parse_channels(value, &mut errors),
+            "channels" => {
+                declared = value.as_table().map(|t| t.keys().cloned().collect()).unwrap_or_default();
+                channels = parse_channels(value, &mut errors)
+            }
             "rules" => rules = parse_rules(value, &mut errors),
             "people" => people = parse_people(value, &mut errors),
             other => errors.push(ConfigError::new(
@@ -64,7 +70,7 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
             errors.push(ConfigError::new("templates.dir", format!("{} is not a directory", dir.display())));
         }
     }
-    check_rules(&rules, &channels, &sources, &mut errors);
+    check_rules(&rules, &declared, &sources, &mut errors);
     for (i, rule) in rules.iter().enumerate() {
         for (j, key) in rule.mention.people.iter().enumerate() {
             if !people.contains_key(key) {
@@ -385,7 +391,7 @@ fn check_server(server: &ServerConfig, errors: &mut Vec<ConfigError>) {
 
 fn check_rules(
     rules: &[RuleConfig],
-    channels: &[ChannelConfig],
+    channels: &BTreeSet<String>,
     configured: &BTreeMap<String, SourceConfig>,
     errors: &mut Vec<ConfigError>,
 ) {
@@ -404,7 +410,7 @@ fn check_rules(
             errors.push(ConfigError::new(format!("{path}.channels"), "at least one channel is required"));
         }
         for (j, ch) in rule.channels.iter().enumerate() {
-            if !channels.iter().any(|c| &c.name == ch) {
+            if !channels.contains(ch) {
                 errors.push(ConfigError::new(
                     format!("{path}.channels[{j}]"),
                     format!("unknown channel \"{ch}\""),

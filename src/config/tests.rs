@@ -136,7 +136,8 @@ status = ["failed"]
 
 [[rules]]
 name = "r1"
-channels = ["a"]
+# b and c have errors of their own: naming them here is not one more.
+channels = ["a", "b", "c"]
 stopp = true
 
 [[rules]]
