@@ -101,19 +101,42 @@ pub fn redact_url(url: &url::Url) -> String {
             .collect();
         u.query_pairs_mut().clear().extend_pairs(pairs);
     }
-    // Lark/Feishu: /open-apis/bot/v2/hook/<token>
+    // Lark/Feishu: /open-apis/bot/v2/hook/<token>; whatever follows the token is masked too.
     let segments: Option<Vec<String>> = u.path_segments().map(|s| s.map(str::to_string).collect());
     if let Some(segs) = segments {
         if let Some(pos) = segs.iter().position(|s| s == "hook") {
             if pos + 1 < segs.len() {
                 let mut new = segs.clone();
-                new[pos + 1] = REDACTED.to_string();
+                new[pos + 1..].iter_mut().for_each(|s| *s = REDACTED.to_string());
                 u.set_path(&new.join("/"));
             }
         }
     }
     // `***` in a query is percent-encoded by the serializer; keep it readable.
     u.to_string().replace("%2A%2A%2A", REDACTED)
+}
+
+/// What to scrub from text that may echo `url`: the URL itself, its password, every value in
+/// its query (`access_token`, `KEY`, whatever else it carries) and every path segment after a
+/// Lark `hook`, each as written and percent-decoded, since an echo may show either.
+pub fn url_secrets(url: &url::Url) -> Vec<String> {
+    let decoded = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+    let mut out = vec![url.to_string()];
+    if let Some(p) = url.password() {
+        out.extend([p.to_string(), decoded(p)]);
+    }
+    for pair in url.query().unwrap_or_default().split('&') {
+        let raw = pair.split_once('=').map_or("", |(_, v)| v);
+        out.extend([raw.to_string(), decoded(raw), decoded(&raw.replace('+', " "))]);
+    }
+    if let Some(segs) = url.path_segments() {
+        for seg in segs.skip_while(|s| *s != "hook").skip(1) {
+            out.extend([seg.to_string(), decoded(seg)]);
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// Replaces every occurrence of each secret in `text` with `***`.
@@ -153,6 +176,14 @@ mod tests {
             (
                 "https://open.feishu.cn/open-apis/bot/v2/hook/uuid-token",
                 "https://open.feishu.cn/open-apis/bot/v2/hook/***",
+            ),
+            (
+                "https://open.feishu.cn/open-apis/bot/v2/hook/uuid-token/extra",
+                "https://open.feishu.cn/open-apis/bot/v2/hook/***/***",
+            ),
+            (
+                "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?KEY=k-1",
+                "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?KEY=***",
             ),
             ("smtp://user:pass@mail.example.com:587", "smtp://user:***@mail.example.com:587"),
             ("https://audit.example.com/ci", "https://audit.example.com/ci"),

@@ -58,13 +58,7 @@ impl Email {
     /// Validates the SMTP URL, the addresses and the CA file. An error never shows the password.
     pub fn new(name: &str, cfg: EmailConfig, timeout: Duration, deps: &ChannelDeps) -> Result<Self, String> {
         let url = cfg.smtp.expose();
-        let mut secrets = vec![url.to_string()];
-        if let Some(p) = url.password() {
-            secrets.push(p.to_string());
-            if let Ok(decoded) = percent_encoding::percent_decode_str(p).decode_utf8() {
-                secrets.push(decoded.into_owned());
-            }
-        }
+        let secrets = crate::secret::url_secrets(url);
         let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
         let fail =
             |what: &str, e: &dyn std::fmt::Display| format!("{what}: {}", scrub(&e.to_string(), &refs));

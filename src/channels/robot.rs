@@ -83,20 +83,10 @@ pub(crate) fn unix_millis(now: SystemTime) -> u64 {
     now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
-/// The strings to scrub from anything a robot answers: the URL, the credential values in its
-/// query (`access_token`, `key`) and the token segment of a Lark hook path.
+/// The strings to scrub from anything a robot answers: the URL's credentials (see
+/// [`crate::secret::url_secrets`]) and the signing secret.
 pub(crate) fn url_secrets(url: &url::Url, secret: Option<&crate::secret::Secret>) -> Vec<String> {
-    let mut out = vec![url.to_string()];
-    out.extend(
-        url.query_pairs()
-            .filter(|(k, _)| ["access_token", "key", "token"].contains(&k.as_ref()))
-            .map(|(_, v)| v.into_owned()),
-    );
-    if let Some(mut segs) = url.path_segments() {
-        if segs.any(|s| s == "hook") {
-            out.extend(segs.next().map(str::to_string));
-        }
-    }
+    let mut out = crate::secret::url_secrets(url);
     out.extend(secret.map(|s| s.expose().to_string()));
     out
 }
@@ -224,9 +214,28 @@ mod tests {
 
     #[test]
     fn url_secrets_name_every_credential() {
-        let u = url::Url::parse("https://oapi.dingtalk.com/robot/send?access_token=abc123").unwrap();
-        assert_eq!(url_secrets(&u, None)[1], "abc123");
-        let u = url::Url::parse("https://open.feishu.cn/open-apis/bot/v2/hook/tok-1").unwrap();
-        assert_eq!(url_secrets(&u, None)[1], "tok-1");
+        let has = |url: &str, want: &[&str]| {
+            let got = url_secrets(&url::Url::parse(url).unwrap(), None);
+            for w in want {
+                assert!(got.iter().any(|g| g == w), "{url}: {w} missing from {got:?}");
+            }
+        };
+        has("https://oapi.dingtalk.com/robot/send?access_token=abc123", &["abc123"]);
+        has("https://open.feishu.cn/open-apis/bot/v2/hook/tok-1", &["tok-1"]);
+        // As written and decoded, whatever the key's case, and every segment after `hook`.
+        has(
+            "https://oapi.dingtalk.com/robot/send?access_token=DT%2BENC-SEKRIT",
+            &["DT%2BENC-SEKRIT", "DT+ENC-SEKRIT"],
+        );
+        has("https://qyapi.weixin.qq.com/cgi-bin/webhook/send?KEY=k-upper-1", &["k-upper-1"]);
+        has("https://open.feishu.cn/open-apis/bot/v2/hook/tok-2/extra-9", &["tok-2", "extra-9"]);
+        has("https://x.example/hook/a%20b%2Fc", &["a%20b%2Fc", "a b/c"]);
+        let echoed = "refused /robot/send?access_token=DT+ENC-SEKRIT and KEY=k-upper-1";
+        let dt =
+            url_secrets(&url::Url::parse("https://d/robot/send?access_token=DT%2BENC-SEKRIT").unwrap(), None);
+        let wc = url_secrets(&url::Url::parse("https://w/send?KEY=k-upper-1").unwrap(), None);
+        let all: Vec<&str> = dt.iter().chain(&wc).map(String::as_str).collect();
+        let scrubbed = crate::secret::scrub(echoed, &all);
+        assert!(!scrubbed.contains("SEKRIT") && !scrubbed.contains("k-upper-1"), "{scrubbed}");
     }
 }

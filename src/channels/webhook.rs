@@ -62,9 +62,7 @@ impl Webhook {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(format!("url: scheme {:?} is not http or https", url.scheme()));
         }
-        let mut secrets = vec![url.to_string()];
-        secrets.extend(url.password().map(str::to_string));
-        secrets.extend(url.query_pairs().map(|(_, v)| v.into_owned()));
+        let mut secrets = crate::secret::url_secrets(url);
 
         let mut headers = Vec::new();
         for (k, v) in &cfg.headers {
