@@ -253,3 +253,109 @@ async fn deliveries_waiting_in_the_store_go_before_new_ones_handed_over() {
     assert_eq!(r.worker.step().await, 1, "the last new one follows");
     assert!(r.outbox.all().iter().all(|d| d.state == DeliveryState::Delivered));
 }
+
+/// A robot that takes `delay` per message and counts how many it holds at once.
+struct Timed {
+    key: String,
+    delay: Duration,
+    now: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+}
+
+impl Timed {
+    fn new(key: &str, delay: Duration) -> Arc<Timed> {
+        Arc::new(Timed { key: key.into(), delay, now: Default::default(), most: Default::default() })
+    }
+}
+
+#[async_trait]
+impl Channel for Timed {
+    fn name(&self) -> &str {
+        &self.key
+    }
+    fn kind(&self) -> ChannelKind {
+        ChannelKind::Console
+    }
+    fn prepare(&self, _input: &Prepare<'_>) -> Message {
+        unreachable!("the worker never prepares")
+    }
+    fn preview(&self, _msg: &Message, _attempt: &Attempt) -> RequestPreview {
+        unreachable!("the worker never previews")
+    }
+    async fn send(&self, _msg: &Message, _attempt: &Attempt) -> Outcome {
+        use std::sync::atomic::Ordering::SeqCst;
+        let n = self.now.fetch_add(1, SeqCst) + 1;
+        self.most.fetch_max(n, SeqCst);
+        tokio::time::sleep(self.delay).await;
+        self.now.fetch_sub(1, SeqCst);
+        Outcome::delivered(Some(200), Some(0), "ok")
+    }
+    fn check_templates(&self, _template: &str, _ctx: &serde_json::Value) -> Vec<String> {
+        vec![]
+    }
+    fn check_mention(&self, _mention: &Mention) -> Vec<String> {
+        vec![]
+    }
+    fn rate_key(&self) -> &str {
+        &self.key
+    }
+}
+
+/// A backlog in the store for one robot (as after a restart), beside another robot's: the
+/// running worker holds at most the robot's share of attempts for it, and drains the backlog as
+/// its slots free, without waiting on a timer. The clock stands still here, so a delivery put
+/// back in the store "for later", or a store looked at again only "later", would never be sent.
+#[tokio::test]
+async fn a_robot_at_its_share_drains_its_backlog_as_slots_free() {
+    const BACKLOG: usize = 300;
+    let clock = Arc::new(ManualClock::new(T0));
+    let outbox = Arc::new(MemoryOutbox::new());
+    let (a, b) = (Timed::new("a", Duration::from_millis(5)), Timed::new("b", Duration::from_millis(5)));
+    let channels: HashMap<String, Arc<dyn Channel>> =
+        HashMap::from([("a".to_string(), a.clone() as Arc<dyn Channel>), ("b".into(), b.clone())]);
+    let robots = herald::delivery::robots(&channels, &HashMap::new());
+    let e = Event::new("flow", Status::Failure, "FAIL", true);
+    let new = |id: String, channel: &str| NewDelivery {
+        id,
+        rule: "r".into(),
+        channel: channel.into(),
+        message: Message { body: MessageBody::Text { text: "hi".into() }, template_errors: vec![] },
+        headline: Headline::default(),
+        hold: None,
+        due_at: None,
+    };
+    let mut backlog: Vec<NewDelivery> = (0..BACKLOG).map(|i| new(format!("a{i}"), "a")).collect();
+    backlog.extend((0..20).map(|i| new(format!("b{i}"), "b")));
+    outbox.enqueue(&e, &backlog, T0, &EnqueueWith::default()).await.unwrap();
+
+    let worker = Worker {
+        outbox: outbox.clone(),
+        channels: Arc::new(channels),
+        clock: clock.clone(),
+        policy: RetryPolicy::default(),
+        handoff: Arc::new(Handoff::new(64, 60_000)),
+        batch: 16,
+        concurrency: 16,
+        robot_slots: 12,
+        lease: Duration::from_secs(60),
+        governor: Arc::new(Governor::default()),
+        robots: Arc::new(robots),
+        max_wait: Duration::from_secs(60),
+    };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(worker.run(stopped));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let open = outbox.all().iter().filter(|d| d.state != DeliveryState::Delivered).count();
+        if open == 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{open} of {} deliveries still open", BACKLOG + 20);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.send(true).unwrap();
+    running.await.unwrap();
+    let most = a.most.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(most, 12, "robot a used its share of the 16 attempts, and no more");
+    assert!(outbox.all().iter().all(|d| d.attempts == 1), "each sent once, none put back");
+}

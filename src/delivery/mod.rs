@@ -37,7 +37,7 @@ use tokio::task::JoinSet;
 pub use backoff::RetryPolicy;
 use governor::Governor;
 use handoff::Handoff;
-use slots::Slots;
+use slots::{Parked, Slot, Slots};
 
 use crate::channels::Channel;
 use crate::clock::{Clock, Millis};
@@ -50,11 +50,6 @@ const MAX_SUMMARY_ITEMS: usize = 500;
 /// The longest the worker goes without looking in the store: a replay made by
 /// `herald deliveries retry` in another process is picked up within this.
 const POLL_MS: Millis = 1_000;
-
-/// How long a delivery leased from the store waits when its robot has no attempt slot free:
-/// it goes back to the store, due again after this, without counting an attempt. While the
-/// robot stays full, the store is leased without its channels, so this is seldom needed.
-const BUSY_WAIT_MS: Millis = 250;
 
 /// How long a lease lasts when the longest channel timeout is `timeouts.max()` (in ms): an
 /// attempt starts only while its lease has half of this left, and must end before it expires.
@@ -149,18 +144,22 @@ impl Worker {
 
     /// Up to `max` deliveries to try now: the store's first when it may hold due ones (or
     /// `always`), then handed-over ones. The store's are older (retries, held messages, an
-    /// overflow), so a steady stream of new events never keeps them waiting. The store's
-    /// deliveries to the channels in `skip` stay there, and handed-over ones that `pick`
-    /// refuses stay queued.
+    /// overflow), so a steady stream of new events never keeps them waiting.
+    ///
+    /// The store's deliveries to the channels in `skip` stay there. `reserve` claims a free
+    /// slot of a delivery's robot: it is told of each one leased from the store, and a
+    /// handed-over one is taken only when it answers true (the others keep their place in the
+    /// queue). Also returns whether due deliveries were left in the store because of `skip`.
     async fn take(
         &self,
         max: usize,
         now: Millis,
         always: bool,
         skip: &[String],
-        pick: impl FnMut(&Delivery) -> bool,
-    ) -> Vec<Delivery> {
+        mut reserve: impl FnMut(&Delivery) -> bool,
+    ) -> (Vec<Delivery>, bool) {
         let mut due = Vec::new();
+        let mut passed_over = false;
         if always || self.handoff.store_due() <= now {
             self.handoff.claim_store();
             let next = match self.outbox.lease_skipping(now, max, self.lease_ms(), skip).await {
@@ -169,13 +168,17 @@ impl Worker {
                     due = leased;
                     now
                 }
-                // Drained: look again when the next one is due, or at the next poll. What was
-                // skipped may be due already: it waits for a slot, not in a loop of leases.
+                // Drained: look again when the next one is due, or at the next poll. One due
+                // already was skipped: it waits for its robot's slot (the caller looks again
+                // when one frees), not for a loop of leases.
                 Ok(leased) => {
                     due = leased;
-                    let soonest = if skip.is_empty() { 1 } else { BUSY_WAIT_MS };
                     match self.outbox.next_due().await {
-                        Ok(Some(at)) => at.clamp(now + soonest, now + POLL_MS),
+                        Ok(Some(at)) if at <= now && !skip.is_empty() => {
+                            passed_over = true;
+                            now + POLL_MS
+                        }
+                        Ok(Some(at)) => at.clamp(now + 1, now + POLL_MS),
                         _ => now + POLL_MS,
                     }
                 }
@@ -186,29 +189,29 @@ impl Worker {
             };
             self.handoff.stored(next);
         }
+        due.iter().for_each(|d| {
+            reserve(d);
+        });
         if due.len() < max {
-            due.extend(self.handoff.take(max - due.len(), now, self.lease_ms() / 2, pick));
+            due.extend(self.handoff.take(max - due.len(), now, self.lease_ms() / 2, reserve));
         }
-        due
+        (due, passed_over)
     }
 
-    /// Deliveries whose robot had no attempt slot free go back to the store, due again
-    /// shortly, without counting an attempt.
-    async fn wait_for_slots(&self, ids: &[String], now: Millis) {
-        let at = now + BUSY_WAIT_MS;
-        match self.outbox.defer(ids, at).await {
-            Ok(()) => self.handoff.stored(at),
-            Err(e) => {
-                tracing::error!(waiting = ids.len(), error = %e, "putting back deliveries of a busy robot failed")
-            }
-        }
+    /// Starts an attempt, holding `slot` (if any) until it ends.
+    fn spawn_attempt(self: &Arc<Self>, inflight: &mut JoinSet<()>, d: Delivery, slot: Option<Slot>) {
+        let me = self.clone();
+        inflight.spawn(async move {
+            let _slot = slot;
+            me.attempt(d).await
+        });
     }
 
     /// Takes the due deliveries (at most `batch`) and attempts them all, concurrently;
     /// returns how many were taken. Tests drive the worker with this, one step at a time.
     pub async fn step(&self) -> usize {
         let now = self.clock.now_ms();
-        let due = self.take(self.batch, now, true, &[], |_| true).await;
+        let (due, _) = self.take(self.batch, now, true, &[], |_| true).await;
         let n = due.len();
         let sends = self.admit(due, now).await;
         futures_util::future::join_all(sends.into_iter().map(|d| self.attempt(d))).await;
@@ -223,57 +226,72 @@ impl Worker {
         let me = Arc::new(self);
         me.seed_governor(me.clock.now_ms()).await;
         let slots = Slots::new(me.robot_slots);
+        // Leased from the store beyond their robot's free slots: they wait here, in memory.
+        let mut parked = Parked::default();
+        // Robots whose due deliveries the last lease left in the store: when one has a slot
+        // free again, the store is looked at at once.
+        let mut skipped: Vec<String> = Vec::new();
+        // Whether the last take left handed-over deliveries queued for want of a slot.
+        let mut refused = false;
         let mut inflight: JoinSet<()> = JoinSet::new();
         loop {
             if *shutdown.borrow() {
                 break;
             }
             while inflight.try_join_next().is_some() {}
+            let now = me.clock.now_ms();
+            for (d, slot) in parked.ready(&slots, now) {
+                me.spawn_attempt(&mut inflight, d, Some(slot));
+            }
+            if skipped.iter().any(|key| slots.room(key) > 0 && !parked.holds(key)) {
+                skipped.clear();
+                me.handoff.stored(now);
+            }
             let free = me.concurrency.saturating_sub(inflight.len());
             if free > 0 {
-                let now = me.clock.now_ms();
-                let skip = me.full_robots_channels(&slots);
-                // Handed-over deliveries are taken only while their robot has a slot left.
-                let mut picked: HashMap<&str, usize> = HashMap::new();
-                let pick = |d: &Delivery| match me.robot_of(d) {
+                // A robot with no slot free, or with deliveries parked, takes nothing new.
+                let busy = |key: &str| slots.room(key) == 0 || parked.holds(key);
+                let full: Vec<&str> = me.robots.keys().map(String::as_str).filter(|k| busy(k)).collect();
+                let skip: Vec<String> =
+                    full.iter().flat_map(|k| me.robots[*k].channels.iter().cloned()).collect();
+                let mut reserved: HashMap<&str, usize> = HashMap::new();
+                refused = false;
+                let reserve = |d: &Delivery| match me.robot_of(d) {
                     None => true,
                     Some(key) => {
-                        let n = picked.entry(key).or_insert(0);
+                        let n = reserved.entry(key).or_insert(0);
                         *n += 1;
-                        *n <= slots.room(key)
+                        let fits = !busy(key) && *n <= slots.room(key);
+                        refused |= !fits;
+                        fits
                     }
                 };
-                let due = me.take(free, now, false, &skip, pick).await;
+                let (due, passed_over) = me.take(free, now, false, &skip, reserve).await;
+                if passed_over {
+                    skipped = full.iter().map(|k| k.to_string()).collect();
+                }
                 let taken = due.len();
-                let mut waiting = Vec::new();
                 for d in me.admit(due, now).await {
                     // A delivery to a channel that is gone needs no slot: it is dead at once.
-                    let slot = match me.robot_of(&d) {
+                    match me.robot_of(&d) {
+                        None => me.spawn_attempt(&mut inflight, d, None),
                         Some(key) => match slots.take(key) {
-                            Some(slot) => Some(slot),
-                            None => {
-                                waiting.push(d.id);
-                                continue;
-                            }
+                            Some(slot) => me.spawn_attempt(&mut inflight, d, Some(slot)),
+                            None => parked.park(key, d, now + me.lease_ms() / 2),
                         },
-                        None => None,
-                    };
-                    let me = me.clone();
-                    inflight.spawn(async move {
-                        let _slot = slot;
-                        me.attempt(d).await
-                    });
+                    }
                 }
-                if !waiting.is_empty() {
-                    me.wait_for_slots(&waiting, now).await;
-                } else if taken == free {
+                if taken == free {
                     continue;
                 }
             }
             let now = me.clock.now_ms();
             let wait = me.handoff.store_due().saturating_sub(now).clamp(1, POLL_MS);
+            // A finished attempt wakes the loop when the worker is full, or when a robot's
+            // slots are what holds work back.
+            let for_slots = slots.any_full() || !parked.is_empty() || !skipped.is_empty() || refused;
             tokio::select! {
-                _ = inflight.join_next(), if inflight.len() >= me.concurrency || slots.any_full() => {}
+                _ = inflight.join_next(), if inflight.len() >= me.concurrency || for_slots => {}
                 _ = me.handoff.notified() => {}
                 _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
                 _ = shutdown.changed() => {}
@@ -283,14 +301,5 @@ impl Worker {
         if let Err(e) = me.outbox.flush().await {
             tracing::error!(error = %e, "recording the last attempts failed");
         }
-    }
-
-    /// The channels of the robots with no attempt slot free.
-    fn full_robots_channels(&self, slots: &Slots) -> Vec<String> {
-        self.robots
-            .iter()
-            .filter(|(key, _)| slots.room(key) == 0)
-            .flat_map(|(_, robot)| robot.channels.iter().cloned())
-            .collect()
     }
 }

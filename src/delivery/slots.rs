@@ -1,12 +1,15 @@
-//! Per-robot shares of the worker's attempts in flight.
+//! Per-robot shares of the worker's attempts in flight, and the deliveries waiting for one.
 //!
 //! The worker keeps a fixed number of attempts in flight. Without a cap per robot, a robot that
 //! hangs until its timeout would end up holding every one of them, and every other channel
 //! would wait for it. A robot holds at most `per_robot` attempts at once; what it has beyond
-//! that waits for one of its own slots, and the others' deliveries go past it.
+//! that waits for one of its own slots ([`Parked`]), and the others' deliveries go past it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
+
+use crate::clock::Millis;
+use crate::outbox::Delivery;
 
 /// The attempts in flight, counted per robot (rate key).
 #[derive(Debug, Clone)]
@@ -49,6 +52,53 @@ impl Slots {
         }
         *n += 1;
         Some(Slot { busy: self.busy.clone(), key: key.to_string() })
+    }
+}
+
+/// Leased deliveries whose robot had no slot free, in the order taken, per robot. They start,
+/// ahead of anything newer of their robot, as its slots free. Each must start by its deadline
+/// (while its lease has half its time left, as for any attempt); one that cannot is dropped
+/// here, and its lease expires and brings it back from the store.
+#[derive(Debug, Default)]
+pub struct Parked {
+    waiting: HashMap<String, VecDeque<(Delivery, Millis)>>,
+}
+
+impl Parked {
+    /// Parks `d` for the robot `key`, to start by `start_by`.
+    pub fn park(&mut self, key: &str, d: Delivery, start_by: Millis) {
+        self.waiting.entry(key.to_string()).or_default().push_back((d, start_by));
+    }
+
+    /// Whether the robot `key` has deliveries waiting.
+    pub fn holds(&self, key: &str) -> bool {
+        self.waiting.contains_key(key)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+
+    /// The parked deliveries that can start now, each with its slot, oldest first per robot.
+    pub fn ready(&mut self, slots: &Slots, now: Millis) -> Vec<(Delivery, Slot)> {
+        let mut out = Vec::new();
+        self.waiting.retain(|key, queue| {
+            while let Some((d, start_by)) = queue.pop_front() {
+                if start_by < now {
+                    tracing::debug!(delivery_id = %d.id, "parked too long: left to the store");
+                    continue;
+                }
+                match slots.take(key) {
+                    Some(slot) => out.push((d, slot)),
+                    None => {
+                        queue.push_front((d, start_by));
+                        break;
+                    }
+                }
+            }
+            !queue.is_empty()
+        });
+        out
     }
 }
 
@@ -95,6 +145,46 @@ mod tests {
         .join();
         assert!(panicked.is_err());
         assert_eq!(slots.room("a"), 1);
+    }
+
+    fn delivery(id: &str) -> Delivery {
+        use crate::channels::{Message, MessageBody};
+        Delivery {
+            id: id.into(),
+            event_id: "e".into(),
+            rule: "r".into(),
+            channel: "c".into(),
+            message: Message { body: MessageBody::Text { text: "t".into() }, template_errors: vec![] },
+            headline: Default::default(),
+            hold: None,
+            state: crate::outbox::DeliveryState::Pending,
+            attempts: 0,
+            created_at: 0,
+            scheduled_at: 0,
+            next_at: 0,
+            last_error: None,
+        }
+    }
+
+    #[test]
+    fn parked_deliveries_start_in_order_as_slots_free_and_expire_unstarted() {
+        let slots = Slots::new(1);
+        let busy = slots.take("a").unwrap();
+        let mut parked = Parked::default();
+        parked.park("a", delivery("a1"), 100);
+        parked.park("a", delivery("a2"), 100);
+        parked.park("b", delivery("b1"), 100);
+        parked.park("c", delivery("c-late"), 10);
+        let ids = |got: &[(Delivery, Slot)]| got.iter().map(|(d, _)| d.id.clone()).collect::<Vec<_>>();
+        let got = parked.ready(&slots, 50);
+        assert_eq!(ids(&got), ["b1"], "a is full; c's deadline has passed");
+        assert!(parked.holds("a") && !parked.holds("b") && !parked.holds("c"));
+        drop(busy);
+        let first = parked.ready(&slots, 60);
+        assert_eq!(ids(&first), ["a1"], "one slot: the oldest first");
+        drop(first);
+        assert_eq!(ids(&parked.ready(&slots, 70)), ["a2"]);
+        assert!(parked.is_empty());
     }
 
     #[test]

@@ -293,8 +293,8 @@ channels = ["slow", "fast"]
     assert_eq!(got.len(), EVENTS, "the answering robot received every event, once");
     let held = slow.requests().len();
     assert!(
-        (1..128).contains(&held),
-        "the hanging robot holds some of the worker's 128 attempts, not all: {held}"
+        (1..=96).contains(&held),
+        "the hanging robot holds at most its share (96) of the worker's 128 attempts: {held}"
     );
     let open =
         h.outbox.all().iter().filter(|d| d.channel == "slow" && d.state != DeliveryState::Delivered).count();
