@@ -151,7 +151,8 @@ pub async fn show(outbox: &dyn Outbox, id: &str) -> Result<(Delivery, Vec<Attemp
 }
 
 /// Replays the deliveries named, due at `now`. Each must exist and be dead or retrying; all
-/// are checked before any is replayed. Returns how many were replayed.
+/// are checked before any is replayed. Returns how many were replayed: a retrying one whose
+/// attempt is in flight at that moment is left to it, and not counted.
 pub async fn retry_named(outbox: &dyn Outbox, ids: &[String], now: Millis) -> Result<usize, AdminError> {
     for id in ids {
         let (d, _) = show(outbox, id).await?;

@@ -258,7 +258,8 @@ impl Outbox for MemoryOutbox {
         for e in entries.values_mut() {
             let d = &mut e.delivery;
             let chosen = if ids.is_empty() { matches(d, filter) } else { ids.contains(&d.id) };
-            if chosen && matches!(d.state, DeliveryState::Dead | DeliveryState::Retrying) {
+            let in_flight = e.leased_until.is_some_and(|until| until > now);
+            if chosen && !in_flight && matches!(d.state, DeliveryState::Dead | DeliveryState::Retrying) {
                 d.state = DeliveryState::Pending;
                 d.attempts = 0;
                 d.scheduled_at = now;

@@ -267,6 +267,7 @@ pub trait Outbox: Send + Sync {
     async fn get(&self, id: &str) -> Result<Option<(Delivery, Vec<AttemptRecord>)>, OutboxError>;
     /// Makes dead (or retrying) deliveries due again at `now` with a fresh attempt budget;
     /// their history is kept. Returns how many were rescheduled. `ids` empty means every
-    /// delivery matching `filter`.
+    /// delivery matching `filter`. A retrying delivery leased at `now` (an attempt in flight)
+    /// is left alone: replaying it would send it a second time.
     async fn replay(&self, ids: &[String], filter: &ListFilter, now: Millis) -> Result<usize, OutboxError>;
 }

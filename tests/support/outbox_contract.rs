@@ -350,4 +350,14 @@ async fn list_filters_and_replay_dead_letters(o: Arc<dyn Outbox>) {
     let (a, attempts) = o.get("a").await.unwrap().unwrap();
     assert_eq!(a.scheduled_at, 60);
     assert_eq!(attempts.len(), 1, "history is kept");
+
+    // A retrying delivery with an attempt in flight (leased) is not replayed under it.
+    o.finish("a", record(110, "transient"), Next::RetryAt(200)).await.unwrap();
+    assert_eq!(o.lease(200, 1, 60_000).await.unwrap()[0].id, "a");
+    assert_eq!(o.replay(&["a".to_string()], &ListFilter::default(), 210).await.unwrap(), 0);
+    let retrying = ListFilter { state: Some(DeliveryState::Retrying), ..Default::default() };
+    assert_eq!(o.replay(&[], &retrying, 210).await.unwrap(), 0);
+    assert!(o.lease(210, 10, 60_000).await.unwrap().is_empty(), "still leased to its attempt");
+    o.finish("a", record(220, "transient"), Next::RetryAt(900)).await.unwrap();
+    assert_eq!(o.replay(&["a".to_string()], &ListFilter::default(), 230).await.unwrap(), 1);
 }

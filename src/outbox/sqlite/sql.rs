@@ -344,7 +344,8 @@ pub fn replay(
 ) -> Result<usize, OutboxError> {
     let reset =
         "UPDATE deliveries AS d SET state = 'pending', attempts = 0, scheduled_at = ?1, next_at = ?1, \
-                 leased_until = NULL WHERE d.state IN ('dead', 'retrying')";
+                 leased_until = NULL WHERE d.state IN ('dead', 'retrying') \
+                 AND (d.leased_until IS NULL OR d.leased_until <= ?1)";
     if ids.is_empty() {
         let (conds, args) = filter_sql(filter, 2);
         let sql = conds.iter().fold(reset.to_string(), |sql, c| format!("{sql} AND {c}"));
