@@ -213,3 +213,18 @@ async fn an_event_stored_as_text_before_packing_is_still_read() {
     let err = o.get("w").await.unwrap_err().to_string();
     assert!(err.contains("stored event"), "{err}");
 }
+
+/// The probe behind `/healthz`: a write the store can commit is `Ok`; while another connection
+/// holds the write lock, the store's own reason (after its 5 s busy wait); `Ok` again after.
+#[tokio::test]
+async fn check_says_whether_a_write_can_be_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteOutbox::open(dir.path()).unwrap();
+    store.check().await.expect("a fresh store can write");
+    let other = rusqlite::Connection::open(store.path()).unwrap();
+    other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let err = store.check().await.expect_err("the write lock is held elsewhere");
+    assert!(err.to_string().contains("locked"), "{err}");
+    other.execute_batch("ROLLBACK").unwrap();
+    store.check().await.expect("the lock is gone");
+}

@@ -49,16 +49,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .default_service(web::to(not_found));
 }
 
+/// How long `/healthz` waits for the store's probe write: a health check must answer in time
+/// even while the store waits on a lock.
+const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// `200 ok` while the gateway can accept events: the store commits a write. Otherwise 503
 /// with the store's reason, so a load balancer sends webhooks elsewhere.
 async fn healthz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    state
-        .gateway
-        .outbox
-        .check()
-        .await
-        .map_err(|e| ApiError::new(503, format!("the store cannot write: {e}")))?;
-    Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").body("ok"))
+    let unhealthy = |why: String| ApiError::new(503, format!("the store cannot write: {why}"));
+    match actix_web::rt::time::timeout(HEALTH_TIMEOUT, state.gateway.outbox.check()).await {
+        Ok(Ok(())) => Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").body("ok")),
+        Ok(Err(e)) => Err(unhealthy(e.to_string())),
+        Err(_) => Err(unhealthy(format!("no answer within {} s", HEALTH_TIMEOUT.as_secs()))),
+    }
 }
 
 async fn not_found() -> Result<HttpResponse, ApiError> {
