@@ -149,7 +149,8 @@ impl Worker {
     /// The store's deliveries to the channels in `skip` stay there. `reserve` claims a free
     /// slot of a delivery's robot: it is told of each one leased from the store, and a
     /// handed-over one is taken only when it answers true (the others keep their place in the
-    /// queue). Also returns whether due deliveries were left in the store because of `skip`.
+    /// queue). Also returns, when the store was leased, the channels of `skip` whose due
+    /// deliveries it left there.
     async fn take(
         &self,
         max: usize,
@@ -157,28 +158,33 @@ impl Worker {
         always: bool,
         skip: &[String],
         mut reserve: impl FnMut(&Delivery) -> bool,
-    ) -> (Vec<Delivery>, bool) {
+    ) -> (Vec<Delivery>, Option<Vec<String>>) {
         let mut due = Vec::new();
-        let mut passed_over = false;
+        let mut passed_over = None;
         if always || self.handoff.store_due() <= now {
+            let mut left = Vec::new();
             self.handoff.claim_store();
             let next = match self.outbox.lease_skipping(now, max, self.lease_ms(), skip).await {
                 // More may be due: look again at once.
                 Ok(leased) if leased.len() == max => {
                     due = leased;
+                    left = skip.to_vec();
                     now
                 }
-                // Drained: look again when the next one is due, or at the next poll. One due
-                // already was skipped: it waits for its robot's slot (the caller looks again
-                // when one frees), not for a loop of leases.
+                // Drained: look again when the next one is due, or at the next poll. What was
+                // skipped waits for its robot's slot (the caller looks again when one frees),
+                // not for a loop of leases.
                 Ok(leased) => {
                     due = leased;
+                    if !skip.is_empty() {
+                        left = self.outbox.due_channels(skip, now).await.unwrap_or_else(|e| {
+                            tracing::error!(error = %e, "reading which channels have deliveries due failed");
+                            skip.to_vec()
+                        });
+                    }
+                    let soonest = if left.is_empty() { 1 } else { POLL_MS };
                     match self.outbox.next_due().await {
-                        Ok(Some(at)) if at <= now && !skip.is_empty() => {
-                            passed_over = true;
-                            now + POLL_MS
-                        }
-                        Ok(Some(at)) => at.clamp(now + 1, now + POLL_MS),
+                        Ok(Some(at)) => at.clamp(now + soonest, now + POLL_MS),
                         _ => now + POLL_MS,
                     }
                 }
@@ -188,6 +194,7 @@ impl Worker {
                 }
             };
             self.handoff.stored(next);
+            passed_over = Some(left);
         }
         due.iter().for_each(|d| {
             reserve(d);
@@ -267,8 +274,14 @@ impl Worker {
                     }
                 };
                 let (due, passed_over) = me.take(free, now, false, &skip, reserve).await;
-                if passed_over {
-                    skipped = full.iter().map(|k| k.to_string()).collect();
+                // Only the robots whose deliveries the lease left in the store: a robot that is
+                // merely busy has nothing there to look for when it frees a slot.
+                if let Some(left) = passed_over {
+                    skipped = full
+                        .iter()
+                        .filter(|k| me.robots[**k].channels.iter().any(|c| left.contains(c)))
+                        .map(|k| k.to_string())
+                        .collect();
                 }
                 let taken = due.len();
                 for d in me.admit(due, now).await {

@@ -116,6 +116,19 @@ impl Outbox for MemoryOutbox {
             .collect())
     }
 
+    async fn due_channels(&self, channels: &[String], now: Millis) -> Result<Vec<String>, OutboxError> {
+        let entries = self.entries.lock().expect("outbox lock");
+        let due = |c: &String| {
+            entries.values().any(|e| {
+                &e.delivery.channel == c
+                    && is_open(e.delivery.state)
+                    && e.delivery.next_at <= now
+                    && e.leased_until.is_none_or(|until| until <= now)
+            })
+        };
+        Ok(channels.iter().filter(|c| due(c)).cloned().collect())
+    }
+
     async fn check(&self) -> Result<(), OutboxError> {
         Ok(())
     }

@@ -219,6 +219,9 @@ pub trait Outbox: Send + Sync {
         lease_ms: i64,
         skip: &[String],
     ) -> Result<Vec<Delivery>, OutboxError>;
+    /// Those of `channels` with a delivery due at `now` that nobody holds a lease on: what a
+    /// lease that skipped them left in the store.
+    async fn due_channels(&self, channels: &[String], now: Millis) -> Result<Vec<String>, OutboxError>;
     /// Records an attempt and releases the lease. The record may still be on its way to disk
     /// when this returns, but every later operation sees it; [`flush`](Outbox::flush) waits
     /// until it is on disk. (Losing it in a crash only means the attempt is made again.)

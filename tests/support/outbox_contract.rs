@@ -273,10 +273,16 @@ async fn a_lease_can_pass_over_channels(o: Arc<dyn Outbox>) {
         .await
         .unwrap();
     let skip = ["slow".to_string()];
+    let all = ["slow".to_string(), "fast".to_string(), "none".to_string()];
+    let mut due = o.due_channels(&all, 1_000).await.unwrap();
+    due.sort();
+    assert_eq!(due, ["fast", "slow"], "the channels with a delivery due");
+    assert!(o.due_channels(&all, 50).await.unwrap().is_empty(), "nothing due yet");
     let got = o.lease_skipping(1_000, 10, 60_000, &skip).await.unwrap();
     let mut ids: Vec<&str> = got.iter().map(|d| d.id.as_str()).collect();
     ids.sort();
     assert_eq!(ids, ["fast-1", "other-1"], "the skipped channel's deliveries stay where they are");
+    assert_eq!(o.due_channels(&all, 1_000).await.unwrap(), ["slow"], "leased ones are not due");
     let rest = o.lease(1_000, 10, 60_000).await.unwrap();
     let mut ids: Vec<&str> = rest.iter().map(|d| d.id.as_str()).collect();
     ids.sort();

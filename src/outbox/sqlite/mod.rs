@@ -280,6 +280,11 @@ impl Outbox for SqliteOutbox {
         self.call(|reply| Op::Flush { reply }).await
     }
 
+    async fn due_channels(&self, channels: &[String], now: Millis) -> Result<Vec<String>, OutboxError> {
+        let channels = channels.to_vec();
+        self.call(|reply| Op::DueChannels { channels, now, reply }).await
+    }
+
     async fn check(&self) -> Result<(), OutboxError> {
         self.call(|reply| Op::Check { now: SystemClock.now_ms(), reply }).await
     }

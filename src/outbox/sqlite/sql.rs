@@ -221,6 +221,28 @@ pub fn lease(
     Ok(due.into_iter().map(|(_, d)| d).collect())
 }
 
+/// Each channel is looked up through `deliveries_backlog` (its open deliveries, oldest first),
+/// which stops at the first one due: a long backlog costs one step, not a scan.
+pub fn due_channels(
+    tx: &Transaction<'_>,
+    channels: &[String],
+    now: Millis,
+) -> Result<Vec<String>, OutboxError> {
+    let mut stmt = tx
+        .prepare_cached(&format!(
+            "SELECT EXISTS (SELECT 1 FROM deliveries d INDEXED BY deliveries_backlog \
+             WHERE d.channel = ?1 AND {OPEN} AND d.next_at <= ?2)"
+        ))
+        .map_err(db)?;
+    let mut out = Vec::new();
+    for c in channels {
+        if stmt.query_row(params![c, now], |r| r.get::<_, bool>(0)).map_err(db)? {
+            out.push(c.clone());
+        }
+    }
+    Ok(out)
+}
+
 pub fn finish(tx: &Transaction<'_>, id: &str, a: &AttemptRecord, next: &Next) -> Result<(), OutboxError> {
     let (state, next_at, error): (&str, Option<Millis>, Option<&str>) = match next {
         Next::Delivered => ("delivered", None, None),

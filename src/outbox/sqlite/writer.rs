@@ -53,6 +53,11 @@ pub enum Op {
         skip: Vec<String>,
         reply: Reply<Vec<Delivery>>,
     },
+    DueChannels {
+        channels: Vec<String>,
+        now: Millis,
+        reply: Reply<Vec<String>>,
+    },
     /// Recorded without an answer: the worker does not wait for the commit (see
     /// `Outbox::finish`); a failure is logged here.
     Finish {
@@ -216,6 +221,7 @@ fn fail(op: Op, err: &OutboxError) {
         Op::Held { reply, .. } => drop(reply.send(e(err))),
         Op::Claim { reply, .. } => drop(reply.send(e(err))),
         Op::Lease { reply, .. } => drop(reply.send(e(err))),
+        Op::DueChannels { reply, .. } => drop(reply.send(e(err))),
         Op::Finish { id, .. } => {
             tracing::error!(delivery_id = %id, error = %err, "recording an attempt failed")
         }
@@ -260,6 +266,7 @@ fn apply(tx: &Transaction<'_>, op: Op) -> Answer {
         Op::Lease { now, limit, lease_ms, skip, reply } => {
             answer(reply, sql::lease(tx, now, limit, lease_ms, &skip))
         }
+        Op::DueChannels { channels, now, reply } => answer(reply, sql::due_channels(tx, &channels, now)),
         Op::Finish { id, attempt, next } => {
             let result = sql::finish(tx, &id, &attempt, &next);
             Box::new(move |commit_err: Option<&OutboxError>| {
