@@ -267,6 +267,26 @@ async fn a_chunked_oversize_body_is_refused_with_413() {
 }
 
 #[tokio::test]
+async fn a_compressed_body_is_refused_with_415() {
+    let s = Server::start().await;
+    let resp = s
+        .client
+        .post(format!("{}/hooks/flow", s.base))
+        .header("Content-Type", "application/json")
+        .header("Content-Encoding", "gzip")
+        .body(vec![0x1f, 0x8b, 0x08, 0x00])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 415);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "Content-Encoding \"gzip\" is not accepted: send the body uncompressed");
+    assert!(s.outbox.all().is_empty());
+    s.healthy().await;
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn tokens_work_in_the_query_or_as_bearer_and_never_reach_the_event() {
     let s = Server::start().await;
     let (status, body) = s

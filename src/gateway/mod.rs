@@ -41,6 +41,8 @@ pub enum HookError {
     TooLarge(usize),
     #[error("the body did not arrive within {} s of the headers", .0.as_secs_f64())]
     BodyTimeout(std::time::Duration),
+    #[error("Content-Encoding {0:?} is not accepted: send the body uncompressed")]
+    Encoded(String),
     #[error("{0}")]
     Invalid(String),
     #[error("cannot store the event: {0}")]
@@ -56,6 +58,7 @@ impl HookError {
             HookError::MethodNotAllowed(_) => 405,
             HookError::TooLarge(_) => 413,
             HookError::BodyTimeout(_) => 408,
+            HookError::Encoded(_) => 415,
             HookError::Invalid(_) => 422,
             HookError::Unavailable(_) => 503,
         }

@@ -96,12 +96,20 @@ async fn handle(
     Ok(HttpResponse::Accepted().json(body))
 }
 
-/// Reads the whole body, refusing with 413 as soon as it passes `limit`.
+/// Reads the whole body, refusing with 413 as soon as it passes `limit`. A compressed body is
+/// refused (415) before it is read: no CI sender compresses its webhooks, and a small
+/// compressed body can expand far past the limit before it could be checked.
 async fn read_limited(
     req: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,
 ) -> Result<Vec<u8>, HookError> {
+    if let Some(encoding) = req.headers().get(actix_web::http::header::CONTENT_ENCODING) {
+        let encoding = String::from_utf8_lossy(encoding.as_bytes()).trim().to_string();
+        if !encoding.eq_ignore_ascii_case("identity") {
+            return Err(HookError::Encoded(encoding));
+        }
+    }
     let declared = req
         .headers()
         .get(actix_web::http::header::CONTENT_LENGTH)
