@@ -176,10 +176,9 @@ pub async fn retry_matching(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::channels::{Message, MessageBody};
     use crate::event::Event;
     use crate::outbox::memory::MemoryOutbox;
-    use crate::outbox::{EnqueueWith, Headline, NewDelivery, Next};
+    use crate::outbox::{EnqueueWith, NewDelivery, Next};
 
     fn query(q: &str) -> Result<Params, String> {
         Params::from_query(q).map_err(|e| e.to_string())
@@ -254,15 +253,7 @@ mod tests {
     }
 
     fn delivery(id: &str) -> NewDelivery {
-        NewDelivery {
-            id: id.into(),
-            rule: "r".into(),
-            channel: "c".into(),
-            message: Message { body: MessageBody::Text { text: "hi".into() }, template_errors: vec![] },
-            headline: Headline::default(),
-            hold: None,
-            due_at: None,
-        }
+        NewDelivery::sample(id, "c")
     }
 
     fn attempt() -> AttemptRecord {

@@ -5,6 +5,8 @@
 mod support;
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::SeqCst;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,17 +23,34 @@ use herald::event::{Event, Status};
 use herald::outbox::memory::MemoryOutbox;
 use herald::outbox::{Delivery, DeliveryState, EnqueueWith, Headline, NewDelivery, Outbox};
 
-/// A channel that answers from a script and records every attempt.
-#[derive(Default)]
+/// A channel that answers from a script (then "delivered"), each answer after `delay`; it
+/// records every attempt, and the most it held at once. Its name is its robot's rate key.
 struct Scripted {
+    key: String,
+    delay: Duration,
     script: Mutex<VecDeque<Outcome>>,
     attempts: Mutex<Vec<Attempt>>,
+    holding: AtomicUsize,
+    most: AtomicUsize,
+}
+
+impl Scripted {
+    fn new(key: &str, script: Vec<Outcome>, delay: Duration) -> Arc<Scripted> {
+        Arc::new(Scripted {
+            key: key.into(),
+            delay,
+            script: Mutex::new(script.into()),
+            attempts: Mutex::default(),
+            holding: AtomicUsize::new(0),
+            most: AtomicUsize::new(0),
+        })
+    }
 }
 
 #[async_trait]
 impl Channel for Scripted {
     fn name(&self) -> &str {
-        "scripted"
+        &self.key
     }
     fn kind(&self) -> ChannelKind {
         ChannelKind::Console
@@ -44,6 +63,12 @@ impl Channel for Scripted {
     }
     async fn send(&self, _msg: &Message, attempt: &Attempt) -> Outcome {
         self.attempts.lock().unwrap().push(attempt.clone());
+        let holding = self.holding.fetch_add(1, SeqCst) + 1;
+        self.most.fetch_max(holding, SeqCst);
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        self.holding.fetch_sub(1, SeqCst);
         self.script
             .lock()
             .unwrap()
@@ -57,7 +82,7 @@ impl Channel for Scripted {
         vec![]
     }
     fn rate_key(&self) -> &str {
-        "scripted"
+        &self.key
     }
 }
 
@@ -73,7 +98,7 @@ const T0: i64 = 1_700_000_000_000;
 fn rig(script: Vec<Outcome>, policy: RetryPolicy) -> Rig {
     let clock = Arc::new(ManualClock::new(T0));
     let outbox = Arc::new(MemoryOutbox::new());
-    let channel = Arc::new(Scripted { script: Mutex::new(script.into()), ..Default::default() });
+    let channel = Scripted::new("scripted", script, Duration::ZERO);
     let mut channels: HashMap<String, Arc<dyn Channel>> = HashMap::new();
     channels.insert("scripted".into(), channel.clone());
     let worker = Worker {
@@ -93,8 +118,9 @@ fn rig(script: Vec<Outcome>, policy: RetryPolicy) -> Rig {
     Rig { clock, outbox, channel, worker }
 }
 
-async fn enqueue(rig: &Rig, id: &str, channel: &str) {
-    let d = NewDelivery {
+/// A text message to `channel`, due at once.
+fn new_delivery(id: impl Into<String>, channel: &str) -> NewDelivery {
+    NewDelivery {
         id: id.into(),
         rule: "r".into(),
         channel: channel.into(),
@@ -102,8 +128,12 @@ async fn enqueue(rig: &Rig, id: &str, channel: &str) {
         headline: Headline::default(),
         hold: None,
         due_at: None,
-    };
+    }
+}
+
+async fn enqueue(rig: &Rig, id: &str, channel: &str) {
     let e = Event::new("flow", Status::Failure, "FAIL", true);
+    let d = new_delivery(id, channel);
     rig.outbox.enqueue(&e, &[d], rig.clock.now_ms(), &EnqueueWith::default()).await.unwrap();
 }
 
@@ -229,17 +259,7 @@ async fn deliveries_waiting_in_the_store_go_before_new_ones_handed_over() {
     // A full step's worth of new deliveries, stored leased and handed over in memory, the way
     // the gateway does it.
     let now = r.clock.now_ms();
-    let fresh: Vec<NewDelivery> = (0..16)
-        .map(|i| NewDelivery {
-            id: format!("new{i}"),
-            rule: "r".into(),
-            channel: "scripted".into(),
-            message: Message { body: MessageBody::Text { text: "hi".into() }, template_errors: vec![] },
-            headline: Headline::default(),
-            hold: None,
-            due_at: None,
-        })
-        .collect();
+    let fresh: Vec<NewDelivery> = (0..16).map(|i| new_delivery(format!("new{i}"), "scripted")).collect();
     let e = Event::new("flow", Status::Failure, "FAIL", true);
     let with = EnqueueWith { lease_ms: Some(60_000), ..Default::default() };
     r.outbox.enqueue(&e, &fresh, now, &with).await.unwrap();
@@ -254,53 +274,6 @@ async fn deliveries_waiting_in_the_store_go_before_new_ones_handed_over() {
     assert!(r.outbox.all().iter().all(|d| d.state == DeliveryState::Delivered));
 }
 
-/// A robot that takes `delay` per message and counts how many it holds at once.
-struct Timed {
-    key: String,
-    delay: Duration,
-    now: std::sync::atomic::AtomicUsize,
-    most: std::sync::atomic::AtomicUsize,
-}
-
-impl Timed {
-    fn new(key: &str, delay: Duration) -> Arc<Timed> {
-        Arc::new(Timed { key: key.into(), delay, now: Default::default(), most: Default::default() })
-    }
-}
-
-#[async_trait]
-impl Channel for Timed {
-    fn name(&self) -> &str {
-        &self.key
-    }
-    fn kind(&self) -> ChannelKind {
-        ChannelKind::Console
-    }
-    fn prepare(&self, _input: &Prepare<'_>) -> Message {
-        unreachable!("the worker never prepares")
-    }
-    fn preview(&self, _msg: &Message, _attempt: &Attempt) -> RequestPreview {
-        unreachable!("the worker never previews")
-    }
-    async fn send(&self, _msg: &Message, _attempt: &Attempt) -> Outcome {
-        use std::sync::atomic::Ordering::SeqCst;
-        let n = self.now.fetch_add(1, SeqCst) + 1;
-        self.most.fetch_max(n, SeqCst);
-        tokio::time::sleep(self.delay).await;
-        self.now.fetch_sub(1, SeqCst);
-        Outcome::delivered(Some(200), Some(0), "ok")
-    }
-    fn check_templates(&self, _template: &str, _ctx: &serde_json::Value) -> Vec<String> {
-        vec![]
-    }
-    fn check_mention(&self, _mention: &Mention) -> Vec<String> {
-        vec![]
-    }
-    fn rate_key(&self) -> &str {
-        &self.key
-    }
-}
-
 /// A backlog in the store for one robot (as after a restart), beside another robot's: the
 /// running worker holds at most the robot's share of attempts for it, and drains the backlog as
 /// its slots free, without waiting on a timer. The clock stands still here, so a delivery put
@@ -310,22 +283,14 @@ async fn a_robot_at_its_share_drains_its_backlog_as_slots_free() {
     const BACKLOG: usize = 300;
     let clock = Arc::new(ManualClock::new(T0));
     let outbox = Arc::new(MemoryOutbox::new());
-    let (a, b) = (Timed::new("a", Duration::from_millis(5)), Timed::new("b", Duration::from_millis(5)));
+    let wait = Duration::from_millis(5);
+    let (a, b) = (Scripted::new("a", vec![], wait), Scripted::new("b", vec![], wait));
     let channels: HashMap<String, Arc<dyn Channel>> =
         HashMap::from([("a".to_string(), a.clone() as Arc<dyn Channel>), ("b".into(), b.clone())]);
     let robots = herald::delivery::robots(&channels, &HashMap::new());
     let e = Event::new("flow", Status::Failure, "FAIL", true);
-    let new = |id: String, channel: &str| NewDelivery {
-        id,
-        rule: "r".into(),
-        channel: channel.into(),
-        message: Message { body: MessageBody::Text { text: "hi".into() }, template_errors: vec![] },
-        headline: Headline::default(),
-        hold: None,
-        due_at: None,
-    };
-    let mut backlog: Vec<NewDelivery> = (0..BACKLOG).map(|i| new(format!("a{i}"), "a")).collect();
-    backlog.extend((0..20).map(|i| new(format!("b{i}"), "b")));
+    let mut backlog: Vec<NewDelivery> = (0..BACKLOG).map(|i| new_delivery(format!("a{i}"), "a")).collect();
+    backlog.extend((0..20).map(|i| new_delivery(format!("b{i}"), "b")));
     outbox.enqueue(&e, &backlog, T0, &EnqueueWith::default()).await.unwrap();
 
     let worker = Worker {
@@ -355,7 +320,7 @@ async fn a_robot_at_its_share_drains_its_backlog_as_slots_free() {
     }
     stop.send(true).unwrap();
     running.await.unwrap();
-    let most = a.most.load(std::sync::atomic::Ordering::SeqCst);
+    let most = a.most.load(SeqCst);
     assert_eq!(most, 12, "robot a used its share of the 16 attempts, and no more");
     assert!(outbox.all().iter().all(|d| d.attempts == 1), "each sent once, none put back");
 }

@@ -182,25 +182,10 @@ impl Drop for Reservation<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::channels::{Message, MessageBody};
-    use crate::outbox::{DeliveryState, Headline};
+    use crate::outbox::NewDelivery;
 
     fn delivery(id: &str) -> Delivery {
-        Delivery {
-            id: id.into(),
-            event_id: "e".into(),
-            rule: "r".into(),
-            channel: "c".into(),
-            message: Message { body: MessageBody::Text { text: "t".into() }, template_errors: vec![] },
-            headline: Headline::default(),
-            hold: None,
-            state: DeliveryState::Pending,
-            attempts: 0,
-            created_at: 0,
-            scheduled_at: 0,
-            next_at: 0,
-            last_error: None,
-        }
+        Delivery::stored(NewDelivery::sample(id, "c"), "e", 0)
     }
 
     #[test]

@@ -196,9 +196,9 @@ impl Worker {
             self.handoff.stored(next);
             passed_over = Some(left);
         }
-        due.iter().for_each(|d| {
+        for d in &due {
             reserve(d);
-        });
+        }
         if due.len() < max {
             due.extend(self.handoff.take(max - due.len(), now, self.lease_ms() / 2, reserve));
         }

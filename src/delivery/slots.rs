@@ -148,22 +148,7 @@ mod tests {
     }
 
     fn delivery(id: &str) -> Delivery {
-        use crate::channels::{Message, MessageBody};
-        Delivery {
-            id: id.into(),
-            event_id: "e".into(),
-            rule: "r".into(),
-            channel: "c".into(),
-            message: Message { body: MessageBody::Text { text: "t".into() }, template_errors: vec![] },
-            headline: Default::default(),
-            hold: None,
-            state: crate::outbox::DeliveryState::Pending,
-            attempts: 0,
-            created_at: 0,
-            scheduled_at: 0,
-            next_at: 0,
-            last_error: None,
-        }
+        Delivery::stored(crate::outbox::NewDelivery::sample(id, "c"), "e", 0)
     }
 
     #[test]

@@ -105,6 +105,25 @@ pub struct Delivery {
     pub last_error: Option<String>,
 }
 
+#[cfg(test)]
+impl NewDelivery {
+    /// A plain text message to `channel`, for unit tests.
+    pub(crate) fn sample(id: &str, channel: &str) -> NewDelivery {
+        NewDelivery {
+            id: id.into(),
+            rule: "r".into(),
+            channel: channel.into(),
+            message: Message {
+                body: crate::channels::MessageBody::Text { text: "hi".into() },
+                template_errors: vec![],
+            },
+            headline: Headline::default(),
+            hold: None,
+            due_at: None,
+        }
+    }
+}
+
 impl Delivery {
     /// A delivery as `enqueue` stores it at `now` for the event `event_id`: pending, no
     /// attempts yet.
