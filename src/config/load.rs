@@ -106,24 +106,86 @@ fn syntax_error(text: &str, e: &toml::de::Error) -> ConfigError {
     ConfigError::new(at, format!("TOML syntax error: {}", e.message().trim()))
 }
 
-/// Deserializes `value` as T, reporting unknown keys and type errors under `path`.
-fn typed<T: DeserializeOwned>(path: &str, value: toml::Value, errors: &mut Vec<ConfigError>) -> Option<T> {
+/// Deserializes `value` as T, reporting unknown keys and every type error under `path`.
+///
+/// serde stops at the first mistyped value, so each error's value is taken out and the table
+/// deserialized again, until it passes or nothing more can be taken out: a table with three
+/// mistyped values gets three errors, not one per run of `herald check`. What remains is
+/// returned, so the checks after this one still run on the rest of the table.
+fn typed<T: DeserializeOwned>(
+    path: &str,
+    mut value: toml::Value,
+    errors: &mut Vec<ConfigError>,
+) -> Option<T> {
     let mut unknown: Vec<String> = Vec::new();
-    let mut on_unknown = |p: serde_ignored::Path<'_>| unknown.push(p.to_string());
-    let de = serde_ignored::Deserializer::new(value, &mut on_unknown);
-    let result: Result<T, _> = serde_path_to_error::deserialize(de);
-    for key in unknown {
-        errors.push(ConfigError::new(join(path, &key), "unknown key"));
-    }
-    match result {
-        Ok(v) => Some(v),
-        Err(e) => {
-            let inner = e.path().to_string();
-            let at = if inner == "." { path.to_string() } else { join(path, &inner) };
-            errors.push(ConfigError::new(at, clean_serde_message(&e.into_inner().to_string())));
-            None
+    // Fields taken out so far, as (path of their table, key): serde then reports them missing.
+    let mut taken: Vec<(String, String)> = Vec::new();
+    for _ in 0..MAX_PASSES {
+        let mut on_unknown = |p: serde_ignored::Path<'_>| {
+            let p = p.to_string();
+            if !unknown.contains(&p) {
+                unknown.push(p);
+            }
+        };
+        let de = serde_ignored::Deserializer::new(value.clone(), &mut on_unknown);
+        let result: Result<T, _> = serde_path_to_error::deserialize(de);
+        let e = match result {
+            Ok(v) => {
+                report_unknown(path, &unknown, errors);
+                return Some(v);
+            }
+            Err(e) => e,
+        };
+        let inner = e.path().to_string();
+        let message = clean_serde_message(&e.inner().to_string());
+        if taken.iter().any(|(table, key)| *table == inner && message == format!("missing field `{key}`")) {
+            break;
+        }
+        let at = if inner == "." { path.to_string() } else { join(path, &inner) };
+        errors.push(ConfigError::new(at, message));
+        match take_out(&mut value, e.path()) {
+            Some(field) => taken.push(field),
+            None => break,
         }
     }
+    report_unknown(path, &unknown, errors);
+    None
+}
+
+/// More passes than any table here has keys.
+const MAX_PASSES: usize = 64;
+
+fn report_unknown(path: &str, unknown: &[String], errors: &mut Vec<ConfigError>) {
+    for key in unknown {
+        errors.push(ConfigError::new(join(path, key), "unknown key"));
+    }
+}
+
+/// Removes the field an error points at and returns (path of its table, key). An array element
+/// takes its whole array with it: removing one element would renumber the ones after it.
+fn take_out(value: &mut toml::Value, at: &serde_path_to_error::Path) -> Option<(String, String)> {
+    use serde_path_to_error::Segment;
+    let segments: Vec<&Segment> = at.iter().collect();
+    let last = segments.iter().rposition(|s| matches!(s, Segment::Map { .. }))?;
+    let mut table_path = String::new();
+    let mut current = value;
+    for segment in &segments[..last] {
+        current = match segment {
+            Segment::Map { key } => current.as_table_mut()?.get_mut(key)?,
+            Segment::Seq { index } => current.as_array_mut()?.get_mut(*index)?,
+            _ => return None,
+        };
+        if !table_path.is_empty() && matches!(segment, Segment::Map { .. }) {
+            table_path.push('.');
+        }
+        table_path.push_str(&segment.to_string());
+    }
+    let Segment::Map { key } = segments[last] else { return None };
+    current.as_table_mut()?.remove(key)?;
+    if table_path.is_empty() {
+        table_path.push('.');
+    }
+    Some((table_path, key.clone()))
 }
 
 fn join(path: &str, inner: &str) -> String {

@@ -112,6 +112,7 @@ fn every_error_is_reported_at_once_with_its_path() {
 [server]
 listen = "nowhere"
 colour = "blue"
+max_body_bytes = "big"
 
 [sources.jenkinz]
 token = "x"
@@ -127,6 +128,13 @@ type = "pager"
 [channels.c]
 type = "wecom"
 url = 42
+msgtype = 7
+
+[channels.d]
+type = "email"
+from = 5
+smtp = "smtp://mail.example.com"
+to = ["dev@example.com", 3]
 
 [[rules]]
 name = "r1"
@@ -147,10 +155,14 @@ channels = ["a"]
     let want = [
         "server.listen: \"nowhere\" is not an address",
         "server.colour: unknown key",
+        "server.max_body_bytes: invalid type",
         "sources.jenkinz: unknown format",
         "channels.a.keywrod: unknown key",
         "channels.b.type: unknown channel type \"pager\"",
         "channels.c.url: invalid type",
+        "channels.c.msgtype: invalid type",
+        "channels.d.from: invalid type",
+        "channels.d.to[1]: invalid type",
         "rules[0].channels[0]: unknown channel \"team-dingtlk\"",
         "rules[0].when.status[0]: unknown status \"failed\"",
         "rules[1].name: duplicate rule name \"r1\" (also rules[0])",
