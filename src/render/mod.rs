@@ -3,8 +3,10 @@
 //!
 //! Lookup (SPEC §5): a body template named N for a channel of type T and message type M is
 //! `N.T.M.hbs`, then `N.T.hbs`, then `N.hbs`; a named part P (`title`, `subject`, `html`) is
-//! `N.T.P.hbs`, then `N.P.hbs`. Each name is looked up in the configured dir first, then among
-//! the built-ins embedded from `templates/`.
+//! `N.T.P.hbs`, then `N.P.hbs`. Every name is looked up in the configured dir before any is
+//! looked up among the built-ins embedded from `templates/`: a user `default.hbs` overrides the
+//! built-in `default.lark.hbs`, and a user `default.dingtalk.hbs` the built-in
+//! `default.dingtalk.text.hbs`.
 //!
 //! | file | owns |
 //! |---|---|

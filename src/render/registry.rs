@@ -147,17 +147,17 @@ impl Registries {
         self.user.iter().chain(&self.builtin).any(|n| n == name || n.starts_with(&prefix))
     }
 
-    /// The first candidate that exists, as (registry key, template name).
+    /// The first candidate in the user's dir, else the first among the built-ins, as
+    /// (registry key, template name).
     pub(super) fn resolve(&self, candidates: &[String], origin: Origin) -> Option<(String, String)> {
-        candidates.iter().find_map(|c| {
-            if origin == Origin::Any && self.user.contains(c) {
-                Some((c.clone(), c.clone()))
-            } else if self.builtin.contains(c) {
-                Some((format!("{BUILTIN_PREFIX}{c}"), c.clone()))
-            } else {
-                None
-            }
-        })
+        let user = candidates.iter().filter(|_| origin == Origin::Any).find(|c| self.user.contains(*c));
+        match user {
+            Some(c) => Some((c.clone(), c.clone())),
+            None => candidates
+                .iter()
+                .find(|c| self.builtin.contains(*c))
+                .map(|c| (format!("{BUILTIN_PREFIX}{c}"), c.clone())),
+        }
     }
 
     /// The registry whose escape fits the output: HTML for the `html` part and `*.html`

@@ -376,7 +376,34 @@ fn a_user_webhook_template_turns_the_fast_path_off() {
         let r = user(&[(file, "{{status}}")]);
         assert!(!r.is_event_json("default"), "{file}");
     }
-    // A user `default.hbs` does not change the webhook body: `default.webhook` is found first.
+    // The dir is searched before the built-ins (SPEC §5), so a user `default.hbs` is the
+    // webhook body too.
     let r = user(&[("default.hbs", "{{status}}")]);
-    assert!(r.is_event_json("default"));
+    assert!(!r.is_event_json("default"));
+    assert!(user(&[("default.dingtalk.hbs", "{{status}}")]).is_event_json("default"));
+}
+
+#[test]
+fn every_name_in_the_dir_comes_before_any_built_in() {
+    let r = user(&[("default.hbs", "user default"), ("default.dingtalk.hbs", "user ding")]);
+    let c = full_ctx();
+    let cases = [
+        // `N.T.hbs` in the dir beats the built-in `N.T.M.hbs`...
+        ("dingtalk", "text", "user ding"),
+        ("dingtalk", "actionCard", "user ding"),
+        ("dingtalk", "markdown", "user ding"),
+        // ...and `N.hbs` in the dir beats the built-in `N.T.hbs`.
+        ("lark", "interactive", "user default"),
+        ("lark", "post", "user default"),
+        ("wecom", "text", "user default"),
+        ("email", "text", "user default"),
+        ("console", "text", "user default"),
+        ("webhook", "body", "user default"),
+    ];
+    for (t, part, want) in cases {
+        assert_eq!(r.try_render("default", t, part, &c).unwrap(), want, "{t}/{part}");
+    }
+    // Parts the dir does not provide still come from the built-ins.
+    assert_eq!(r.try_render("default", "dingtalk", "title", &c).unwrap(), "❌ payments-api #42 failure");
+    assert!(r.try_render("default", "email", "html", &c).unwrap().contains("<html"));
 }
