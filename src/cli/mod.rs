@@ -139,8 +139,9 @@ fn check(path: &Path) -> ExitCode {
     let _guard = runtime.enter();
     match build(&config) {
         Ok(built) => {
+            // Stdout holds only the summary line (SPEC §1); warnings go to stderr.
             for w in &built.warnings {
-                println!("warning: {w}");
+                eprintln!("warning: {w}");
             }
             println!(
                 "{}: OK ({} channels, {} rules, {} sources{})",
@@ -150,6 +151,7 @@ fn check(path: &Path) -> ExitCode {
                 config.sources.len(),
                 match built.warnings.len() {
                     0 => String::new(),
+                    1 => ", 1 warning".to_string(),
                     n => format!(", {n} warnings"),
                 }
             );
