@@ -132,6 +132,48 @@ fn fill_missing(map: &mut Map<String, Value>) {
     }
 }
 
+/// Puts an empty string at `path` (as Handlebars names a missing variable: `params.DEPLOY_ENV`,
+/// `raw.build.[full-url]`), creating the objects on the way, when the path lies below a known
+/// name: `params`, `raw` and `test_summary` hold whatever the sender sent, so a value missing
+/// there is absent, not a typo. Returns false, and changes nothing, for anything else: an
+/// unknown first name (a typo), a known name on its own, a path that exists, or one that runs
+/// through a string, number or list.
+pub(super) fn fill_absent(ctx: &mut Value, path: &str) -> bool {
+    let path = path.trim_start_matches("@root.").trim_start_matches("this.").trim_start_matches("./");
+    let segments: Vec<&str> = path
+        .split(['.', '/'])
+        .map(|s| s.strip_prefix('[').and_then(|s| s.strip_suffix(']')).unwrap_or(s))
+        .collect();
+    let [first, inner @ .., last] = segments.as_slice() else { return false };
+    if !KNOWN_NAMES.contains(first) || segments.iter().any(|s| s.is_empty()) {
+        return false;
+    }
+    // Look first, so that a path that cannot be filled leaves the context as it was.
+    let mut probe = Some(&*ctx);
+    for key in std::iter::once(first).chain(inner).chain([last]) {
+        match probe {
+            None | Some(Value::Null) => break,
+            Some(Value::Object(map)) => probe = map.get(*key),
+            Some(_) => return false,
+        }
+    }
+    if probe.is_some_and(|v| !v.is_null()) {
+        return false;
+    }
+    let mut at = ctx;
+    for key in std::iter::once(first).chain(inner) {
+        let Value::Object(map) = at else { return false };
+        let next = map.entry(key.to_string()).or_insert(Value::Null);
+        if next.is_null() {
+            *next = Value::Object(Map::new());
+        }
+        at = next;
+    }
+    let Value::Object(map) = at else { return false };
+    map.insert(last.to_string(), Value::String(String::new()));
+    true
+}
+
 /// `${NAME}` → `event.lookup(NAME)`; an unknown name, or a `${` without a closing brace, is
 /// left as written; `$${` writes a literal `${`.
 pub(super) fn interpolate(content: &str, event: &Event) -> String {

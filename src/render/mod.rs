@@ -20,7 +20,9 @@
 //! always holds every known field, absent ones as `null`, so an absent field is never a strict
 //! error: `{{#if branch}}`, `{{#with test_summary}}`, `{{#each artifacts}}` and
 //! `{{default branch "-"}}` all work on a minimal event, while an unknown top-level name is an
-//! error in those helpers too. See `helpers.rs`.
+//! error in those helpers too. See `helpers.rs`. A value missing below a known name
+//! (`{{params.DEPLOY_ENV}}`, `{{test_summary.failed}}`, `{{raw.build.url}}`) is absent too, and
+//! renders empty.
 //!
 //! Escaping: chat markdown, text, titles, subjects and webhook bodies are not escaped (DingTalk
 //! would show `&amp;`); the `html` part and `*.html` templates are HTML-escaped.
@@ -38,6 +40,9 @@ use registry::{Origin, Registries};
 
 /// The built-in webhook body that renders the event as JSON.
 const EVENT_JSON_TEMPLATE: &str = "default.webhook";
+
+/// The most absent values below known names one render fills in (see `render_key`).
+const MAX_ABSENT: usize = 64;
 
 /// Parts that are not message bodies.
 pub const PARTS: &[&str] = &["title", "subject", "html"];
@@ -165,11 +170,24 @@ impl Renderer {
         part: &str,
         ctx: &serde_json::Value,
     ) -> Result<String, RenderError> {
-        let ctx = context::complete(ctx);
-        let text = self.regs.for_output(part, template).render(key, ctx.as_ref()).map_err(|e| {
-            RenderError::Failed { template: format!("{template}.hbs"), message: describe(&e) }
-        })?;
-        Ok(tidy(part, text))
+        let mut ctx = context::complete(ctx);
+        let registry = self.regs.for_output(part, template);
+        let mut filled = 0;
+        loop {
+            let e = match registry.render(key, ctx.as_ref()) {
+                Ok(text) => return Ok(tidy(part, text)),
+                Err(e) => e,
+            };
+            // A value missing below a known name (`params.DEPLOY_ENV`) is absent: render it
+            // empty, as a value absent at the top is, and go on (strict mode stops at the first).
+            if let handlebars::RenderErrorReason::MissingVariable(Some(path)) = e.reason() {
+                if filled < MAX_ABSENT && context::fill_absent(ctx.to_mut(), path) {
+                    filled += 1;
+                    continue;
+                }
+            }
+            return Err(RenderError::Failed { template: format!("{template}.hbs"), message: describe(&e) });
+        }
     }
 }
 

@@ -188,6 +188,9 @@ fn strict_mode_rejects_typos_and_accepts_absent_fields() {
         "{{default pipline \"-\"}}",
         "{{duration duraton_ms}}",
         "{{status_emoji stauts}}",
+        // An absent value before it does not hide a typo, nor does a path below one.
+        "{{params.DEPLOY_ENV}} {{test_summary.failed}} {{pipline}}",
+        "{{pipline.name}}",
     ];
     for t in typos {
         let err = one(t, &m).expect_err(t).to_string();
@@ -199,6 +202,9 @@ fn strict_mode_rejects_typos_and_accepts_absent_fields() {
             "{t}: {err}"
         );
     }
+    // A path through a value that is there but is not an object is an error, not absent.
+    let err = one("{{status.name}}", &m).expect_err("status.name").to_string();
+    assert!(err.contains("status.name"), "{err}");
     let absent = [
         ("{{#if branch}}on {{branch}}{{/if}}", ""),
         ("{{#if branch}}x{{else}}no branch{{/if}}", "no branch"),
@@ -211,6 +217,10 @@ fn strict_mode_rejects_typos_and_accepts_absent_fields() {
         ("{{default params.NOPE \"-\"}}", "-"),
         ("{{#if params.NOPE}}x{{/if}}", ""),
         ("{{#if test_summary.failed}}x{{/if}}", ""),
+        ("[{{params.DEPLOY_ENV}}]", "[]"),
+        ("[{{params.[DEPLOY-ENV]}}|{{params/ZONE}}|{{@root.params.X}}]", "[||]"),
+        ("[{{test_summary.failed}}/{{test_summary.total}}]", "[/]"),
+        ("[{{raw.build.full_url}}] {{status}}", "[] running"),
         ("[{{branch}}]", "[]"),
         ("[{{duration duration_ms}}]", "[]"),
         ("{{#if rule}}{{rule}}{{/if}}", ""),
