@@ -172,10 +172,11 @@ impl Channel for Webhook {
 
     fn prepare(&self, input: &Prepare<'_>) -> Message {
         if self.renderer.is_event_json(input.template) {
-            if let Some(body) = crate::render::event_json_body(&input.event_json(), &input.extras) {
-                let body = MessageBody::Raw { body, content_type: self.content_type.clone() };
-                return Message { body, template_errors: Vec::new() };
-            }
+            let body = MessageBody::Raw {
+                body: input.event_json().into_owned(),
+                content_type: self.content_type.clone(),
+            };
+            return Message { body, template_errors: Vec::new() };
         }
         let r = self.renderer.render(input.template, "webhook", "body", input.ctx());
         Message {

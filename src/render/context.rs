@@ -49,6 +49,10 @@ pub(super) const KNOWN_NAMES: &[&str] = &[
     "public_url",
 ];
 
+/// The names the rule adds to the event's own fields: the built-in webhook body leaves them
+/// out, since it is the event as JSON (SPEC §5).
+pub(super) const EXTRA_NAMES: &[&str] = &["rule", "channel", "content", "public_url"];
+
 /// Builds the context: the event, then the extras, every known name present.
 pub(super) fn build(event: &Event, extras: &ContextExtras<'_>) -> Value {
     // Serializing a plain struct of strings, numbers and maps cannot fail; an empty object is
@@ -66,43 +70,6 @@ pub(super) fn build(event: &Event, extras: &ContextExtras<'_>) -> Value {
     put(&mut map, "public_url", extras.public_url);
     fill_missing(&mut map);
     Value::Object(map)
-}
-
-/// The rule's extras as JSON members, absent ones left out: what the built-in webhook body
-/// (`{{{json this omit_null=true}}}`) writes after the event's own fields.
-#[derive(serde::Serialize)]
-struct ExtraMembers<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    rule: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    channel: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    content: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    public_url: Option<&'a str>,
-}
-
-/// The built-in webhook body: `event_json` (the event serialized by serde, an object) with the
-/// extras' members appended. Both halves are written by serde; only the object boundary is
-/// joined here, so the event is serialized once for the body and the store alike. A test holds
-/// the result byte-equal to the Handlebars template's.
-pub(super) fn event_json_body(event_json: &str, extras: &ContextExtras<'_>) -> Option<String> {
-    let members = ExtraMembers {
-        rule: extras.rule,
-        channel: extras.channel,
-        content: extras.content.as_deref().filter(|c| !c.is_empty()),
-        public_url: extras.public_url,
-    };
-    let members = serde_json::to_string(&members).ok()?;
-    let open = event_json.strip_suffix('}').filter(|o| o.starts_with('{'))?;
-    let members = members.strip_prefix('{')?;
-    let mut body = String::with_capacity(event_json.len() + members.len() + 1);
-    body.push_str(open);
-    if members != "}" && open != "{" {
-        body.push(',');
-    }
-    body.push_str(members);
-    Some(body)
 }
 
 /// Returns `ctx` with every known name present, cloning only when one is missing. Callers may

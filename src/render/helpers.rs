@@ -210,9 +210,12 @@ fn default_helper(h: &Helper<'_>, _: &Context) -> Result<Value, RenderError> {
 fn json_helper(h: &Helper<'_>, _: &Context) -> Result<Value, RenderError> {
     let mut value = arg(h, 0).map_or(Value::Null, |p| p.value().clone());
     let flag = |name: &str| h.hash_get(name).is_some_and(|v| v.value().is_truthy(false));
-    if flag("omit_null") {
-        if let Value::Object(map) = &mut value {
+    if let Value::Object(map) = &mut value {
+        if flag("omit_null") {
             map.retain(|_, v| !v.is_null());
+        }
+        if flag("event_only") {
+            map.retain(|k, _| !super::context::EXTRA_NAMES.contains(&k.as_str()));
         }
     }
     let text =

@@ -102,8 +102,9 @@ impl Renderer {
     }
 
     /// Whether the webhook body for template `name` is the built-in `default`, which renders
-    /// the context as JSON with absent fields left out: then [`event_json_body`] writes the
-    /// same bytes without Handlebars.
+    /// the event as JSON with absent fields left out: then the event's JSON, as serde wrote it
+    /// for the store, is the body, byte for byte what the template writes (a test holds the two
+    /// equal), without Handlebars.
     pub fn is_event_json(&self, name: &str) -> bool {
         name == "default" && self.builtin_webhook_default
     }
@@ -247,13 +248,6 @@ fn last_resort(channel_type: &str, part: &str, ctx: &serde_json::Value) -> Strin
 /// and `artifacts`). `rule`, `channel`, `content` and `public_url` are `null` when not given.
 pub fn context(event: &Event, extras: &ContextExtras<'_>) -> serde_json::Value {
     context::build(event, extras)
-}
-
-/// The built-in webhook body: `event_json` (`serde_json::to_string(event)`) with the rule's
-/// extras appended, byte for byte what the `default.webhook` template writes (a test holds the
-/// two equal). `None` if `event_json` is not a JSON object.
-pub fn event_json_body(event_json: &str, extras: &ContextExtras<'_>) -> Option<String> {
-    context::event_json_body(event_json, extras)
 }
 
 /// One line that names an event, for backlog summaries: `❌ payments-api #42 failure · test / unit`.
