@@ -292,6 +292,34 @@ async fn lark_delivers_every_type_signed_with_keyword_and_mentions() {
 }
 
 #[tokio::test]
+async fn a_build_url_a_robot_cannot_open_gets_no_link_and_the_message_still_goes() {
+    // Lark refuses a message whose link is not valid; a sender may send a relative URL.
+    let robot = MockRobot::start(Platform::Lark, MockOptions::default());
+    let mut e = event(None);
+    e.build_url = Some("job/payments/42/".into());
+    for msgtype in [LarkMsgType::Interactive, LarkMsgType::Post, LarkMsgType::Text] {
+        let ch = lark(&robot, None, false, msgtype);
+        let out = ch.send(&prepare(ch.as_ref(), &e, &Mention::default()), &Attempt::first("d")).await;
+        assert!(out.is_delivered(), "{msgtype:?}: {out:?}");
+    }
+    let ding = MockRobot::start(Platform::Dingtalk, MockOptions::default());
+    let ch = dingtalk(&ding, None, false, DingtalkMsgType::ActionCard);
+    let msg = prepare(ch.as_ref(), &e, &Mention::default());
+    assert!(ch.send(&msg, &Attempt::first("d")).await.is_delivered());
+    let got = ding.wait_received(1, WAIT).await;
+    assert!(got[0]["actionCard"].get("singleURL").is_none(), "{}", got[0]);
+    // An absolute URL still gets its button.
+    e.build_url = Some("https://ci.example.com/job/payments/42/".into());
+    let ch = lark(&robot, None, false, LarkMsgType::Interactive);
+    assert!(ch
+        .send(&prepare(ch.as_ref(), &e, &Mention::default()), &Attempt::first("d"))
+        .await
+        .is_delivered());
+    let got = robot.wait_received(4, WAIT).await;
+    assert_eq!(got[3]["card"]["elements"][1]["actions"][0]["url"], "https://ci.example.com/job/payments/42/");
+}
+
+#[tokio::test]
 async fn lark_refusals_and_rate_limits() {
     let robot = MockRobot::start(Platform::Lark, MockOptions::signed(LARK_SECRET).with_keyword(KEYWORD));
     // (channel secret, channel keyword, code)

@@ -195,7 +195,11 @@ impl Channel for Dingtalk {
             _ => robot::render_part(renderer, input, self.kind(), "title", &mut errors),
         };
         let text = robot::render_part(renderer, input, self.kind(), self.cfg.msgtype.as_str(), &mut errors);
-        let content = Content { title: &title, text: &text, build_url: input.event.build_url.as_deref() };
+        let content = Content {
+            title: &title,
+            text: &text,
+            build_url: robot::link_target(input.event.build_url.as_deref()),
+        };
         let json = build_body(self.cfg.msgtype, robot::keyword(&self.cfg.keyword), &content, input.mention);
         Message { body: MessageBody::Json { json }, template_errors: errors }
     }

@@ -238,7 +238,7 @@ impl Channel for Lark {
         let content = Content {
             title: &title,
             text: &text,
-            build_url: input.event.build_url.as_deref(),
+            build_url: robot::link_target(input.event.build_url.as_deref()),
             status: input.event.status,
         };
         let json = build_body(self.cfg.msgtype, robot::keyword(&self.cfg.keyword), &content, input.mention);

@@ -18,6 +18,16 @@ pub(crate) struct Answer {
     pub msg: String,
 }
 
+/// The build's URL when a robot can link to it: absolute, http or https. Lark refuses a whole
+/// message whose link is not valid, and DingTalk's card button needs a URL it can open, so a
+/// relative or malformed one a sender supplied gets no button or link (the text still carries
+/// it, as the template writes it).
+pub(crate) fn link_target(url: Option<&str>) -> Option<&str> {
+    url.filter(|u| {
+        url::Url::parse(u).is_ok_and(|p| matches!(p.scheme(), "http" | "https") && p.host().is_some())
+    })
+}
+
 /// Renders one part for a prepared event; a template failure is added to `errors`.
 pub(crate) fn render_part(
     renderer: &Renderer,
@@ -167,6 +177,19 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn only_absolute_web_urls_are_linked() {
+        for good in ["https://ci.example.com/job/x/42/", "http://10.0.0.5:8080/build?id=1"] {
+            assert_eq!(link_target(Some(good)), Some(good));
+        }
+        for bad in
+            ["job/x/42/", "/job/x/42", "ci.example.com/x", "javascript:alert(1)", "ftp://x/y", "", "http://"]
+        {
+            assert_eq!(link_target(Some(bad)), None, "{bad}");
+        }
+        assert_eq!(link_target(None), None);
+    }
 
     fn resp(status: u16, body: &str) -> HttpResponse {
         HttpResponse { status, retry_after: None, body: body.as_bytes().to_vec() }

@@ -196,7 +196,29 @@ fn lark(options: &MockOptions, body: &[u8]) -> Result<(), Refusal> {
     if wrong_at {
         return Err(refuse(MOCK_RULE_CODE, format!("mock: wrong mention syntax for {msg_type}")));
     }
+    // "The link must be valid or the send fails": a post's `a` href, a card button's url.
+    let mut links = Vec::new();
+    link_values(&v, &mut links);
+    if let Some(bad) = links.iter().find(|l| !(l.starts_with("https://") || l.starts_with("http://"))) {
+        return Err(refuse(MOCK_RULE_CODE, format!("mock: invalid link {bad:?}")));
+    }
     Ok(())
+}
+
+/// Every `href` and `url` string in a Lark message.
+fn link_values<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+    match v {
+        Value::Object(map) => {
+            for (k, v) in map {
+                match v.as_str() {
+                    Some(s) if k == "href" || k == "url" => out.push(s),
+                    _ => link_values(v, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|i| link_values(i, out)),
+        _ => {}
+    }
 }
 
 /// The string values Lark scans for keywords: those under `text`, `content` and `title`.
