@@ -268,6 +268,7 @@ async fn deliveries_without_a_config_read_the_store_of_the_embedded_quickstart()
                 url: None,
                 status: "failure".into(),
                 covers: None,
+                ..Default::default()
             },
             hold: None,
             due_at: None,
@@ -303,6 +304,7 @@ async fn store_with(dir: &Path, deliveries: &[(&str, Option<herald::outbox::Next
                 url: None,
                 status: "failure".into(),
                 covers: None,
+                ..Default::default()
             },
             hold: None,
             due_at: None,

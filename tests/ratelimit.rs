@@ -102,6 +102,35 @@ async fn a_burst_of_100_never_trips_the_limit_and_every_event_is_represented() {
     assert!(run.clock.now_ms() > 0);
 }
 
+/// A second rule to the same robot that adds mentions; each event is sent once, with them.
+const ON_CALL: &str = "[[rules]]\nname = \"on call\"\nchannels = [\"ding\"]\n\
+                       [rules.mention]\nmobiles = [\"13800000000\"]\nuser_ids = [\"zhangsan\"]\n";
+
+#[tokio::test]
+async fn a_summary_mentions_whoever_the_messages_it_covers_would_have() {
+    every_message_mentions_the_on_call(&burst(100, ON_CALL).await.robot);
+    // Through the SQLite store, which keeps the mentions with each delivery's headline.
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Arc::new(SqliteOutbox::open(dir.path()).unwrap());
+    every_message_mentions_the_on_call(&burst_into(100, ON_CALL, outbox).await.0);
+}
+
+fn every_message_mentions_the_on_call(robot: &MockRobot) {
+    assert!(robot.requests().iter().all(|s| s.accepted), "the mock checks each @ is in the text too");
+    let bodies = robot.received();
+    let summaries: Vec<&serde_json::Value> = bodies
+        .iter()
+        .filter(|b| b["markdown"]["text"].as_str().unwrap().contains("notifications in one message"))
+        .collect();
+    assert_eq!(summaries.len(), 1);
+    for body in bodies.iter() {
+        assert_eq!(body["at"]["atMobiles"], serde_json::json!(["13800000000"]), "{body}");
+        assert_eq!(body["at"]["atUserIds"], serde_json::json!(["zhangsan"]), "{body}");
+        let text = body["markdown"]["text"].as_str().unwrap();
+        assert!(text.contains("@13800000000") && text.contains("@zhangsan"), "{text}");
+    }
+}
+
 #[tokio::test]
 async fn a_steady_stream_makes_one_summary_per_free_slot_not_one_per_event() {
     // 1200 events, one every 50 ms (a minute of 20 a second) to a robot that takes 20 a minute,

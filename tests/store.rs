@@ -26,6 +26,7 @@ fn delivery(id: &str, channel: &str) -> NewDelivery {
             url: Some("https://ci/1".into()),
             status: "failure".into(),
             covers: None,
+            ..Default::default()
         },
         hold: None,
         due_at: None,

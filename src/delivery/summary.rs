@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::channels::{limit, Channel, Message, Prepare};
 use crate::config::{Mention, Rate};
 use crate::event::{Event, Status};
-use crate::outbox::{Delivery, Headline};
+use crate::outbox::{Delivery, Headline, Mentioned};
 use crate::render::{self, ContextExtras};
 
 /// The rule name recorded on summary deliveries.
@@ -100,13 +100,24 @@ pub fn build(channel: &dyn Channel, items: &[Delivery], title: &str, reason: &st
         "reason": reason,
         "items": items.iter().map(|d| &d.headline).collect::<Vec<_>>(),
     });
-    let mention = Mention::default();
+    // Whoever a covered message would have mentioned is mentioned by the summary.
+    let mut mentions = Mentioned::default();
+    for d in items {
+        mentions.merge(&d.headline.mentions);
+    }
+    let mention = Mention {
+        mobiles: mentions.mobiles.clone(),
+        user_ids: mentions.user_ids.clone(),
+        all: mentions.all,
+        ..Mention::default()
+    };
     let message = channel.prepare(&Prepare::with_context(&event, ctx, SUMMARY_TEMPLATE, &mention));
     let headline = Headline {
         text: format!("🔔 {count} notifications in one message"),
         url: None,
         status: worst.to_string(),
         covers: Some(count),
+        mentions,
     };
     Summary { message, headline }
 }
@@ -136,7 +147,7 @@ mod tests {
             rule: "r".into(),
             channel: "ding".into(),
             message: Message { body: MessageBody::Text { text: String::new() }, template_errors: vec![] },
-            headline: Headline { text: text.into(), url: None, status: "failure".into(), covers: None },
+            headline: Headline { text: text.into(), status: "failure".into(), ..Default::default() },
             hold: None,
             due_at: None,
         };

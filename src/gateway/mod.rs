@@ -20,7 +20,7 @@ use crate::delivery::handoff::Handoff;
 use crate::delivery::hold::Hold;
 use crate::event::{self, Event, Status};
 use crate::ingest::{self, Format, Inbound, IngestError};
-use crate::outbox::{Dedup, Delivery, EnqueueWith, Headline, NewDelivery, Outbox, OutboxError};
+use crate::outbox::{Dedup, Delivery, EnqueueWith, Headline, Mentioned, NewDelivery, Outbox, OutboxError};
 use crate::people::Directory;
 use crate::render::{self, ContextExtras, Renderer};
 use crate::rules::{Route, RuleSet};
@@ -84,6 +84,8 @@ pub struct Planned {
     pub route: Route,
     pub delivery_id: String,
     pub message: Message,
+    /// Whom the message mentions, resolved for its channel.
+    pub mentions: Mentioned,
 }
 
 /// What `accept` stored.
@@ -382,7 +384,9 @@ impl Gateway {
                     tracing::warn!(event_id = %event.event_id, rule = %route.rule, channel = %route.channel,
                         "template failed, sent with the built-in default: {e}");
                 }
-                Some(Planned { route, delivery_id: event::new_event_id(), message })
+                let mentions =
+                    Mentioned { mobiles: mention.mobiles, user_ids: mention.user_ids, all: mention.all };
+                Some(Planned { route, delivery_id: event::new_event_id(), message, mentions })
             })
             .collect()
     }
@@ -420,6 +424,7 @@ impl Gateway {
                     url: event.build_url.clone().or_else(|| event.pipeline_url.clone()),
                     status: event.status.to_string(),
                     covers: None,
+                    mentions: p.mentions,
                 },
                 hold,
                 due_at,

@@ -67,6 +67,39 @@ pub struct Headline {
     /// every message stays listed in the one that covers it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub covers: Option<usize>,
+    /// Whom the message mentions, as resolved for its channel: a summary that covers it
+    /// mentions them too.
+    #[serde(default, skip_serializing_if = "Mentioned::is_empty")]
+    pub mentions: Mentioned,
+}
+
+/// The people a message @mentions: phone numbers, platform user ids, everyone.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Mentioned {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mobiles: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub user_ids: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub all: bool,
+}
+
+impl Mentioned {
+    pub fn is_empty(&self) -> bool {
+        self.mobiles.is_empty() && self.user_ids.is_empty() && !self.all
+    }
+
+    /// Adds whom `other` mentions, each once.
+    pub fn merge(&mut self, other: &Mentioned) {
+        for (mine, theirs) in [(&mut self.mobiles, &other.mobiles), (&mut self.user_ids, &other.user_ids)] {
+            for id in theirs {
+                if !mine.contains(id) {
+                    mine.push(id.clone());
+                }
+            }
+        }
+        self.all |= other.all;
+    }
 }
 
 /// A delivery to store with its event.

@@ -23,6 +23,7 @@ fn delivery(id: &str, channel: &str) -> NewDelivery {
             url: None,
             status: "failure".into(),
             covers: None,
+            ..Default::default()
         },
         hold: None,
         due_at: None,

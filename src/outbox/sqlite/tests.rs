@@ -25,6 +25,7 @@ fn version_4_store(dir: &std::path::Path) {
         url: None,
         status: "failure".into(),
         covers: None,
+        ..Default::default()
     });
     for (id, state, leased_until) in
         [("d-sent", "delivered", None), ("d-dead", "dead", None), ("d-leased", "pending", Some(500))]
