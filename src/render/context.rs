@@ -42,6 +42,11 @@ pub(super) const KNOWN_NAMES: &[&str] = &[
     "params",
     "artifacts",
     "test_summary",
+    "previous_status",
+    "failing_since",
+    "failure_streak",
+    "transition",
+    "delivery_id",
     "raw",
     "rule",
     "channel",
@@ -241,6 +246,21 @@ mod tests {
         assert_eq!(ctx["channel"], "team-ding");
         assert_eq!(ctx["content"], "Commit: x");
         assert_eq!(ctx["public_url"], "https://herald.example.com");
+    }
+
+    #[test]
+    fn every_field_an_event_can_have_is_a_known_name() {
+        let mut e = Event::sample();
+        e.previous_status = Some(Status::Success);
+        e.failing_since = Some(crate::event::FailingSince { build_number: Some(40), at: "t".into() });
+        e.failure_streak = Some(3);
+        e.transition = Some(crate::event::Transition::StillFailing);
+        e.delivery_id = Some("d".into());
+        let Value::Object(fields) = serde_json::to_value(&e).unwrap() else { panic!("an object") };
+        for key in fields.keys() {
+            assert!(KNOWN_NAMES.contains(&key.as_str()), "{key} is not a known name");
+        }
+        assert!(EXTRA_NAMES.iter().all(|k| KNOWN_NAMES.contains(k)));
     }
 
     #[test]

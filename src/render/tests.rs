@@ -217,6 +217,8 @@ fn strict_mode_rejects_typos_and_accepts_absent_fields() {
         ("{{default params.NOPE \"-\"}}", "-"),
         ("{{#if params.NOPE}}x{{/if}}", ""),
         ("{{#if test_summary.failed}}x{{/if}}", ""),
+        ("{{#if failing_since}}x{{/if}}{{#if transition}}y{{/if}}[{{failure_streak}}]", "[]"),
+        ("{{#if previous_status}}x{{/if}}{{#if delivery_id}}y{{/if}}", ""),
         ("[{{params.DEPLOY_ENV}}]", "[]"),
         ("[{{params.[DEPLOY-ENV]}}|{{params/ZONE}}|{{@root.params.X}}]", "[||]"),
         ("[{{test_summary.failed}}/{{test_summary.total}}]", "[/]"),
