@@ -50,6 +50,27 @@ fn check_passes_on_every_example_config() {
 }
 
 #[test]
+fn check_passes_on_the_spec_example_as_written() {
+    // SPEC §2's example, verbatim: its variables set, and a templates dir where it says.
+    let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/spec-example.toml");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("templates")).unwrap();
+    let vars = ["DT_TOKEN", "WECOM_KEY", "LARK_TOKEN", "LARK_SECRET", "AUDIT_TOKEN", "AUDIT_SIGNING_KEY"];
+    let out = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["check", "--config", spec.to_str().unwrap()])
+        .current_dir(dir.path())
+        .envs(vars.iter().map(|v| (*v, "value")))
+        .env("DT_SECRET", "SECvalue")
+        .env("JENKINS_HOOK_TOKEN", "value")
+        .env_remove("HERALD_LOG")
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains(": OK (6 channels, 1 rules, 1 sources"), "{text}");
+}
+
+#[test]
 fn check_lists_every_error_with_its_location_and_exits_1() {
     let (_dir, path) = write_config(
         r#"

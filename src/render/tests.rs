@@ -414,3 +414,47 @@ fn every_name_in_the_dir_comes_before_any_built_in() {
     assert_eq!(r.try_render("default", "dingtalk", "title", &c).unwrap(), "❌ payments-api #42 failure");
     assert!(r.try_render("default", "email", "html", &c).unwrap().contains("<html"));
 }
+
+#[test]
+fn the_built_in_failure_template_is_the_default_and_where_the_streak_stands() {
+    let r = Renderer::new(None).unwrap();
+    let bodies = [
+        ("dingtalk", "markdown"),
+        ("dingtalk", "text"),
+        ("dingtalk", "actionCard"),
+        ("wecom", "markdown"),
+        ("wecom", "text"),
+        ("wecom", "markdown_v2"),
+        ("lark", "interactive"),
+        ("lark", "post"),
+        ("lark", "text"),
+        ("email", "text"),
+        ("console", "text"),
+    ];
+    let mut still = Event::sample();
+    still.transition = Some(crate::event::Transition::StillFailing);
+    still.failing_since = Some(crate::event::FailingSince { build_number: Some(40), at: "t".into() });
+    still.failure_streak = Some(3);
+    let mut first = Event::sample();
+    first.transition = Some(crate::event::Transition::FirstFailure);
+    first.previous_status = Some(Status::Success);
+    for (t, part) in bodies {
+        let render = |name: &str, e: &Event| r.try_render(name, t, part, &ctx(e)).unwrap();
+        let default = render("default", &still);
+        let failure = render("failure", &still);
+        assert!(failure.starts_with(&default), "{t}/{part}: {failure}");
+        let tail = failure[default.len()..].trim().replace("**", "");
+        assert_eq!(tail, "Still failing since #40 (3 in a row)", "{t}/{part}");
+        let failure = render("failure", &first);
+        assert_eq!(
+            failure[render("default", &first).len()..].trim().replace("**", ""),
+            "First failure after success"
+        );
+        assert_eq!(render("failure", &Event::sample()), render("default", &Event::sample()), "{t}/{part}");
+    }
+    // The webhook body stays the event as JSON; titles, subjects and the HTML part are the default's.
+    let c = ctx(&still);
+    for (t, part) in [("webhook", "body"), ("dingtalk", "title"), ("email", "subject"), ("email", "html")] {
+        assert_eq!(r.try_render("failure", t, part, &c), r.try_render("default", t, part, &c), "{t}/{part}");
+    }
+}
