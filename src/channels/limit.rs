@@ -111,9 +111,7 @@ fn repair_markdown(s: &mut String) {
     drop_open_link(&mut line);
     drop_open_tag(&mut line);
     balance(&mut line, "**");
-    if line.matches('`').count() % 2 == 1 {
-        line.push('`');
-    }
+    balance(&mut line, "`");
     s.truncate(line_start);
     s.push_str(&line);
 }
@@ -146,7 +144,7 @@ fn drop_open_tag(line: &mut String) {
     }
 }
 
-/// Closes an odd `delim` (emphasis), or drops it when nothing follows it.
+/// Closes an odd `delim` (emphasis, a code span), or drops it when nothing follows it.
 fn balance(line: &mut String, delim: &str) {
     if line.matches(delim).count().is_multiple_of(2) {
         return;
@@ -190,6 +188,8 @@ mod tests {
             ("tail **bold text that is long", 22, Flavor::Markdown, "tail \n…(truncated)"),
             ("x **y z", 20, Flavor::Markdown, "x **y z"),
             ("run `cargo test --all` now", 25, Flavor::Markdown, "run `carg`\n…(truncated)"),
+            // Cut just after the opening backtick: no empty code span is left.
+            ("run `cargo test --all` now", 21, Flavor::Markdown, "run \n…(truncated)"),
             ("ok <font color=\"warning\">failed</font>", 30, Flavor::Markdown, "ok \n…(truncated)"),
             (fence, 40, Flavor::Markdown, "intro\n```\nlet a = 1;\n```\n…(truncated)"),
             ("[a](b) and [c]", 14, Flavor::Markdown, "[a](b) and [c]"),
