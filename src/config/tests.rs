@@ -248,6 +248,11 @@ fn delivery_settings_and_rates() {
     assert_eq!(a.rates(), vec![Rate::per_minute(10)]);
     let b = cfg.channels.iter().find(|c| c.name == "b").unwrap();
     assert_eq!(b.rates(), vec![Rate::per_second(5), Rate::per_minute(100)], "Lark's documented limits");
+    let defaults = "[channels.d]\ntype = \"dingtalk\"\nurl = \"https://x/send?access_token=t\"\n\
+                    [channels.w]\ntype = \"wecom\"\nurl = \"https://x/send?key=k\"\n";
+    for c in parse(defaults, &env).unwrap().channels {
+        assert_eq!(c.rates(), vec![Rate::per_minute(20)], "{}: 20 a minute by default", c.name);
+    }
 
     let bad = "[delivery]\nmax_age = \"soon\"\nmax_attempts = 0\n[channels.a]\ntype = \"wecom\"\nurl = \"https://x/s?key=k\"\nrate = [\"20/fortnight\"]\n";
     let errors: Vec<String> = parse(bad, &env).unwrap_err().iter().map(|e| e.to_string()).collect();

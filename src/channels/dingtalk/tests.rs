@@ -63,6 +63,7 @@ fn classify_table() {
         (310000, "invalid timestamp", transient),
         (310000, "keywords not in content", Verdict::Permanent),
         (310000, "sign not match, more: [...]", Verdict::Permanent),
+        (310000, "ip 203.0.113.9 not in whitelist", Verdict::Permanent),
         (
             310000,
             "description:机器人发送签名不匹配;solution:请确认签名和生成签名的时间戳…",

@@ -177,3 +177,24 @@ fn huge_messages_fit_and_keep_mentions_and_keyword() {
         }
     }
 }
+
+#[test]
+fn a_refusal_with_an_http_error_status_keeps_the_platform_code() {
+    // Lark answers a malformed request with HTTP 400 and code 9499 (5xx never reaches `judge`).
+    let resp = |status: u16, body: &str| crate::channels::http::HttpResponse {
+        status,
+        retry_after: None,
+        body: body.as_bytes().to_vec(),
+    };
+    let out = robot::judge(
+        &resp(400, r#"{"code":9499,"msg":"Bad Request","data":{}}"#),
+        read_answer,
+        classify,
+        &[],
+    );
+    assert_eq!((out.verdict, out.code, out.http_status), (Verdict::Permanent, Some(9499), Some(400)));
+    assert!(out.detail.contains("Bad Request"), "{}", out.detail);
+    let out =
+        robot::judge(&resp(200, r#"{"code":11232,"msg":"frequency limited"}"#), read_answer, classify, &[]);
+    assert!(matches!(out.verdict, Verdict::Transient { .. }), "{out:?}");
+}
