@@ -362,6 +362,25 @@ async fn a_repeated_event_is_stored_but_not_sent_again() {
         .await;
     assert_eq!(status, 202);
     assert!(third.get("duplicate_of").is_none());
+
+    // A running build's step messages are each news; the same one again is not.
+    let step = |text: &str| {
+        let mut v: Value = serde_json::from_slice(&fixture("jenkins-jobstatus-running.json")).unwrap();
+        v["body"] = Value::from(text);
+        serde_json::to_vec(&v).unwrap()
+    };
+    let mut answers = Vec::new();
+    for text in ["deploying to staging", "deploying to prod", "deploying to prod"] {
+        let (status, answer) =
+            s.post("/hooks/jenkins-status?token=hook-token-2", "application/json", step(text)).await;
+        assert_eq!(status, 202, "{answer}");
+        answers.push(answer);
+    }
+    assert!(
+        answers[0].get("duplicate_of").is_none() && answers[1].get("duplicate_of").is_none(),
+        "{answers:?}"
+    );
+    assert_eq!(answers[2]["duplicate_of"], answers[1]["event_id"]);
     s.stop().await;
 }
 

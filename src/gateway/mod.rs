@@ -544,8 +544,11 @@ impl Gateway {
     }
 }
 
-/// What makes two events the same notification: source, pipeline, build, stage/task, status
-/// and finality (not the phase: Jenkins sends COMPLETED and then FINALIZED for one result).
+/// What makes two events the same notification: source, pipeline (its name and its id),
+/// build, stage/task, status (normalized and as sent) and finality. Not the phase, so a final
+/// result is one notification however often it comes: Jenkins sends COMPLETED and then
+/// FINALIZED for it. An event that is not final also keys on its message, so a build's step
+/// messages (a jenkins-status `body`, Tikal's `notes` from `notifyEndpoints`) are each news.
 /// Events that name neither a pipeline nor a build are never de-duplicated.
 pub fn dedup_key(e: &Event) -> Option<String> {
     if let Some(id) = &e.delivery_id {
@@ -555,16 +558,21 @@ pub fn dedup_key(e: &Event) -> Option<String> {
         return None;
     }
     let build = e.build_number.map(|n| n.to_string());
+    let message = if e.is_final { None } else { e.message.as_deref() };
     let parts = [
-        e.source.as_str(),
-        e.pipeline.as_deref().unwrap_or(""),
-        build.as_deref().unwrap_or(""),
-        e.stage.as_deref().unwrap_or(""),
-        e.task.as_deref().unwrap_or(""),
-        e.status.as_str(),
-        if e.is_final { "final" } else { "open" },
+        Some(e.source.as_str()),
+        e.pipeline.as_deref(),
+        e.pipeline_id.as_deref(),
+        build.as_deref(),
+        e.stage.as_deref(),
+        e.task.as_deref(),
+        Some(e.status.as_str()),
+        Some(e.status_raw.as_str()),
+        Some(if e.is_final { "final" } else { "open" }),
+        message,
     ];
-    // serde_json escapes the separators out of the values, so keys never collide.
+    // serde_json escapes the separators out of the values, so keys never collide; an absent
+    // value (null) is not an empty one ("").
     serde_json::to_string(&parts).ok()
 }
 
@@ -584,6 +592,50 @@ pub fn strip_token(query: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_counts_as_the_same_notification() {
+        let result = |phase: &str| {
+            let mut e = Event::new("jenkins", Status::Success, "SUCCESS", true);
+            e.pipeline = Some("payments".into());
+            e.build_number = Some(42);
+            e.phase = Some(phase.into());
+            e
+        };
+        let key = |e: &Event| dedup_key(e).expect("a key");
+        // COMPLETED then FINALIZED, notes filled in late: one notification.
+        let mut finalized = result("FINALIZED");
+        finalized.message = Some("deployed".into());
+        assert_eq!(key(&result("COMPLETED")), key(&finalized));
+
+        // Step messages of one running build: each is news, and a repeat of one is not.
+        let step = |phase: &str, message: Option<&str>| {
+            let mut e = Event::new("jenkins-status", Status::Running, phase, false);
+            e.pipeline = Some("payments".into());
+            e.build_number = Some(42);
+            e.message = message.map(str::to_string);
+            e
+        };
+        assert_ne!(key(&step("RUNNING", None)), key(&step("RUNNING", Some("deploying to prod"))));
+        assert_ne!(key(&step("RUNNING", Some("stage A done"))), key(&step("RUNNING", Some("stage B done"))));
+        assert_eq!(key(&step("RUNNING", Some("stage A done"))), key(&step("RUNNING", Some("stage A done"))));
+        // Tikal step calls without a status: their phase is their status as sent.
+        assert_ne!(key(&step("COMPLETED", None)), key(&step("NONE", None)));
+
+        // Two Flow pipelines with one name are two pipelines.
+        let flow = |id: &str| {
+            let mut e = Event::new("flow", Status::Success, "SUCCESS", true);
+            e.pipeline = Some("payments-api".into());
+            e.pipeline_id = Some(id.into());
+            e.build_number = Some(7);
+            e
+        };
+        assert_ne!(key(&flow("2713459")), key(&flow("9999999")));
+        assert_eq!(key(&flow("2713459")), key(&flow("2713459")));
+
+        // Sender delivery ids decide alone; nothing to key on means no de-duplication.
+        assert_eq!(dedup_key(&Event::new("generic", Status::Success, "ok", true)), None);
+    }
 
     #[test]
     fn tokens_are_stripped_from_queries() {
