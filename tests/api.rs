@@ -225,6 +225,9 @@ async fn bad_inputs_get_the_specified_codes_and_change_nothing() {
         ("/hooks/jenkins", "application/xml", b"<job><name>x</job>".to_vec(), Some(bearer), 400, ""),
         ("/hooks/flow", "application/json", b"{\"event\": \"task\"}".to_vec(), None, 422, "task"),
         ("/hooks/flow", "application/json", b"[1, 2]".to_vec(), None, 422, ""),
+        // Well-formed, but XML where the format takes JSON: the wrong kind, not malformed.
+        ("/hooks/flow", "application/xml", fixture("jenkins-tikal-started.xml"), None, 422, "XML"),
+        ("/hooks/buildbot", "application/xml", fixture("jenkins-tikal-started.xml"), None, 422, "<job>"),
         ("/hooks/gitlabz", "application/json", b"{}".to_vec(), None, 404, "unknown format \"gitlabz\""),
         ("/hooks/jenkins", "application/json", fixture("jenkins-tikal-started.json"), None, 401, "token"),
         (

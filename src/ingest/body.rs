@@ -2,7 +2,8 @@
 //! from XML. XML itself is converted in `xml`.
 //!
 //! Everything here that fails is [`IngestError::Malformed`] (HTTP 400), with the parser's message
-//! and where it stopped. Whether the value is of the right *format* is the parsers' business.
+//! and where it stopped, but for well-formed XML where JSON was expected: that is a document of
+//! the wrong kind (422). Whether a JSON value is of the right *format* is the parsers' business.
 
 use percent_encoding::percent_decode;
 use serde_json::{Map, Value};
@@ -29,14 +30,24 @@ pub(crate) fn looks_like_xml(body: &[u8]) -> bool {
     content(body).first() == Some(&b'<')
 }
 
-/// Parses a JSON body. An empty body is malformed too: there is no document.
+/// Parses a JSON body. An empty body is malformed too: there is no document. Well-formed XML
+/// is a document, just not of a format that takes JSON: that is [`IngestError::Invalid`] (422),
+/// as SPEC §3 has it, and says what came instead.
 pub(crate) fn json(body: &[u8]) -> Result<Value, IngestError> {
     let text = body.strip_prefix(BOM).unwrap_or(body);
     if is_blank(text) {
         return Err(IngestError::Malformed("empty body: expected a JSON document".into()));
     }
     // serde_json's message ends with "at line L column C".
-    serde_json::from_slice(text).map_err(|e| IngestError::Malformed(format!("malformed JSON: {e}")))
+    serde_json::from_slice(text).map_err(|e| {
+        match looks_like_xml(text).then(|| super::xml::parse(text)).and_then(Result::ok) {
+            Some(doc) => IngestError::Invalid(format!(
+                "this format takes JSON, and the body is XML (root element <{}>)",
+                doc.root
+            )),
+            None => IngestError::Malformed(format!("malformed JSON: {e}")),
+        }
+    })
 }
 
 /// Decodes a query string (`a=1&b=x%2Fy`, `+` for space) into a JSON object of strings.
@@ -102,6 +113,16 @@ mod tests {
         assert!(e.contains("line 3 column"), "{e}");
         let e = malformed(json(b"{\"a\": ").unwrap_err());
         assert!(e.contains("EOF") && e.contains("line 1 column"), "{e}");
+    }
+
+    #[test]
+    fn well_formed_xml_where_json_belongs_is_the_wrong_kind_not_malformed() {
+        match json(b"<?xml version='1.0'?>\n<job><name>x</name></job>") {
+            Err(IngestError::Invalid(m)) => assert!(m.contains("XML") && m.contains("<job>"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        let e = malformed(json(b"<job><name>x</job>").unwrap_err());
+        assert!(e.starts_with("malformed JSON: "), "broken XML is no document at all: {e}");
     }
 
     #[test]
