@@ -120,7 +120,7 @@ fn check_case(case: &Value) -> usize {
     let req = Inbound { method, headers: headers(case), query, body };
 
     assert_eq!(ingest::detect(&req), Ok(format), "{file}: detect");
-    let source = Source { name: format.name(), format, generic: None };
+    let source = Source { name: format.name(), format, generic: None, base_url: None };
     let events = ingest::parse_events(&source, &req).unwrap_or_else(|e| panic!("{file}: parse failed: {e}"));
     assert!(!events.is_empty(), "{file}: no event");
     let single = ingest::parse(format, &req).unwrap_or_else(|e| panic!("{file}: parse failed: {e}"));

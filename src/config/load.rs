@@ -258,6 +258,19 @@ fn check_source(path: &str, name: &str, format: Format, src: &SourceConfig, erro
             ));
         }
     }
+    if let Some(base) = &src.base_url {
+        if format != Format::Jenkins {
+            errors.push(ConfigError::new(
+                format!("{path}.base_url"),
+                "only the jenkins source takes base_url: the others send absolute links",
+            ));
+        } else if crate::ingest::jenkins_base(base).is_none() {
+            errors.push(ConfigError::new(
+                format!("{path}.base_url"),
+                format!("\"{base}\" is not an http:// or https:// URL"),
+            ));
+        }
+    }
     let spec = src.generic_spec();
     if format == Format::Generic {
         if !spec.pointers.contains_key("status") {

@@ -126,6 +126,10 @@ pub struct SourceConfig {
     /// When not empty, only these addresses or CIDR ranges may post (e.g. `10.0.0.0/8`).
     #[serde(default)]
     pub allow_ips: Vec<String>,
+    /// Jenkins (Tikal): the Jenkins root URL, for links when Jenkins sends none (its own root
+    /// URL is not configured, so `build.full_url` is absent): `build.url` is resolved against it.
+    #[serde(default)]
+    pub base_url: Option<String>,
     /// Jenkins (Tikal) over raw TCP: one message per connection, ending at EOF.
     #[serde(default)]
     pub tcp: Option<String>,

@@ -117,6 +117,12 @@ max_body_bytes = "big"
 [sources.jenkinz]
 token = "x"
 
+[sources.flow]
+base_url = "https://flow.example.com/"
+
+[sources.jenkins]
+base_url = "ci.example.com"
+
 [channels.a]
 type = "dingtalk"
 url = "https://oapi.dingtalk.com/robot/send?access_token=x"
@@ -157,6 +163,8 @@ channels = ["a"]
         "server.colour: unknown key",
         "server.max_body_bytes: invalid type",
         "sources.jenkinz: unknown format",
+        "sources.flow.base_url: only the jenkins source takes base_url",
+        "sources.jenkins.base_url: \"ci.example.com\" is not an http:// or https:// URL",
         "channels.a.keywrod: unknown key",
         "channels.b.type: unknown channel type \"pager\"",
         "channels.c.url: invalid type",

@@ -105,6 +105,8 @@ pub struct SourceEntry {
     pub format: Format,
     pub guard: Guard,
     pub generic: Option<GenericSpec>,
+    /// Jenkins (Tikal): the root URL that relative links are resolved against.
+    pub base_url: Option<url::Url>,
 }
 
 /// Every source requests can name: each built-in format (with its settings, if configured)
@@ -113,7 +115,12 @@ fn sources(config: &BTreeMap<String, SourceConfig>) -> BTreeMap<String, SourceEn
     let mut out: BTreeMap<String, SourceEntry> = Format::ALL
         .into_iter()
         .filter(|f| *f != Format::Generic)
-        .map(|f| (f.name().to_string(), SourceEntry { format: f, guard: Guard::default(), generic: None }))
+        .map(|f| {
+            (
+                f.name().to_string(),
+                SourceEntry { format: f, guard: Guard::default(), generic: None, base_url: None },
+            )
+        })
         .collect();
     for (name, src) in config {
         let format = if src.kind.as_deref() == Some("generic") {
@@ -123,7 +130,8 @@ fn sources(config: &BTreeMap<String, SourceConfig>) -> BTreeMap<String, SourceEn
         };
         let Some(format) = format else { continue };
         let generic = (format == Format::Generic).then(|| src.generic_spec());
-        out.insert(name.clone(), SourceEntry { format, guard: Guard::new(src), generic });
+        let base_url = src.base_url.as_deref().and_then(ingest::jenkins_base);
+        out.insert(name.clone(), SourceEntry { format, guard: Guard::new(src), generic, base_url });
     }
     out
 }
@@ -306,7 +314,12 @@ impl Gateway {
             return Err(HookError::MethodNotAllowed(format!("{name} accepts POST only")));
         }
         src.guard.check(&name, src.format, req, raw_query, peer).map_err(|e| HookError::Unauthorized(e.0))?;
-        let source = ingest::Source { name: &name, format: src.format, generic: src.generic.as_ref() };
+        let source = ingest::Source {
+            name: &name,
+            format: src.format,
+            generic: src.generic.as_ref(),
+            base_url: src.base_url.as_ref(),
+        };
         Ok(ingest::parse_events(&source, req)?)
     }
 
@@ -333,7 +346,12 @@ impl Gateway {
     ) -> Result<Vec<Accepted>, HookError> {
         self.check_peer(name, Some(peer))?;
         let src = self.sources.get(name).ok_or_else(|| HookError::UnknownFormat(name.to_string()))?;
-        let source = ingest::Source { name, format: src.format, generic: src.generic.as_ref() };
+        let source = ingest::Source {
+            name,
+            format: src.format,
+            generic: src.generic.as_ref(),
+            base_url: src.base_url.as_ref(),
+        };
         let events = ingest::parse_events(&source, req)?;
         self.accept_all(events).await
     }

@@ -173,13 +173,13 @@ fn text_fields_accept_scalars_only() {
 #[test]
 fn through_parse_events() {
     let s = spec(&[("status", "/s")], &[]);
-    let source = Source { name: "myci", format: Format::Generic, generic: Some(&s) };
+    let source = Source { name: "myci", format: Format::Generic, generic: Some(&s), base_url: None };
     let req = Inbound { method: "POST", body: br#"{"s": "failure"}"#, ..Default::default() };
     let events = parse_events(&source, &req).unwrap();
     assert_eq!(events.len(), 1);
     assert_eq!((events[0].source.as_str(), events[0].status), ("myci", Status::Failure));
 
-    let bare = Source { name: "myci", format: Format::Generic, generic: None };
+    let bare = Source { name: "myci", format: Format::Generic, generic: None, base_url: None };
     let err = parse_events(&bare, &req).unwrap_err();
     assert_eq!(err, IngestError::Invalid("generic source \"myci\" has no field mapping".into()));
     let err = crate::ingest::parse(Format::Generic, &req).unwrap_err();

@@ -147,7 +147,7 @@ fn ping_gives_no_event() {
     let body = br#"{"zen": "Keep it logically awesome.", "hook_id": 292430182, "hook": {}}"#;
     assert_eq!(parse_events(&request(&[("X-GitHub-Event", "ping")], body)), Ok(vec![]));
     assert_eq!(parse_events(&request(&[], body)), Ok(vec![]), "a ping is recognised by its body too");
-    let source = Source { name: "github", format: Format::Github, generic: None };
+    let source = Source { name: "github", format: Format::Github, generic: None, base_url: None };
     assert_eq!(parse_source(&source, &request(&[("X-GitHub-Event", "ping")], body)), Ok(vec![]));
     let err =
         crate::ingest::parse(Format::Github, &request(&[("X-GitHub-Event", "ping")], body)).unwrap_err();

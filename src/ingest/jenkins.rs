@@ -122,6 +122,22 @@ fn pipeline_url(
     text::non_blank(root).map(|root| format!("{root}{job_url}"))
 }
 
+/// Links for a Jenkins that sends no `full_url` (its root URL is not configured): `build.url` and
+/// the job's `url`, both relative, resolved against the configured `base`. Links Jenkins did
+/// send are kept.
+pub(crate) fn resolve_links(e: &mut Event, base: &url::Url) {
+    let resolve = |relative: Option<&Value>| {
+        let relative = relative?.as_str().filter(|r| !r.trim().is_empty() && !r.contains("://"))?;
+        base.join(relative.trim_start_matches('/')).ok().map(String::from)
+    };
+    if e.build_url.is_none() {
+        e.build_url = resolve(e.raw.get("build").and_then(|b| b.get("url")));
+    }
+    if e.pipeline_url.is_none() {
+        e.pipeline_url = resolve(e.raw.get("url"));
+    }
+}
+
 /// `{path: {archive, s3}}` → artifacts named by path, linked to the archive copy, else S3.
 fn artifacts(at: &At<'_>) -> Result<Vec<Artifact>, IngestError> {
     let mut out = Vec::new();

@@ -201,3 +201,41 @@ fn malformed_json_and_empty_bodies() {
     assert!(matches!(err, IngestError::Malformed(ref m) if m.contains("line 1 column")), "{err:?}");
     assert!(matches!(parse(&post(b"")).unwrap_err(), IngestError::Malformed(_)));
 }
+
+#[test]
+fn without_full_url_links_come_from_the_configured_root() {
+    let base = super::super::jenkins_base("https://jenkins.example.com/ci").expect("a root");
+    let source =
+        |base_url| super::super::Source { name: "jenkins", format: Format::Jenkins, generic: None, base_url };
+    let json = String::from_utf8(COMPLETED_JSON.to_vec())
+        .unwrap()
+        .replace("\"full_url\":\"https://ci.example.com/job/acme-api/128/\",", "");
+    let xml = String::from_utf8(COMPLETED_XML.to_vec()).unwrap();
+    let start = xml.find("<fullUrl>").expect("the XML has fullUrl");
+    let end = xml.find("</fullUrl>").unwrap() + "</fullUrl>".len();
+    let xml = format!("{}{}", &xml[..start], &xml[end..]);
+    for body in [json.as_bytes(), xml.as_bytes()] {
+        let bare = &super::super::parse_events(&source(None), &post(body)).unwrap()[0];
+        assert_eq!(
+            (bare.build_url.as_deref(), bare.pipeline_url.as_deref()),
+            (None, None),
+            "absent, not made up"
+        );
+        let e = &super::super::parse_events(&source(Some(&base)), &post(body)).unwrap()[0];
+        assert_eq!(e.build_url.as_deref(), Some("https://jenkins.example.com/ci/job/acme-api/128/"));
+        assert_eq!(e.pipeline_url.as_deref(), Some("https://jenkins.example.com/ci/job/acme-api/"));
+    }
+    // A link Jenkins sent is kept.
+    let e = &super::super::parse_events(&source(Some(&base)), &post(COMPLETED_JSON)).unwrap()[0];
+    assert_eq!(e.build_url.as_deref(), Some("https://ci.example.com/job/acme-api/128/"));
+}
+
+#[test]
+fn a_jenkins_root_must_be_an_absolute_web_url() {
+    let root = |s: &str| super::super::jenkins_base(s).map(String::from);
+    assert_eq!(root("https://ci.example.com").as_deref(), Some("https://ci.example.com/"));
+    assert_eq!(root("http://10.0.0.5:8080/jenkins/").as_deref(), Some("http://10.0.0.5:8080/jenkins/"));
+    for bad in ["ci.example.com", "/jenkins", "ftp://ci.example.com/", ""] {
+        assert_eq!(root(bad), None, "{bad}");
+    }
+}

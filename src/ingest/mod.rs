@@ -169,6 +169,15 @@ pub struct Source<'a> {
     pub format: Format,
     /// The mapping of a generic source.
     pub generic: Option<&'a crate::config::GenericSpec>,
+    /// Jenkins (Tikal): the root URL relative links are resolved against (see [`jenkins_base`]).
+    pub base_url: Option<&'a url::Url>,
+}
+
+/// A Jenkins root URL from config, ready to resolve `build.url` against: absolute http(s), and
+/// ending in `/` so that a root under a path (`https://ci.example.com/jenkins`) keeps it.
+pub fn jenkins_base(url: &str) -> Option<url::Url> {
+    let with_slash = if url.ends_with('/') { url.to_string() } else { format!("{url}/") };
+    url::Url::parse(&with_slash).ok().filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
 }
 
 /// Parses a request into its events: one for most formats, one per alert for Alertmanager,
@@ -190,6 +199,9 @@ pub fn parse_events(source: &Source<'_>, req: &Inbound<'_>) -> Result<Vec<Event>
     };
     for event in &mut events {
         event.source = source.name.to_string();
+        if let (Format::Jenkins, Some(base)) = (source.format, source.base_url) {
+            jenkins::resolve_links(event, base);
+        }
     }
     Ok(events)
 }
