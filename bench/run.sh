@@ -69,7 +69,8 @@ PIDS=()
 
 # Every run uses these copies, so a rebuild during the benchmark changes nothing.
 mkdir "$WORK/bin"
-cp "$HERALD" "$CEILING" "$SINK" "$POST" "$WORK/bin/"
+cp "$HERALD" "$WORK/bin/herald"   # BENCH_HERALD may have any name
+cp "$CEILING" "$SINK" "$POST" "$WORK/bin/"
 HERALD=$WORK/bin/herald CEILING=$WORK/bin/bench_ceiling SINK=$WORK/bin/bench_sink POST=$WORK/bin/bench_post
 
 cleanup() {
