@@ -107,12 +107,17 @@ fn shape(
         DingtalkMsgType::Markdown => {
             json!({ "msgtype": "markdown", "markdown": { "title": title, "text": text } })
         }
+        // A whole-card actionCard requires its button (`singleTitle`, `singleURL`); with no
+        // link to put there, the same title and text go as markdown, without mentions as the
+        // card would have been.
         DingtalkMsgType::ActionCard => {
-            let mut card = json!({ "title": title, "text": text, "btnOrientation": "0" });
-            if let Some(url) = build_url {
-                card["singleTitle"] = json!(BUTTON_TITLE);
-                card["singleURL"] = json!(url);
-            }
+            let Some(url) = build_url else {
+                return json!({ "msgtype": "markdown", "markdown": { "title": title, "text": text } });
+            };
+            let card = json!({
+                "title": title, "text": text, "btnOrientation": "0",
+                "singleTitle": BUTTON_TITLE, "singleURL": url,
+            });
             return json!({ "msgtype": "actionCard", "actionCard": card });
         }
     };

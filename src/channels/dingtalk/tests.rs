@@ -140,9 +140,13 @@ fn action_card_jumps_to_the_build_and_carries_no_mention() {
             },
         })
     );
+    // No link for the button it requires: the same title and text as markdown, no mentions.
     let content = Content { build_url: None, ..content };
     let body = build_body(DingtalkMsgType::ActionCard, None, &content, &m);
-    assert!(body["actionCard"].get("singleURL").is_none());
+    assert_eq!(
+        body,
+        json!({"msgtype": "markdown", "markdown": {"title": "Build failed", "text": "### Build"}})
+    );
 }
 
 #[test]

@@ -100,6 +100,12 @@ fn dingtalk(options: &MockOptions, ts: Option<&str>, sign: Option<&str>, body: &
         _ => return Err(refuse(400105, usual_message(Platform::Dingtalk, 400105))),
     };
     let text = text.ok_or_else(|| refuse(40035, format!("缺少参数 {msgtype}")))?;
+    // singleTitle and singleURL are required for a whole-card jump, unless `btns` is given.
+    let card = &v["actionCard"];
+    let no_button = card["singleTitle"].as_str().is_none() || card["singleURL"].as_str().is_none();
+    if msgtype == "actionCard" && card["btns"].as_array().is_none_or(Vec::is_empty) && no_button {
+        return Err(refuse(40035, "缺少参数 singleTitle/singleURL"));
+    }
     if let Some(k) = &options.keyword {
         if !text.contains(k.as_str()) {
             return Err(refuse(310000, "keywords not in content"));
