@@ -110,8 +110,8 @@ fn syntax_error(text: &str, e: &toml::de::Error) -> ConfigError {
 ///
 /// serde stops at the first mistyped value, so each error's value is taken out and the table
 /// deserialized again, until it passes or nothing more can be taken out: a table with three
-/// mistyped values gets three errors, not one per run of `herald check`. What remains is
-/// returned, so the checks after this one still run on the rest of the table.
+/// mistyped values gets three errors, not one per run of `herald check`. A table with any
+/// error gives `None`, so the checks after this one do not report its taken-out fields again.
 fn typed<T: DeserializeOwned>(
     path: &str,
     mut value: toml::Value,
@@ -132,7 +132,7 @@ fn typed<T: DeserializeOwned>(
         let e = match result {
             Ok(v) => {
                 report_unknown(path, &unknown, errors);
-                return Some(v);
+                return taken.is_empty().then_some(v);
             }
             Err(e) => e,
         };

@@ -112,7 +112,10 @@ fn every_error_is_reported_at_once_with_its_path() {
 [server]
 listen = "nowhere"
 colour = "blue"
-max_body_bytes = "big"
+
+[delivery]
+max_attempts = "many"
+max_age = 5
 
 [sources.jenkinz]
 token = "x"
@@ -161,7 +164,8 @@ channels = ["a"]
     let want = [
         "server.listen: \"nowhere\" is not an address",
         "server.colour: unknown key",
-        "server.max_body_bytes: invalid type",
+        "delivery.max_attempts: invalid type",
+        "delivery.max_age: invalid type",
         "sources.jenkinz: unknown format",
         "sources.flow.base_url: only the jenkins source takes base_url",
         "sources.jenkins.base_url: \"ci.example.com\" is not an http:// or https:// URL",
@@ -272,4 +276,17 @@ fn delivery_settings_and_rates() {
         errors.iter().any(|e| e.starts_with("channels.a.rate: invalid rate \"20/fortnight\"")),
         "{errors:?}"
     );
+}
+
+#[test]
+fn a_mistyped_value_is_one_error_not_a_chain() {
+    // The field taken out to find the next type error is not then reported missing.
+    for (text, want) in [
+        ("[sources.myci]\ntype = \"generic\"\nstatus = 5\n", "sources.myci.status: invalid type"),
+        ("[sources.myci]\ntype = 5\nstatus = \"/s\"\n", "sources.myci.type: invalid type"),
+    ] {
+        let errors: Vec<String> = parse(text, &env).unwrap_err().iter().map(|e| e.to_string()).collect();
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert!(errors[0].starts_with(want), "{errors:#?}");
+    }
 }
