@@ -104,22 +104,16 @@ fn fill_missing(map: &mut Map<String, Value>) {
     }
 }
 
-/// Puts an empty string at `path` (as Handlebars names a missing variable: `params.DEPLOY_ENV`,
-/// `raw.build.[full-url]`), creating the objects on the way, when the path lies below a known
-/// name: `params`, `raw` and `test_summary` hold whatever the sender sent, so a value missing
-/// there is absent, not a typo. Returns false, and changes nothing, for anything else: an
-/// unknown first name (a typo), a known name on its own, a path that exists, or one that runs
-/// through a string, number or list.
+/// For `check`, on a copy of a sample context: puts an empty string at `path` (as Handlebars
+/// names a missing variable: `params.DEPLOY_ENV`, `raw.build.[full-url]`), creating the objects
+/// on the way, when the path lies below a known name (see [`below_known`]), so the render can go
+/// on to what follows. Returns false, and changes nothing, for anything else: an unknown first
+/// name (a typo), a known name on its own, a path that exists, or one that runs through a
+/// string, number or list. Messages being sent never go through this: their context is not
+/// changed.
 pub(super) fn fill_absent(ctx: &mut Value, path: &str) -> bool {
-    let path = path.trim_start_matches("@root.").trim_start_matches("this.").trim_start_matches("./");
-    let segments: Vec<&str> = path
-        .split(['.', '/'])
-        .map(|s| s.strip_prefix('[').and_then(|s| s.strip_suffix(']')).unwrap_or(s))
-        .collect();
+    let Some(segments) = below_known_segments(path) else { return false };
     let [first, inner @ .., last] = segments.as_slice() else { return false };
-    if !KNOWN_NAMES.contains(first) || segments.iter().any(|s| s.is_empty()) {
-        return false;
-    }
     // Look first, so that a path that cannot be filled leaves the context as it was.
     let mut probe = Some(&*ctx);
     for key in std::iter::once(first).chain(inner).chain([last]) {
@@ -144,6 +138,25 @@ pub(super) fn fill_absent(ctx: &mut Value, path: &str) -> bool {
     let Value::Object(map) = at else { return false };
     map.insert(last.to_string(), Value::String(String::new()));
     true
+}
+
+/// Whether a path Handlebars found missing lies below a known name (`params.DEPLOY_ENV`): a
+/// value the sender did not send, not a typo.
+pub(super) fn below_known(path: &str) -> bool {
+    below_known_segments(path).is_some()
+}
+
+/// A missing variable's path in segments (`params.[DEPLOY-ENV]` → `params`, `DEPLOY-ENV`),
+/// when it has two or more and the first is a known name.
+fn below_known_segments(path: &str) -> Option<Vec<&str>> {
+    let path = path.trim_start_matches("@root.").trim_start_matches("this.").trim_start_matches("./");
+    let segments: Vec<&str> = path
+        .split(['.', '/'])
+        .map(|s| s.strip_prefix('[').and_then(|s| s.strip_suffix(']')).unwrap_or(s))
+        .collect();
+    let known =
+        segments.len() >= 2 && KNOWN_NAMES.contains(&segments[0]) && segments.iter().all(|s| !s.is_empty());
+    known.then_some(segments)
 }
 
 /// `${NAME}` → `event.lookup(NAME)`; an unknown name, or a `${` without a closing brace, is

@@ -41,7 +41,14 @@ use registry::{Origin, Registries};
 /// The built-in webhook body that renders the event as JSON.
 const EVENT_JSON_TEMPLATE: &str = "default.webhook";
 
-/// The most absent values below known names one render fills in (see `render_key`).
+/// How a template is rendered: for `check` (and tests), or for a message being sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Check,
+    Run,
+}
+
+/// The most absent values below known names one `check` render fills in (see `render_key`).
 const MAX_ABSENT: usize = 64;
 
 /// Parts that are not message bodies.
@@ -133,19 +140,27 @@ impl Renderer {
         part: &str,
         ctx: &serde_json::Value,
     ) -> Result<String, RenderError> {
+        let (key, template) = self.resolve(name, channel_type, part)?;
+        self.render_key(&key, &template, part, ctx, Mode::Check)
+    }
+
+    /// The template `name` resolves to, as (registry key, template name).
+    fn resolve(&self, name: &str, channel_type: &str, part: &str) -> Result<(String, String), RenderError> {
         let mut found = self.regs.resolve(&registry::candidates(name, channel_type, part), Origin::Any);
         if found.is_none() && PARTS.contains(&part) && name != "default" && self.has_template(name) {
             found = self.regs.resolve(&registry::candidates("default", channel_type, part), Origin::Any);
         }
-        let (key, template) = found.ok_or_else(|| RenderError::NotFound(name.to_string()))?;
-        self.render_key(&key, &template, part, ctx)
+        found.ok_or_else(|| RenderError::NotFound(name.to_string()))
     }
 
     /// Run-time rendering: like `try_render`, but a failure falls back to the built-in
     /// `default` for the same channel type and part, logs a warning, and reports the error.
     /// Never panics and never returns empty text.
     pub fn render(&self, name: &str, channel_type: &str, part: &str, ctx: &serde_json::Value) -> Rendered {
-        let error = match self.try_render(name, channel_type, part, ctx) {
+        let resolved = self.resolve(name, channel_type, part);
+        let first =
+            resolved.and_then(|(key, template)| self.render_key(&key, &template, part, ctx, Mode::Run));
+        let error = match first {
             Ok(text) => return Rendered { text, error: None },
             Err(e) => e.to_string(),
         };
@@ -153,7 +168,7 @@ impl Renderer {
             .regs
             .resolve(&registry::candidates("default", channel_type, part), Origin::Builtin)
             .ok_or_else(|| RenderError::NotFound("default".to_string()))
-            .and_then(|(key, template)| self.render_key(&key, &template, part, ctx));
+            .and_then(|(key, template)| self.render_key(&key, &template, part, ctx, Mode::Run));
         let (text, error) = match fallback {
             Ok(text) if !text.trim().is_empty() => (text, error),
             Ok(_) => (last_resort(channel_type, part, ctx), error),
@@ -164,30 +179,48 @@ impl Renderer {
         Rendered { text, error: Some(error) }
     }
 
+    /// Renders in strict mode. A value missing below a known name (`params.DEPLOY_ENV`) is
+    /// absent, not a typo, and renders empty as a value absent at the top does; strict mode
+    /// stops at it all the same. At run time the template is then rendered without strict mode,
+    /// so the event is seen as it is. For `check`, the value is put in a copy of the sample
+    /// and the render goes on, so a typo after it is still found.
     fn render_key(
         &self,
         key: &str,
         template: &str,
         part: &str,
         ctx: &serde_json::Value,
+        mode: Mode,
     ) -> Result<String, RenderError> {
+        let failed = |e: &handlebars::RenderError| RenderError::Failed {
+            template: format!("{template}.hbs"),
+            message: describe(e),
+        };
         let mut ctx = context::complete(ctx);
-        let registry = self.regs.for_output(part, template);
         let mut filled = 0;
         loop {
-            let e = match registry.render(key, ctx.as_ref()) {
+            let e = match self.regs.for_output(part, template, true).render(key, ctx.as_ref()) {
                 Ok(text) => return Ok(tidy(part, text)),
                 Err(e) => e,
             };
-            // A value missing below a known name (`params.DEPLOY_ENV`) is absent: render it
-            // empty, as a value absent at the top is, and go on (strict mode stops at the first).
+            let absent = match e.reason() {
+                handlebars::RenderErrorReason::MissingVariable(Some(path)) => context::below_known(path),
+                _ => false,
+            };
+            if absent && mode == Mode::Run {
+                let lenient = self.regs.for_output(part, template, false);
+                return lenient
+                    .render(key, ctx.as_ref())
+                    .map(|text| tidy(part, text))
+                    .map_err(|e| failed(&e));
+            }
             if let handlebars::RenderErrorReason::MissingVariable(Some(path)) = e.reason() {
-                if filled < MAX_ABSENT && context::fill_absent(ctx.to_mut(), path) {
+                if absent && filled < MAX_ABSENT && context::fill_absent(ctx.to_mut(), path) {
                     filled += 1;
                     continue;
                 }
             }
-            return Err(RenderError::Failed { template: format!("{template}.hbs"), message: describe(&e) });
+            return Err(failed(&e));
         }
     }
 }

@@ -458,3 +458,12 @@ fn the_built_in_failure_template_is_the_default_and_where_the_streak_stands() {
         assert_eq!(r.try_render("failure", t, part, &c), r.try_render("default", t, part, &c), "{t}/{part}");
     }
 }
+
+#[test]
+fn at_run_time_an_absent_value_renders_empty_and_the_event_is_seen_as_sent() {
+    let r = user(&[("t.hbs", "{{#each params}}{{@key}};{{/each}}{{#if test_summary}}tests {{/if}}[{{params.DEPLOY_ENV}}|{{test_summary.failed}}]")]);
+    let mut e = minimal();
+    e.params.insert("VERSION".into(), "1.2".into());
+    let out = r.render("t", "console", "text", &ctx(&e));
+    assert_eq!(out, Rendered { text: "VERSION;[|]".into(), error: None });
+}
