@@ -445,3 +445,30 @@ async fn deliveries_options_follow_the_api_rules_at_their_edges() {
     let out = herald_in(dir.path(), &["deliveries", "retry", "d1", "--state", "dead"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
+
+#[test]
+fn render_parses_as_serve_does_with_the_jenkins_base_url() {
+    let (dir, path) = write_config(
+        "[sources.jenkins]\nbase_url = \"https://jenkins.example.com/ci\"\n\
+         [channels.c]\ntype = \"console\"\n[[rules]]\nname = \"all\"\nchannels = [\"c\"]\n",
+    );
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/inbound/jenkins-tikal-completed-success.json");
+    let payload = std::fs::read_to_string(fixture)
+        .unwrap()
+        .replace("\"full_url\":\"https://ci.example.com/job/acme-api/128/\",", "");
+    let file = dir.path().join("no-full-url.json");
+    std::fs::write(&file, payload).unwrap();
+    let out = herald(&[
+        "render",
+        "--config",
+        path.to_str().unwrap(),
+        "--source",
+        "jenkins",
+        file.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["event"]["build_url"], "https://jenkins.example.com/ci/job/acme-api/128/", "{v}");
+}

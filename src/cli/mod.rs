@@ -192,7 +192,15 @@ fn render(path: &Path, source: &str, file: &Path, json: bool) -> anyhow::Result<
     let content_type = if first == Some('<') { "application/xml" } else { "application/json" };
     let inbound =
         Inbound { method, headers: vec![("content-type".into(), content_type.into())], query: &query, body };
-    let event = ingest::parse(format, &inbound).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    // As `serve` parses it, with the source's settings (a Jenkins `base_url`); the first event
+    // of a request that carries several (Alertmanager).
+    let base_url = built.gateway.sources.get(format.name()).and_then(|s| s.base_url.as_ref());
+    let source = ingest::Source { name: format.name(), format, generic: None, base_url };
+    let event = ingest::parse_events(&source, &inbound)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("{}: the payload holds no event", file.display()))?;
     let planned = built.gateway.plan(&event);
     let requests: Vec<serde_json::Value> = planned
         .iter()

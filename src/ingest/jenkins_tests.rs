@@ -235,7 +235,9 @@ fn a_jenkins_root_must_be_an_absolute_web_url() {
     let root = |s: &str| super::super::jenkins_base(s).map(String::from);
     assert_eq!(root("https://ci.example.com").as_deref(), Some("https://ci.example.com/"));
     assert_eq!(root("http://10.0.0.5:8080/jenkins/").as_deref(), Some("http://10.0.0.5:8080/jenkins/"));
-    for bad in ["ci.example.com", "/jenkins", "ftp://ci.example.com/", ""] {
+    for bad in
+        ["ci.example.com", "/jenkins", "ftp://ci.example.com/", "", "https://ci.example.com/jenkins?x=1"]
+    {
         assert_eq!(root(bad), None, "{bad}");
     }
 }

@@ -177,7 +177,10 @@ pub struct Source<'a> {
 /// ending in `/` so that a root under a path (`https://ci.example.com/jenkins`) keeps it.
 pub fn jenkins_base(url: &str) -> Option<url::Url> {
     let with_slash = if url.ends_with('/') { url.to_string() } else { format!("{url}/") };
-    url::Url::parse(&with_slash).ok().filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+    url::Url::parse(&with_slash)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+        .filter(|u| u.query().is_none() && u.fragment().is_none())
 }
 
 /// Parses a request into its events: one for most formats, one per alert for Alertmanager,
