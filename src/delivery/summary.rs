@@ -109,6 +109,7 @@ pub fn build(channel: &dyn Channel, items: &[Delivery], title: &str, reason: &st
         mobiles: mentions.mobiles.clone(),
         user_ids: mentions.user_ids.clone(),
         all: mentions.all,
+        emails: mentions.emails.clone(),
         ..Mention::default()
     };
     let message = channel.prepare(&Prepare::with_context(&event, ctx, SUMMARY_TEMPLATE, &mention));

@@ -82,16 +82,23 @@ pub struct Mentioned {
     pub user_ids: Vec<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub all: bool,
+    /// People an email channel adds as recipients.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub emails: Vec<String>,
 }
 
 impl Mentioned {
     pub fn is_empty(&self) -> bool {
-        self.mobiles.is_empty() && self.user_ids.is_empty() && !self.all
+        self.mobiles.is_empty() && self.user_ids.is_empty() && !self.all && self.emails.is_empty()
     }
 
     /// Adds whom `other` mentions, each once.
     pub fn merge(&mut self, other: &Mentioned) {
-        for (mine, theirs) in [(&mut self.mobiles, &other.mobiles), (&mut self.user_ids, &other.user_ids)] {
+        for (mine, theirs) in [
+            (&mut self.mobiles, &other.mobiles),
+            (&mut self.user_ids, &other.user_ids),
+            (&mut self.emails, &other.emails),
+        ] {
             for id in theirs {
                 if !mine.contains(id) {
                     mine.push(id.clone());
@@ -325,4 +332,27 @@ pub trait Outbox: Send + Sync {
     /// delivery matching `filter`. A retrying delivery leased at `now` (an attempt in flight)
     /// is left alone: replaying it would send it a second time.
     async fn replay(&self, ids: &[String], filter: &ListFilter, now: Millis) -> Result<usize, OutboxError>;
+}
+
+#[cfg(test)]
+mod mentioned_tests {
+    use super::Mentioned;
+
+    #[test]
+    fn merging_keeps_everyone_once_and_stores_only_what_is_there() {
+        let mut all =
+            Mentioned { mobiles: vec!["138".into()], emails: vec!["a@x".into()], ..Default::default() };
+        all.merge(&Mentioned {
+            mobiles: vec!["138".into(), "139".into()],
+            user_ids: vec!["zhangsan".into()],
+            all: true,
+            emails: vec!["a@x".into(), "b@x".into()],
+        });
+        assert_eq!(all.mobiles, ["138", "139"]);
+        assert_eq!((all.user_ids.as_slice(), all.all), (&["zhangsan".to_string()][..], true));
+        assert_eq!(all.emails, ["a@x", "b@x"]);
+        let back: Mentioned = serde_json::from_str(&serde_json::to_string(&all).unwrap()).unwrap();
+        assert_eq!(back, all);
+        assert_eq!(serde_json::to_string(&Mentioned::default()).unwrap(), "{}");
+    }
 }

@@ -54,7 +54,8 @@ pub(crate) struct StoredEvent {
 /// A delivery as stored: its message and headline already JSON text.
 ///
 /// A raw message body that begins with its event's JSON up to the closing brace (the default
-/// webhook body: the event, then the rule's fields) is stored without that part, which the
+/// webhook body is the event's JSON itself; a template may add members after it) is stored
+/// without that part, which the
 /// event's row already holds: `event_prefix` says how many bytes of the event's body to put
 /// back in front. For such a webhook this halves what each event writes to disk.
 pub(crate) struct StoredNew {
