@@ -45,6 +45,9 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
     // also told the channel is unknown.
     let mut declared = BTreeSet::new();
     let mut rules = Vec::new();
+    // Each parsed rule's index in the file: a rule with errors of its own is left out, and the
+    // ones after it keep their own paths.
+    let mut rule_at: Vec<usize> = Vec::new();
     let mut people = BTreeMap::new();
     for (key, value) in table {
         match key.as_str() {
@@ -56,7 +59,7 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
                 declared = value.as_table().map(|t| t.keys().cloned().collect()).unwrap_or_default();
                 channels = parse_channels(value, &mut errors)
             }
-            "rules" => rules = parse_rules(value, &mut errors),
+            "rules" => (rules, rule_at) = parse_rules(value, &mut errors),
             "people" => people = parse_people(value, &mut errors),
             other => errors.push(ConfigError::new(
                 other,
@@ -70,8 +73,8 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
             errors.push(ConfigError::new("templates.dir", format!("{} is not a directory", dir.display())));
         }
     }
-    check_rules(&rules, &declared, &sources, &mut errors);
-    for (i, rule) in rules.iter().enumerate() {
+    check_rules(&rules, &rule_at, &declared, &sources, &mut errors);
+    for (rule, &i) in rules.iter().zip(&rule_at) {
         for (j, key) in rule.mention.people.iter().enumerate() {
             if !people.contains_key(key) {
                 errors.push(ConfigError::new(
@@ -435,16 +438,17 @@ fn parse_people(value: toml::Value, errors: &mut Vec<ConfigError>) -> BTreeMap<S
         .collect()
 }
 
-fn parse_rules(value: toml::Value, errors: &mut Vec<ConfigError>) -> Vec<RuleConfig> {
+/// The rules that parsed, and the index of each in the file.
+fn parse_rules(value: toml::Value, errors: &mut Vec<ConfigError>) -> (Vec<RuleConfig>, Vec<usize>) {
     let toml::Value::Array(items) = value else {
         errors.push(ConfigError::new("rules", "expected an array of tables ([[rules]])"));
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     };
     items
         .into_iter()
         .enumerate()
-        .filter_map(|(i, v)| typed::<RuleConfig>(&format!("rules[{i}]"), v, errors))
-        .collect()
+        .filter_map(|(i, v)| typed::<RuleConfig>(&format!("rules[{i}]"), v, errors).map(|r| (r, i)))
+        .unzip()
 }
 
 fn check_server(server: &ServerConfig, errors: &mut Vec<ConfigError>) {
@@ -466,12 +470,13 @@ fn check_server(server: &ServerConfig, errors: &mut Vec<ConfigError>) {
 
 fn check_rules(
     rules: &[RuleConfig],
+    rule_at: &[usize],
     channels: &BTreeSet<String>,
     configured: &BTreeMap<String, SourceConfig>,
     errors: &mut Vec<ConfigError>,
 ) {
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
-    for (i, rule) in rules.iter().enumerate() {
+    for (rule, &i) in rules.iter().zip(rule_at) {
         let path = format!("rules[{i}]");
         if rule.name.trim().is_empty() {
             errors.push(ConfigError::new(format!("{path}.name"), "must not be empty"));

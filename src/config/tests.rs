@@ -290,3 +290,17 @@ fn a_mistyped_value_is_one_error_not_a_chain() {
         assert!(errors[0].starts_with(want), "{errors:#?}");
     }
 }
+
+#[test]
+fn a_rule_after_a_rejected_one_keeps_its_path() {
+    let text = "[channels.c]\ntype = \"console\"\n\
+                [[rules]]\nname = 5\nchannels = [\"c\"]\n\
+                [[rules]]\nname = \"b\"\nchannels = [\"nope\"]\n";
+    let errors: Vec<String> = parse(text, &env).unwrap_err().iter().map(|e| e.to_string()).collect();
+    assert!(errors.iter().any(|e| e.starts_with("rules[0].name: invalid type")), "{errors:#?}");
+    assert!(
+        errors.iter().any(|e| e.starts_with("rules[1].channels[0]: unknown channel \"nope\"")),
+        "{errors:#?}"
+    );
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+}
