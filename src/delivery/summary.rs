@@ -101,24 +101,17 @@ pub fn build(channel: &dyn Channel, items: &[Delivery], title: &str, reason: &st
         "items": items.iter().map(|d| &d.headline).collect::<Vec<_>>(),
     });
     // Whoever a covered message would have mentioned is mentioned by the summary.
-    let mut mentions = Mentioned::default();
+    let mut mention = Mention::default();
     for d in items {
-        mentions.merge(&d.headline.mentions);
+        mention.merge(&Mention::from(&d.headline.mentions));
     }
-    let mention = Mention {
-        mobiles: mentions.mobiles.clone(),
-        user_ids: mentions.user_ids.clone(),
-        all: mentions.all,
-        emails: mentions.emails.clone(),
-        ..Mention::default()
-    };
     let message = channel.prepare(&Prepare::with_context(&event, ctx, SUMMARY_TEMPLATE, &mention));
     let headline = Headline {
         text: format!("🔔 {count} notifications in one message"),
         url: None,
         status: worst.to_string(),
         covers: Some(count),
-        mentions,
+        mentions: Mentioned::from(&mention),
     };
     Summary { message, headline }
 }

@@ -402,12 +402,7 @@ impl Gateway {
                     tracing::warn!(event_id = %event.event_id, rule = %route.rule, channel = %route.channel,
                         "template failed, sent with the built-in default: {e}");
                 }
-                let mentions = Mentioned {
-                    mobiles: mention.mobiles,
-                    user_ids: mention.user_ids,
-                    all: mention.all,
-                    emails: mention.emails,
-                };
+                let mentions = Mentioned::from(&mention);
                 Some(Planned { route, delivery_id: event::new_event_id(), message, mentions })
             })
             .collect()

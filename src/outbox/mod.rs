@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::channels::Message;
 use crate::clock::Millis;
+use crate::config::Mention;
 use crate::event::Event;
 use crate::state::Track;
 
@@ -73,7 +74,8 @@ pub struct Headline {
     pub mentions: Mentioned,
 }
 
-/// The people a message @mentions: phone numbers, platform user ids, everyone.
+/// The people a message @mentions, as stored with it: a [`Mention`] once resolved for its
+/// channel (phone numbers, platform user ids, everyone, email recipients).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Mentioned {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -91,21 +93,28 @@ impl Mentioned {
     pub fn is_empty(&self) -> bool {
         self.mobiles.is_empty() && self.user_ids.is_empty() && !self.all && self.emails.is_empty()
     }
+}
 
-    /// Adds whom `other` mentions, each once.
-    pub fn merge(&mut self, other: &Mentioned) {
-        for (mine, theirs) in [
-            (&mut self.mobiles, &other.mobiles),
-            (&mut self.user_ids, &other.user_ids),
-            (&mut self.emails, &other.emails),
-        ] {
-            for id in theirs {
-                if !mine.contains(id) {
-                    mine.push(id.clone());
-                }
-            }
+impl From<&Mention> for Mentioned {
+    fn from(m: &Mention) -> Mentioned {
+        Mentioned {
+            mobiles: m.mobiles.clone(),
+            user_ids: m.user_ids.clone(),
+            all: m.all,
+            emails: m.emails.clone(),
         }
-        self.all |= other.all;
+    }
+}
+
+impl From<&Mentioned> for Mention {
+    fn from(m: &Mentioned) -> Mention {
+        Mention {
+            mobiles: m.mobiles.clone(),
+            user_ids: m.user_ids.clone(),
+            all: m.all,
+            emails: m.emails.clone(),
+            ..Mention::default()
+        }
     }
 }
 
@@ -336,18 +345,20 @@ pub trait Outbox: Send + Sync {
 
 #[cfg(test)]
 mod mentioned_tests {
-    use super::Mentioned;
+    use super::{Mention, Mentioned};
 
     #[test]
     fn merging_keeps_everyone_once_and_stores_only_what_is_there() {
-        let mut all =
+        let first =
             Mentioned { mobiles: vec!["138".into()], emails: vec!["a@x".into()], ..Default::default() };
-        all.merge(&Mentioned {
+        let mut merged = Mention::from(&first);
+        merged.merge(&Mention::from(&Mentioned {
             mobiles: vec!["138".into(), "139".into()],
             user_ids: vec!["zhangsan".into()],
             all: true,
             emails: vec!["a@x".into(), "b@x".into()],
-        });
+        }));
+        let all = Mentioned::from(&merged);
         assert_eq!(all.mobiles, ["138", "139"]);
         assert_eq!((all.user_ids.as_slice(), all.all), (&["zhangsan".to_string()][..], true));
         assert_eq!(all.emails, ["a@x", "b@x"]);
