@@ -9,6 +9,7 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::OnceLock;
 
 use handlebars::{Handlebars, Template};
 
@@ -88,10 +89,10 @@ pub(super) enum Origin {
 pub(super) struct Registries {
     plain: Handlebars<'static>,
     html: Handlebars<'static>,
-    /// The same templates without strict mode: at run time, what renders a template whose
-    /// only trouble is a value absent below a known name (see `Renderer::render_key`).
-    plain_lenient: Handlebars<'static>,
-    html_lenient: Handlebars<'static>,
+    /// Copies of the two without strict mode, made the first time a template at run time
+    /// meets a value absent below a known name (see `Renderer::render_key`).
+    plain_lenient: OnceLock<Handlebars<'static>>,
+    html_lenient: OnceLock<Handlebars<'static>>,
     user: BTreeSet<String>,
     builtin: BTreeSet<String>,
 }
@@ -109,10 +110,10 @@ impl Registries {
         user_dir: Option<&Path>,
     ) -> Result<Registries, Vec<String>> {
         let mut regs = Registries {
-            plain: new_registry(handlebars::no_escape, true),
-            html: new_registry(handlebars::html_escape, true),
-            plain_lenient: new_registry(handlebars::no_escape, false),
-            html_lenient: new_registry(handlebars::html_escape, false),
+            plain: new_registry(handlebars::no_escape),
+            html: new_registry(handlebars::html_escape),
+            plain_lenient: OnceLock::new(),
+            html_lenient: OnceLock::new(),
             user: BTreeSet::new(),
             builtin: BTreeSet::new(),
         };
@@ -149,11 +150,8 @@ impl Registries {
         match Template::compile_with_name(source, keys[0].to_string()) {
             Ok(template) => {
                 for key in keys {
-                    for registry in
-                        [&mut self.plain, &mut self.html, &mut self.plain_lenient, &mut self.html_lenient]
-                    {
-                        registry.register_template(key, template.clone());
-                    }
+                    self.plain.register_template(key, template.clone());
+                    self.html.register_template(key, template.clone());
                 }
                 true
             }
@@ -187,12 +185,19 @@ impl Registries {
     /// The registry whose escape fits the output: HTML for the `html` part and `*.html`
     /// templates, none otherwise; strict, or not.
     pub(super) fn for_output(&self, part: &str, template: &str, strict: bool) -> &Handlebars<'static> {
-        match (part == "html" || template.ends_with(".html"), strict) {
-            (true, true) => &self.html,
-            (true, false) => &self.html_lenient,
-            (false, true) => &self.plain,
-            (false, false) => &self.plain_lenient,
+        let (registry, lenient) = if part == "html" || template.ends_with(".html") {
+            (&self.html, &self.html_lenient)
+        } else {
+            (&self.plain, &self.plain_lenient)
+        };
+        if strict {
+            return registry;
         }
+        lenient.get_or_init(|| {
+            let mut copy = registry.clone();
+            copy.set_strict_mode(false);
+            copy
+        })
     }
 }
 
@@ -213,9 +218,9 @@ pub(super) fn candidates(name: &str, channel_type: &str, part: &str) -> Vec<Stri
     list
 }
 
-fn new_registry(escape: fn(&str) -> String, strict: bool) -> Handlebars<'static> {
+fn new_registry(escape: fn(&str) -> String) -> Handlebars<'static> {
     let mut hb = Handlebars::new();
-    hb.set_strict_mode(strict);
+    hb.set_strict_mode(true);
     hb.register_escape_fn(escape);
     helpers::register(&mut hb);
     hb
