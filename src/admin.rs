@@ -27,6 +27,9 @@ pub enum AdminError {
     NotFound(String),
     #[error("delivery \"{id}\" is {}: only dead or retrying deliveries can be retried", state.as_str())]
     NotRetryable { id: String, state: DeliveryState },
+    /// A delivery named was being attempted at that moment, so it was left to that attempt.
+    #[error("{}", in_flight_message(.ids, *.replayed))]
+    InFlight { ids: Vec<String>, replayed: usize },
     #[error(transparent)]
     Store(#[from] OutboxError),
 }
@@ -37,7 +40,7 @@ impl AdminError {
         match self {
             AdminError::BadParam(_) => 400,
             AdminError::NotFound(_) => 404,
-            AdminError::NotRetryable { .. } => 409,
+            AdminError::NotRetryable { .. } | AdminError::InFlight { .. } => 409,
             AdminError::Store(_) => 503,
         }
     }
@@ -151,16 +154,40 @@ pub async fn show(outbox: &dyn Outbox, id: &str) -> Result<(Delivery, Vec<Attemp
 }
 
 /// Replays the deliveries named, due at `now`. Each must exist and be dead or retrying; all
-/// are checked before any is replayed. Returns how many were replayed: a retrying one whose
-/// attempt is in flight at that moment is left to it, and not counted.
+/// are checked before any is replayed. Returns how many were replayed. A retrying one whose
+/// attempt is in flight at that moment is left to that attempt, and then the answer is
+/// [`AdminError::InFlight`], saying how many of the others were replayed.
 pub async fn retry_named(outbox: &dyn Outbox, ids: &[String], now: Millis) -> Result<usize, AdminError> {
+    let mut unique: Vec<String> = Vec::with_capacity(ids.len());
+    for id in ids {
+        if !unique.contains(id) {
+            unique.push(id.clone());
+        }
+    }
+    let ids = unique.as_slice();
     for id in ids {
         let (d, _) = show(outbox, id).await?;
         if !matches!(d.state, DeliveryState::Dead | DeliveryState::Retrying) {
             return Err(AdminError::NotRetryable { id: id.clone(), state: d.state });
         }
     }
-    Ok(outbox.replay(ids, &ListFilter::default(), now).await?)
+    let replayed = outbox.replay(ids, &ListFilter::default(), now).await?;
+    if replayed < ids.len() {
+        return Err(AdminError::InFlight { ids: ids.to_vec(), replayed });
+    }
+    Ok(replayed)
+}
+
+fn in_flight_message(ids: &[String], replayed: usize) -> String {
+    match ids {
+        [id] => format!("delivery \"{id}\" is being attempted now: retry it once that attempt ends"),
+        _ => format!(
+            "{} of the {} deliveries named were being attempted at that moment and were left to \
+             those attempts; retried the other {replayed}",
+            ids.len() - replayed,
+            ids.len()
+        ),
+    }
 }
 
 /// Replays every delivery matching `filter` (from [`Params::retry_filter`]), due at `now`.
@@ -287,7 +314,44 @@ mod tests {
             );
         }
         assert_eq!(o.get("dead").unwrap().0.state, DeliveryState::Dead, "nothing replayed after a refusal");
-        assert_eq!(retry_named(&o, &ids(&["dead"]), 5).await.unwrap(), 1);
+        assert_eq!(
+            retry_named(&o, &ids(&["dead", "dead"]), 5).await.unwrap(),
+            1,
+            "an ID named twice counts once"
+        );
         assert_eq!(o.get("dead").unwrap().0.state, DeliveryState::Pending);
+    }
+
+    #[tokio::test]
+    async fn a_delivery_whose_attempt_is_in_flight_is_left_to_it_and_the_answer_says_so() {
+        let o = MemoryOutbox::new();
+        let all = [delivery("busy"), delivery("idle")];
+        o.enqueue(&Event::sample(), &all, 0, &EnqueueWith::default()).await.unwrap();
+        // The worker takes "busy" for its second attempt; "idle" waits for its time.
+        o.finish("busy", attempt(), Next::RetryAt(1_000)).await.unwrap();
+        o.finish("idle", attempt(), Next::RetryAt(10_000)).await.unwrap();
+        let leased = o.lease(1_000, 10, 60_000).await.unwrap();
+        assert_eq!(leased.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["busy"]);
+        let ids = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+
+        let err = retry_named(&o, &ids(&["busy"]), 2_000).await.unwrap_err();
+        assert_eq!(err.status(), 409);
+        assert_eq!(
+            err.to_string(),
+            "delivery \"busy\" is being attempted now: retry it once that attempt ends"
+        );
+        assert_eq!(o.get("busy").unwrap().0.attempts, 1, "the attempt in flight keeps its delivery");
+
+        let err = retry_named(&o, &ids(&["idle", "busy"]), 2_000).await.unwrap_err();
+        assert_eq!(err.status(), 409);
+        assert_eq!(
+            err.to_string(),
+            "1 of the 2 deliveries named were being attempted at that moment and were left to those \
+             attempts; retried the other 1"
+        );
+        assert_eq!(o.get("idle").unwrap().0.state, DeliveryState::Pending, "the other one was retried");
+
+        // Once the lease has run out, the delivery is no longer in anyone's hands.
+        assert_eq!(retry_named(&o, &ids(&["busy"]), 61_000).await.unwrap(), 1);
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald::app::{self, Options};
-use herald::clock::SystemClock;
+use herald::clock::{Clock, SystemClock};
 use herald::config;
 use herald::outbox::memory::MemoryOutbox;
 use herald::outbox::{AttemptRecord, DeliveryState, Next, Outbox};
@@ -507,7 +507,7 @@ async fn retrying_an_unknown_or_unfinished_delivery_is_refused() {
         detail: "refused".into(),
         latency_ms: 1,
     };
-    s.outbox.finish(&dead, refusal, Next::Dead("refused".into())).await.unwrap();
+    s.outbox.finish(&dead, refusal.clone(), Next::Dead("refused".into())).await.unwrap();
     let retry = |id: &str| format!("/api/deliveries/{id}/retry");
 
     let (status, body) = s.admin(reqwest::Method::POST, &retry("nope"), Some(ADMIN)).await;
@@ -523,5 +523,17 @@ async fn retrying_an_unknown_or_unfinished_delivery_is_refused() {
     let (status, body) = s.admin(reqwest::Method::POST, &retry(&dead), Some(ADMIN)).await;
     assert_eq!((status, body["retried"].as_u64()), (200, Some(1)), "{body}");
     settled(&s.outbox).await;
+
+    // A retrying delivery the worker holds for its next attempt is left to that attempt. The
+    // retry is due an hour on, and a lease taken as of then stands in for the worker.
+    let hour = 3_600_000;
+    let later = SystemClock.now_ms() + hour;
+    s.outbox.finish(&dead, refusal.clone(), Next::RetryAt(later)).await.unwrap();
+    let leased = s.outbox.lease(later, 10, hour).await.unwrap();
+    assert_eq!(leased.iter().map(|d| &d.id).collect::<Vec<_>>(), [&dead]);
+    let (status, body) = s.admin(reqwest::Method::POST, &retry(&dead), Some(ADMIN)).await;
+    let want = format!("delivery \"{dead}\" is being attempted now: retry it once that attempt ends");
+    assert_eq!((status, body["error"].as_str()), (409, Some(want.as_str())), "{body}");
+    assert_eq!(s.outbox.get(&dead).unwrap().0.state, DeliveryState::Retrying);
     s.stop().await;
 }
