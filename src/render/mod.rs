@@ -150,7 +150,9 @@ impl Renderer {
         if found.is_none() && PARTS.contains(&part) && name != "default" && self.has_template(name) {
             found = self.regs.resolve(&registry::candidates("default", channel_type, part), Origin::Any);
         }
-        found.ok_or_else(|| RenderError::NotFound(name.to_string()))
+        found
+            .map(|found| self.regs.around_user_default(found, channel_type, part))
+            .ok_or_else(|| RenderError::NotFound(name.to_string()))
     }
 
     /// Run-time rendering: like `try_render`, but a failure falls back to the built-in

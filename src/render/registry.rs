@@ -6,6 +6,10 @@
 //! The output decides the escape, so a user partial works in either. Built-ins are also kept
 //! under a private prefix, so the run-time fallback reaches them even when a user file
 //! overrides one.
+//!
+//! A built-in that begins with the built-in `default` for its place (`failure.dingtalk` is
+//! `{{> default.dingtalk}}` and then its own lines) follows `default`'s lookup: where a user's
+//! template is what `default` resolves to, the built-in is used as re-made around that one.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -23,6 +27,10 @@ impl std::fmt::Debug for Registries {
 
 /// The name prefix under which every built-in stays reachable.
 const BUILTIN_PREFIX: &str = "herald:builtin/";
+
+/// The name prefix of a built-in that wraps `default`, re-made around a user's `default`:
+/// `herald:around/<built-in>/<user template>`.
+const AROUND_PREFIX: &str = "herald:around/";
 
 macro_rules! builtins {
     ($($name:literal),* $(,)?) => {
@@ -95,6 +103,8 @@ pub(super) struct Registries {
     html_lenient: OnceLock<Handlebars<'static>>,
     user: BTreeSet<String>,
     builtin: BTreeSet<String>,
+    /// The built-ins that begin with the built-in `default` for their place.
+    wrappers: BTreeSet<String>,
 }
 
 impl Registries {
@@ -116,6 +126,7 @@ impl Registries {
             html_lenient: OnceLock::new(),
             user: BTreeSet::new(),
             builtin: BTreeSet::new(),
+            wrappers: BTreeSet::new(),
         };
         let mut errors = Vec::new();
         for (name, source) in builtins {
@@ -124,17 +135,32 @@ impl Registries {
                 regs.builtin.insert((*name).to_string());
             }
         }
+        let mut user_defaults = Vec::new();
         if let Some(dir) = user_dir {
             for (name, path) in user_files(dir, &mut errors) {
                 let file = path.display().to_string();
                 match std::fs::read_to_string(&path) {
                     Ok(source) => {
                         if regs.add(&[&name], &source, &file, &mut errors) {
+                            if in_family("default", &name) {
+                                user_defaults.push((name.clone(), source, file));
+                            }
                             regs.user.insert(name);
                         }
                     }
                     Err(e) => errors.push(format!("{file}: cannot read template: {e}")),
                 }
+            }
+        }
+        // Each wrapper around each user `default`: the user's source, then the wrapper's own
+        // lines, on a line of their own as after a built-in `default`.
+        for (name, source) in builtins {
+            let Some(own_lines) = after_default(source) else { continue };
+            regs.wrappers.insert((*name).to_string());
+            for (user, user_source, file) in &user_defaults {
+                let key = format!("{AROUND_PREFIX}{name}/{user}");
+                let end = if user_source.ends_with('\n') { "" } else { "\n" };
+                regs.add(&[&key], &format!("{user_source}{end}{own_lines}"), file, &mut errors);
             }
         }
         if errors.is_empty() {
@@ -165,8 +191,7 @@ impl Registries {
 
     /// True when any template is named `name` or `name.*`.
     pub(super) fn has_family(&self, name: &str) -> bool {
-        let prefix = format!("{name}.");
-        self.user.iter().chain(&self.builtin).any(|n| n == name || n.starts_with(&prefix))
+        self.user.iter().chain(&self.builtin).any(|n| in_family(name, n))
     }
 
     /// The first candidate in the user's dir, else the first among the built-ins, as
@@ -179,6 +204,28 @@ impl Registries {
                 .iter()
                 .find(|c| self.builtin.contains(*c))
                 .map(|c| (format!("{BUILTIN_PREFIX}{c}"), c.clone())),
+        }
+    }
+
+    /// `found` (from [`resolve`](Registries::resolve)) for a channel type and part, or, when it
+    /// is a built-in that begins with `default` and `default` there resolves to a user's
+    /// template, that built-in re-made around the user's template. The name given with it is
+    /// the user's, whose lines come first, so an error names the user's file and line.
+    pub(super) fn around_user_default(
+        &self,
+        found: (String, String),
+        channel_type: &str,
+        part: &str,
+    ) -> (String, String) {
+        let (key, template) = &found;
+        if !key.starts_with(BUILTIN_PREFIX) || !self.wrappers.contains(template) {
+            return found;
+        }
+        match self.resolve(&candidates("default", channel_type, part), Origin::Any) {
+            Some((_, user)) if self.user.contains(&user) => {
+                (format!("{AROUND_PREFIX}{template}/{user}"), user)
+            }
+            _ => found,
         }
     }
 
@@ -216,6 +263,19 @@ pub(super) fn candidates(name: &str, channel_type: &str, part: &str) -> Vec<Stri
     }
     list.push(name.to_string());
     list
+}
+
+/// Whether template `name` is `family` or `family.*`.
+fn in_family(family: &str, name: &str) -> bool {
+    name.strip_prefix(family).is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+}
+
+/// For a template whose first line is only `{{> default}}` or `{{> default.*}}`, the lines
+/// after it.
+fn after_default(source: &str) -> Option<&str> {
+    let (first, rest) = source.split_once('\n')?;
+    let included = first.trim().strip_prefix("{{>")?.strip_suffix("}}")?.trim();
+    in_family("default", included).then_some(rest)
 }
 
 fn new_registry(escape: fn(&str) -> String) -> Handlebars<'static> {

@@ -467,3 +467,55 @@ fn at_run_time_an_absent_value_renders_empty_and_the_event_is_seen_as_sent() {
     let out = r.render("t", "console", "text", &ctx(&e));
     assert_eq!(out, Rendered { text: "VERSION;[|]".into(), error: None });
 }
+
+#[test]
+fn the_built_in_failure_template_follows_a_user_default_wherever_default_would() {
+    let r = user(&[
+        ("default.hbs", "mine: {{pipeline}}\n"),
+        ("default.lark.post.hbs", "my post: {{pipeline}}"),
+        ("failure.streak.text.hbs", "my streak: {{failure_streak}}\n"),
+    ]);
+    let mut still = Event::sample();
+    still.transition = Some(crate::event::Transition::StillFailing);
+    still.failing_since = Some(crate::event::FailingSince { build_number: Some(40), at: "t".into() });
+    still.failure_streak = Some(3);
+    let c = ctx(&still);
+    let cases = [
+        // Built-ins `default.dingtalk.hbs` and `default.dingtalk.text.hbs` exist, and the user's
+        // `default.hbs` beats both, for `default` and so for `failure`.
+        ("dingtalk", "markdown", "mine: payments-api\n\n**Still failing** since #40 (3 in a row)"),
+        ("dingtalk", "text", "mine: payments-api\nmy streak: 3"),
+        ("wecom", "markdown_v2", "mine: payments-api\n\n**Still failing** since #40 (3 in a row)"),
+        ("lark", "post", "my post: payments-api\nmy streak: 3"),
+        ("email", "text", "mine: payments-api\nmy streak: 3"),
+        ("console", "text", "mine: payments-api\nmy streak: 3"),
+    ];
+    for (t, part, want) in cases {
+        assert_eq!(r.try_render("default", t, part, &c).unwrap(), want.lines().next().unwrap(), "{t}/{part}");
+        assert_eq!(r.try_render("failure", t, part, &c).unwrap(), want, "{t}/{part}");
+        assert_eq!(
+            r.render("failure", t, part, &c),
+            Rendered { text: want.into(), error: None },
+            "{t}/{part}"
+        );
+    }
+    // The parts the user gave no template for stay the built-in default's.
+    assert_eq!(
+        r.try_render("failure", "dingtalk", "title", &c),
+        r.try_render("default", "dingtalk", "title", &c)
+    );
+
+    // A typo in the user's default is reported against the user's file, by `failure` too.
+    let r = user(&[("default.hbs", "ok\n{{pipline}}\n")]);
+    for name in ["default", "failure"] {
+        let err = r.try_render(name, "dingtalk", "markdown", &c).unwrap_err();
+        assert_eq!(
+            err,
+            RenderError::Failed {
+                template: "default.hbs".into(),
+                message: "line 2, col 1: unknown field \"pipline\"".into()
+            },
+            "{name}"
+        );
+    }
+}
