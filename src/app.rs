@@ -21,8 +21,13 @@ use crate::outbox::memory::MemoryOutbox;
 use crate::outbox::Outbox;
 use crate::threads;
 
-/// How long in-flight attempts may run after the server stops accepting.
+/// How long the server's open connections, and then the delivery worker, get to finish after
+/// a stop is asked for.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// How long in-flight attempts may run on after the server stops accepting, before they are
+/// cut off and recorded so: the rest of `SHUTDOWN_GRACE` is for recording them.
+const ATTEMPT_GRACE: Duration = Duration::from_secs(8);
 
 /// Attempts the delivery worker keeps in flight at once.
 const WORKER_CONCURRENCY: usize = 128;
@@ -164,6 +169,7 @@ pub fn worker(
         governor: Arc::new(governor),
         robots: Arc::new(robots),
         max_wait: config.delivery.max_wait.0,
+        drain: ATTEMPT_GRACE,
     }
 }
 

@@ -114,6 +114,7 @@ fn rig(script: Vec<Outcome>, policy: RetryPolicy) -> Rig {
         governor: Arc::new(Governor::default()),
         robots: Arc::new(HashMap::new()),
         max_wait: Duration::from_secs(60),
+        drain: Duration::from_secs(5),
     };
     Rig { clock, outbox, channel, worker }
 }
@@ -306,6 +307,7 @@ async fn a_robot_at_its_share_drains_its_backlog_as_slots_free() {
         governor: Arc::new(Governor::default()),
         robots: Arc::new(robots),
         max_wait: Duration::from_secs(60),
+        drain: Duration::from_secs(5),
     };
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let running = tokio::spawn(worker.run(stopped));

@@ -197,6 +197,78 @@ async fn sigterm_finishes_in_flight_attempts_and_keeps_the_rest() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_cut_off_by_the_shutdown_deadline_is_recorded_and_made_again() {
+    let sink = WebhookSink::start(None);
+    // Two answers that would come long after the worker's grace at shutdown (8 s), within the
+    // channel's timeout; every later answer is at once.
+    sink.script((0..2).map(|_| Reply { delay: Duration::from_secs(40), ..Reply::status(200) }));
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), &sink.url("/ci"), port);
+    let text = std::fs::read_to_string(&config).unwrap().replace("timeout_ms = 5000", "timeout_ms = 60000");
+    std::fs::write(&config, text).unwrap();
+    let mut herald = start(&config, port).await;
+    let ids = post_events(&herald.base, 2).await;
+    sink.wait_for(2, Duration::from_secs(20));
+    let pid = herald.child.id().to_string();
+    let asked = Instant::now();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = loop {
+        if let Some(s) = herald.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(asked.elapsed() < Duration::from_secs(30), "herald did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "a graceful stop exits 0: {status:?}");
+    let log = std::fs::read_to_string(dir.path().join("herald.log")).unwrap();
+    assert_eq!(log.matches("cut off by shutdown").count(), 2, "{log}");
+
+    let herald = start(&config, port).await;
+    wait_all(&sink, &ids, Duration::from_secs(20));
+    let client = reqwest::Client::new();
+    let listing: serde_json::Value = client
+        .get(format!("{}/api/deliveries", herald.base))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let deliveries = listing["deliveries"].as_array().unwrap();
+    assert_eq!(deliveries.len(), 2, "{listing}");
+    for d in deliveries {
+        let id = d["id"].as_str().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let detail = loop {
+            let detail: serde_json::Value = client
+                .get(format!("{}/api/deliveries/{id}", herald.base))
+                .bearer_auth(ADMIN)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if detail["state"] == "delivered" {
+                break detail;
+            }
+            assert!(Instant::now() < deadline, "not delivered after the restart: {detail}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let history = detail["history"].as_array().unwrap();
+        assert_eq!(history.len(), 2, "{detail}");
+        assert_eq!(history[0]["outcome"], "interrupted", "{detail}");
+        let why = history[0]["detail"].as_str().unwrap();
+        assert!(why.starts_with("cut off by shutdown after "), "{why}");
+        assert!(history[0]["latency_ms"].as_u64().unwrap() >= 7_000, "{detail}");
+        assert_eq!(history[1]["outcome"], "delivered", "{detail}");
+    }
+    drop(herald);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_are_listed_and_replayed_through_the_api_and_the_cli() {
     let sink = WebhookSink::start(None);
     sink.script((0..3).map(|_| Reply::status(400))); // permanent: dead at once

@@ -1,8 +1,9 @@
 //! One attempt: send through the channel, classify the outcome with the retry policy, log it
-//! once, and record it.
+//! once, and record it; and the record of an attempt cut off at shutdown.
 
 use std::time::Instant;
 
+use super::inflight::Started;
 use super::Worker;
 use crate::channels::{Attempt, Verdict};
 use crate::outbox::{AttemptRecord, Delivery, Next};
@@ -21,7 +22,7 @@ impl Worker {
                 detail: reason.clone(),
                 latency_ms: 0,
             };
-            self.finish(&d, record, Next::Dead(reason)).await;
+            self.record(&d.id, record, Next::Dead(reason)).await;
             return;
         };
         let attempt = Attempt { delivery_id: d.id.clone(), number, now: self.clock.now() };
@@ -62,22 +63,46 @@ impl Worker {
                 "delivery is dead: {reason}"
             ),
         }
-        self.finish(&d, record, next).await;
+        self.record(&d.id, record, next).await;
     }
 
-    async fn finish(&self, d: &Delivery, record: AttemptRecord, next: Next) {
+    /// Records an attempt that shutdown cut off before its answer came. The platform may or
+    /// may not have the message, so it is sent again at the next start, at once, whatever the
+    /// retry policy would say: an attempt cut off says nothing about the robot.
+    pub(super) async fn record_cut_off(&self, cut: Started) {
+        let latency_ms = cut.at.elapsed().as_millis() as u64;
+        let detail = format!(
+            "cut off by shutdown after {latency_ms} ms, before an answer: sent again at the next start"
+        );
+        tracing::warn!(
+            delivery_id = %cut.delivery_id, event_id = %cut.event_id, channel = %cut.channel,
+            attempt = cut.number, "{detail}"
+        );
+        let now = self.clock.now_ms();
+        let record = AttemptRecord {
+            at: now,
+            outcome: "interrupted".into(),
+            http_status: None,
+            code: None,
+            detail,
+            latency_ms,
+        };
+        self.record(&cut.delivery_id, record, Next::RetryAt(now)).await;
+    }
+
+    async fn record(&self, id: &str, record: AttemptRecord, next: Next) {
         let retry_at = match &next {
             Next::RetryAt(at) => Some(*at),
             _ => None,
         };
-        match self.outbox.finish(&d.id, record, next).await {
+        match self.outbox.finish(id, record, next).await {
             Ok(()) => {
                 if let Some(at) = retry_at {
                     self.handoff.stored(at);
                 }
             }
             // The lease expires and the delivery comes back: at-least-once, never lost.
-            Err(e) => tracing::error!(delivery_id = %d.id, error = %e, "recording the attempt failed"),
+            Err(e) => tracing::error!(delivery_id = %id, error = %e, "recording the attempt failed"),
         }
     }
 }

@@ -24,6 +24,7 @@ mod backoff;
 pub mod governor;
 pub mod handoff;
 pub mod hold;
+mod inflight;
 pub mod slots;
 pub mod summary;
 
@@ -32,11 +33,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 
 pub use backoff::RetryPolicy;
 use governor::Governor;
 use handoff::Handoff;
+use inflight::{InFlight, Started};
 use slots::{Parked, Slot, Slots};
 
 use crate::channels::Channel;
@@ -111,6 +112,8 @@ pub struct Worker {
     pub robots: Arc<HashMap<String, Robot>>,
     /// A robot backlog that would wait longer than this is merged into one summary.
     pub max_wait: Duration,
+    /// How long the attempts in flight at shutdown may run on before they are cut off.
+    pub drain: Duration,
 }
 
 impl Worker {
@@ -206,9 +209,9 @@ impl Worker {
     }
 
     /// Starts an attempt, holding `slot` (if any) until it ends.
-    fn spawn_attempt(self: &Arc<Self>, inflight: &mut JoinSet<()>, d: Delivery, slot: Option<Slot>) {
+    fn spawn_attempt(self: &Arc<Self>, inflight: &mut InFlight, d: Delivery, slot: Option<Slot>) {
         let me = self.clone();
-        inflight.spawn(async move {
+        inflight.spawn(Started::next_of(&d), async move {
             let _slot = slot;
             me.attempt(d).await
         });
@@ -228,7 +231,7 @@ impl Worker {
     /// Runs until `shutdown` turns true, keeping up to `concurrency` attempts in flight (at
     /// most `robot_slots` per robot) and taking more as they finish; in between it sleeps until
     /// work is handed over, the store has some due, or a full robot frees a slot. In-flight
-    /// attempts finish before it returns.
+    /// attempts finish before it returns, or are cut off after `drain` and recorded so.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let me = Arc::new(self);
         me.seed_governor(me.clock.now_ms()).await;
@@ -240,12 +243,12 @@ impl Worker {
         let mut skipped: Vec<String> = Vec::new();
         // Whether the last take left handed-over deliveries queued for want of a slot.
         let mut refused = false;
-        let mut inflight: JoinSet<()> = JoinSet::new();
+        let mut inflight = InFlight::default();
         loop {
             if *shutdown.borrow() {
                 break;
             }
-            while inflight.try_join_next().is_some() {}
+            inflight.reap();
             let now = me.clock.now_ms();
             for (d, slot) in parked.ready(&slots, now) {
                 me.spawn_attempt(&mut inflight, d, Some(slot));
@@ -304,13 +307,15 @@ impl Worker {
             // slots are what holds work back.
             let for_slots = slots.any_full() || !parked.is_empty() || !skipped.is_empty() || refused;
             tokio::select! {
-                _ = inflight.join_next(), if inflight.len() >= me.concurrency || for_slots => {}
+                _ = inflight.join_one(), if inflight.len() >= me.concurrency || for_slots => {}
                 _ = me.handoff.notified() => {}
                 _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
                 _ = shutdown.changed() => {}
             }
         }
-        while inflight.join_next().await.is_some() {}
+        for cut in inflight.finish(me.drain).await {
+            me.record_cut_off(cut).await;
+        }
         if let Err(e) = me.outbox.flush().await {
             tracing::error!(error = %e, "recording the last attempts failed");
         }

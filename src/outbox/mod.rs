@@ -199,7 +199,7 @@ impl Delivery {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttemptRecord {
     pub at: Millis,
-    /// `delivered`, `transient` or `permanent`.
+    /// `delivered`, `transient`, `permanent`, or `interrupted` (cut off by shutdown).
     pub outcome: String,
     pub http_status: Option<u16>,
     pub code: Option<i64>,
