@@ -118,6 +118,28 @@ fn wait_all(sink: &WebhookSink, ids: &[String], within: Duration) {
     }
 }
 
+/// Sends SIGTERM and waits for a clean exit (status 0) within 30 s.
+fn terminate(herald: &mut Herald) {
+    let pid = herald.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = herald.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "herald did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "a graceful stop exits 0: {status:?}");
+}
+
+/// `GET /api/deliveries{path}` with the admin token, as JSON.
+async fn admin_get(herald: &Herald, path: &str) -> serde_json::Value {
+    let url = format!("{}/api/deliveries{path}", herald.base);
+    let resp = reqwest::Client::new().get(url).bearer_auth(ADMIN).send().await.unwrap();
+    resp.json().await.unwrap()
+}
+
 /// How many times each event reached the sink.
 fn arrivals(sink: &WebhookSink) -> HashMap<String, usize> {
     let mut counts = HashMap::new();
@@ -171,17 +193,7 @@ async fn sigterm_finishes_in_flight_attempts_and_keeps_the_rest() {
     let mut herald = start(&config, port).await;
     let ids = post_events(&herald.base, 300).await;
     sink.wait_for(1, Duration::from_secs(20));
-    let pid = herald.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = herald.child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "herald did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(status.success(), "a graceful stop exits 0: {status:?}");
+    terminate(&mut herald);
     let port_closed = std::net::TcpStream::connect(("127.0.0.1", port)).is_err();
     assert!(port_closed, "the port is closed after shutdown");
 
@@ -210,47 +222,20 @@ async fn an_attempt_cut_off_by_the_shutdown_deadline_is_recorded_and_made_again(
     let mut herald = start(&config, port).await;
     let ids = post_events(&herald.base, 2).await;
     sink.wait_for(2, Duration::from_secs(20));
-    let pid = herald.child.id().to_string();
-    let asked = Instant::now();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let status = loop {
-        if let Some(s) = herald.child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(asked.elapsed() < Duration::from_secs(30), "herald did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(status.success(), "a graceful stop exits 0: {status:?}");
+    terminate(&mut herald);
     let log = std::fs::read_to_string(dir.path().join("herald.log")).unwrap();
     assert_eq!(log.matches("cut off by shutdown").count(), 2, "{log}");
 
     let herald = start(&config, port).await;
     wait_all(&sink, &ids, Duration::from_secs(20));
-    let client = reqwest::Client::new();
-    let listing: serde_json::Value = client
-        .get(format!("{}/api/deliveries", herald.base))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listing = admin_get(&herald, "").await;
     let deliveries = listing["deliveries"].as_array().unwrap();
     assert_eq!(deliveries.len(), 2, "{listing}");
     for d in deliveries {
         let id = d["id"].as_str().unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         let detail = loop {
-            let detail: serde_json::Value = client
-                .get(format!("{}/api/deliveries/{id}", herald.base))
-                .bearer_auth(ADMIN)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let detail = admin_get(&herald, &format!("/{id}")).await;
             if detail["state"] == "delivered" {
                 break detail;
             }
@@ -284,8 +269,7 @@ async fn dead_letters_are_listed_and_replayed_through_the_api_and_the_cli() {
     assert_eq!(unauthorized.status(), 401);
     let deadline = Instant::now() + Duration::from_secs(20);
     let dead = loop {
-        let v: serde_json::Value =
-            client.get(api("?state=dead")).bearer_auth(ADMIN).send().await.unwrap().json().await.unwrap();
+        let v: serde_json::Value = admin_get(&herald, "?state=dead").await;
         if v["deliveries"].as_array().unwrap().len() == 3 {
             break v;
         }
@@ -293,8 +277,7 @@ async fn dead_letters_are_listed_and_replayed_through_the_api_and_the_cli() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let first = dead["deliveries"][0]["id"].as_str().unwrap().to_string();
-    let detail: serde_json::Value =
-        client.get(api(&format!("/{first}"))).bearer_auth(ADMIN).send().await.unwrap().json().await.unwrap();
+    let detail: serde_json::Value = admin_get(&herald, &format!("/{first}")).await;
     assert_eq!(detail["state"], "dead");
     assert_eq!(detail["history"][0]["http_status"], 400);
     let all_output = format!("{dead}{detail}");

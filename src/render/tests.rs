@@ -415,6 +415,15 @@ fn every_name_in_the_dir_comes_before_any_built_in() {
     assert!(r.try_render("default", "email", "html", &c).unwrap().contains("<html"));
 }
 
+/// A failure after three in a row since build 40.
+fn still_failing() -> Event {
+    let mut still = Event::sample();
+    still.transition = Some(crate::event::Transition::StillFailing);
+    still.failing_since = Some(crate::event::FailingSince { build_number: Some(40), at: "t".into() });
+    still.failure_streak = Some(3);
+    still
+}
+
 #[test]
 fn the_built_in_failure_template_is_the_default_and_where_the_streak_stands() {
     let r = Renderer::new(None).unwrap();
@@ -431,10 +440,7 @@ fn the_built_in_failure_template_is_the_default_and_where_the_streak_stands() {
         ("email", "text"),
         ("console", "text"),
     ];
-    let mut still = Event::sample();
-    still.transition = Some(crate::event::Transition::StillFailing);
-    still.failing_since = Some(crate::event::FailingSince { build_number: Some(40), at: "t".into() });
-    still.failure_streak = Some(3);
+    let still = still_failing();
     let mut first = Event::sample();
     first.transition = Some(crate::event::Transition::FirstFailure);
     first.previous_status = Some(Status::Success);
@@ -475,10 +481,7 @@ fn the_built_in_failure_template_follows_a_user_default_wherever_default_would()
         ("default.lark.post.hbs", "my post: {{pipeline}}"),
         ("failure.streak.text.hbs", "my streak: {{failure_streak}}\n"),
     ]);
-    let mut still = Event::sample();
-    still.transition = Some(crate::event::Transition::StillFailing);
-    still.failing_since = Some(crate::event::FailingSince { build_number: Some(40), at: "t".into() });
-    still.failure_streak = Some(3);
+    let still = still_failing();
     let c = ctx(&still);
     let cases = [
         // Built-ins `default.dingtalk.hbs` and `default.dingtalk.text.hbs` exist, and the user's
