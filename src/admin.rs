@@ -27,9 +27,9 @@ pub enum AdminError {
     NotFound(String),
     #[error("delivery \"{id}\" is {}: only dead or retrying deliveries can be retried", state.as_str())]
     NotRetryable { id: String, state: DeliveryState },
-    /// A delivery named was being attempted at that moment, so it was left to that attempt.
-    #[error("{}", in_flight_message(.ids, *.replayed))]
-    InFlight { ids: Vec<String>, replayed: usize },
+    /// A delivery named was leased for an attempt at that moment, so it was left to it.
+    #[error("{}", in_flight_message(.leased, *.replayed))]
+    InFlight { leased: Vec<String>, replayed: usize },
     #[error(transparent)]
     Store(#[from] OutboxError),
 }
@@ -154,9 +154,9 @@ pub async fn show(outbox: &dyn Outbox, id: &str) -> Result<(Delivery, Vec<Attemp
 }
 
 /// Replays the deliveries named, due at `now`. Each must exist and be dead or retrying; all
-/// are checked before any is replayed. Returns how many were replayed. A retrying one whose
-/// attempt is in flight at that moment is left to that attempt, and then the answer is
-/// [`AdminError::InFlight`], saying how many of the others were replayed.
+/// are checked before any is replayed. Returns how many were replayed. A retrying one leased
+/// for an attempt at that moment is left to that attempt, and then the answer is
+/// [`AdminError::InFlight`], naming it and saying how many of the others were replayed.
 pub async fn retry_named(outbox: &dyn Outbox, ids: &[String], now: Millis) -> Result<usize, AdminError> {
     let mut unique: Vec<String> = Vec::with_capacity(ids.len());
     for id in ids {
@@ -172,20 +172,28 @@ pub async fn retry_named(outbox: &dyn Outbox, ids: &[String], now: Millis) -> Re
         }
     }
     let replayed = outbox.replay(ids, &ListFilter::default(), now).await?;
-    if replayed < ids.len() {
-        return Err(AdminError::InFlight { ids: ids.to_vec(), replayed });
+    if replayed == ids.len() {
+        return Ok(replayed);
     }
-    Ok(replayed)
+    // A replayed delivery is pending with no attempts; the others were left to their lease.
+    let mut leased = Vec::new();
+    for id in ids {
+        let (d, _) = show(outbox, id).await?;
+        if d.state != DeliveryState::Pending || d.attempts > 0 {
+            leased.push(id.clone());
+        }
+    }
+    Err(AdminError::InFlight { leased, replayed })
 }
 
-fn in_flight_message(ids: &[String], replayed: usize) -> String {
-    match ids {
-        [id] => format!("delivery \"{id}\" is being attempted now: retry it once that attempt ends"),
+fn in_flight_message(leased: &[String], replayed: usize) -> String {
+    const WHEN: &str = "retry once the attempt ends (a lease left by a gateway that stopped without \
+                        ending it ends when the gateway starts again)";
+    match (leased, replayed) {
+        ([id], 0) => format!("delivery \"{id}\" is leased for an attempt now: {WHEN}"),
         _ => format!(
-            "{} of the {} deliveries named were being attempted at that moment and were left to \
-             those attempts; retried the other {replayed}",
-            ids.len() - replayed,
-            ids.len()
+            "retried {replayed} of the deliveries named; leased for an attempt now, so left to it: {}; {WHEN}",
+            leased.join(", ")
         ),
     }
 }
@@ -338,16 +346,16 @@ mod tests {
         assert_eq!(err.status(), 409);
         assert_eq!(
             err.to_string(),
-            "delivery \"busy\" is being attempted now: retry it once that attempt ends"
+            "delivery \"busy\" is leased for an attempt now: retry once the attempt ends (a lease left \
+             by a gateway that stopped without ending it ends when the gateway starts again)"
         );
         assert_eq!(o.get("busy").unwrap().0.attempts, 1, "the attempt in flight keeps its delivery");
 
         let err = retry_named(&o, &ids(&["idle", "busy"]), 2_000).await.unwrap_err();
         assert_eq!(err.status(), 409);
-        assert_eq!(
-            err.to_string(),
-            "1 of the 2 deliveries named were being attempted at that moment and were left to those \
-             attempts; retried the other 1"
+        assert!(
+            err.to_string().starts_with("retried 1 of the deliveries named; leased for an attempt now, so left to it: busy; retry once"),
+            "{err}"
         );
         assert_eq!(o.get("idle").unwrap().0.state, DeliveryState::Pending, "the other one was retried");
 

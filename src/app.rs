@@ -21,13 +21,16 @@ use crate::outbox::memory::MemoryOutbox;
 use crate::outbox::Outbox;
 use crate::threads;
 
-/// How long the server's open connections, and then the delivery worker, get to finish after
-/// a stop is asked for.
+/// How long the server's open connections get to finish after a stop is asked for.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// How long in-flight attempts may run on after the server stops accepting, before they are
-/// cut off and recorded so: the rest of `SHUTDOWN_GRACE` is for recording them.
+/// How long in-flight attempts may run on once the server has stopped, before they are cut
+/// off and recorded so.
 const ATTEMPT_GRACE: Duration = Duration::from_secs(8);
+
+/// How long the worker then has to record the last attempts and commit them: longer than the
+/// store's wait for a lock (`busy_timeout`, 5 s), so a slow commit is not cut short.
+const RECORD_GRACE: Duration = Duration::from_secs(7);
 
 /// Attempts the delivery worker keeps in flight at once.
 const WORKER_CONCURRENCY: usize = 128;
@@ -201,8 +204,9 @@ impl Running {
 
 async fn finish_worker(worker: oneshot::Receiver<()>, shutdown: watch::Sender<bool>) {
     let _ = shutdown.send(true);
-    match tokio::time::timeout(SHUTDOWN_GRACE, worker).await {
+    let grace = ATTEMPT_GRACE + RECORD_GRACE;
+    match tokio::time::timeout(grace, worker).await {
         Ok(_) => tracing::info!("delivery worker stopped"),
-        Err(_) => tracing::warn!("delivery worker did not stop within {}s", SHUTDOWN_GRACE.as_secs()),
+        Err(_) => tracing::warn!("delivery worker did not stop within {}s", grace.as_secs()),
     }
 }

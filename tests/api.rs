@@ -532,8 +532,9 @@ async fn retrying_an_unknown_or_unfinished_delivery_is_refused() {
     let leased = s.outbox.lease(later, 10, hour).await.unwrap();
     assert_eq!(leased.iter().map(|d| &d.id).collect::<Vec<_>>(), [&dead]);
     let (status, body) = s.admin(reqwest::Method::POST, &retry(&dead), Some(ADMIN)).await;
-    let want = format!("delivery \"{dead}\" is being attempted now: retry it once that attempt ends");
-    assert_eq!((status, body["error"].as_str()), (409, Some(want.as_str())), "{body}");
+    let want = format!("delivery \"{dead}\" is leased for an attempt now: retry once the attempt ends");
+    let error = body["error"].as_str().unwrap_or_default();
+    assert!(status == 409 && error.starts_with(&want), "{status} {body}");
     assert_eq!(s.outbox.get(&dead).unwrap().0.state, DeliveryState::Retrying);
     s.stop().await;
 }

@@ -194,8 +194,13 @@ impl Renderer {
         ctx: &serde_json::Value,
         mode: Mode,
     ) -> Result<String, RenderError> {
+        // The file at fault: a user partial names itself; otherwise the template resolved (for
+        // a built-in re-made around a user's `default`, that user file, whose lines come first).
         let failed = |e: &handlebars::RenderError| RenderError::Failed {
-            template: format!("{template}.hbs"),
+            template: match e.template_name.as_deref() {
+                Some(name) if name != key && !registry::is_private(name) => format!("{name}.hbs"),
+                _ => format!("{template}.hbs"),
+            },
             message: describe(e),
         };
         let mut ctx = context::complete(ctx);

@@ -142,7 +142,7 @@ impl Registries {
                 match std::fs::read_to_string(&path) {
                     Ok(source) => {
                         if regs.add(&[&name], &source, &file, &mut errors) {
-                            if in_family("default", &name) {
+                            if in_family("default", &name) && !is_part(&name) {
                                 user_defaults.push((name.clone(), source, file));
                             }
                             regs.user.insert(name);
@@ -263,6 +263,17 @@ pub(super) fn candidates(name: &str, channel_type: &str, part: &str) -> Vec<Stri
     }
     list.push(name.to_string());
     list
+}
+
+/// Whether `name` is a registry key of Herald's own (a built-in's copy, a re-made wrapper)
+/// rather than a template's file name.
+pub(super) fn is_private(name: &str) -> bool {
+    name.starts_with("herald:")
+}
+
+/// Whether template `name` is a part (`default.title`, `default.email.html`), not a body.
+fn is_part(name: &str) -> bool {
+    name.rsplit('.').next().is_some_and(|last| PARTS.contains(&last))
 }
 
 /// Whether template `name` is `family` or `family.*`.

@@ -508,6 +508,17 @@ fn the_built_in_failure_template_follows_a_user_default_wherever_default_would()
         r.try_render("default", "dingtalk", "title", &c)
     );
 
+    // A typo in a user partial is reported against that partial, not the default around it.
+    let r = user(&[("default.hbs", "fine\n"), ("failure.streak.md.hbs", "ok\n{{streek}}\n")]);
+    let err = r.try_render("failure", "dingtalk", "markdown", &c).unwrap_err();
+    assert_eq!(
+        err,
+        RenderError::Failed {
+            template: "failure.streak.md.hbs".into(),
+            message: "line 2, col 1: unknown field \"streek\"".into()
+        }
+    );
+
     // A typo in the user's default is reported against the user's file, by `failure` too.
     let r = user(&[("default.hbs", "ok\n{{pipline}}\n")]);
     for name in ["default", "failure"] {
