@@ -225,6 +225,8 @@ start_sink() {
 start_herald() {
   rm -rf "$WORK/data-$1"
   mkdir -p "$WORK/data-$1"
+  # What the last server wrote and deleted reaches the disk now, not during this measurement.
+  sync
   BENCH_SINK_PORT=$SINK_PORT BENCH_DATA_DIR=$WORK/data-$1 \
     launch "herald-$1" /healthz "$HERALD" serve --config "${2:-$CONFIG}"
   HERALD_PID=$LAUNCHED_PID HERALD_PORT=$LAUNCHED_PORT HERALD_START_MS=$LAUNCHED_MS
