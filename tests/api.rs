@@ -1,5 +1,6 @@
 //! The HTTP API over real sockets: every answer SPEC §3 names, tokens, body limits, and that
-//! Herald keeps serving after bad input; and the admin API's token, parameters and refusals.
+//! Herald keeps serving after bad input; the admin API's token, parameters and refusals; and
+//! that what a request stores reaches the worker without being read back.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -171,6 +172,18 @@ fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(format!("{}/tests/fixtures/inbound/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
 }
 
+/// An attempt the platform refused for good.
+fn refused() -> AttemptRecord {
+    AttemptRecord {
+        at: 1,
+        outcome: "permanent".into(),
+        http_status: Some(400),
+        code: None,
+        detail: "refused".into(),
+        latency_ms: 1,
+    }
+}
+
 /// Waits, with a deadline, until every stored delivery has left the pending states.
 async fn settled(outbox: &MemoryOutbox) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -182,6 +195,35 @@ async fn settled(outbox: &MemoryOutbox) {
         assert!(tokio::time::Instant::now() < deadline, "deliveries did not settle: {all:#?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+#[tokio::test]
+async fn accepted_deliveries_reach_the_worker_in_memory_and_are_not_read_back_from_the_store() {
+    let s = Server::start().await;
+    let template: Value = serde_json::from_slice(&fixture("flow-task-fail.json")).unwrap();
+    let posts = (0..100).map(|build| {
+        let mut event = template.clone();
+        event["task"]["buildNumber"] = build.to_string().into();
+        s.post("/hooks/flow", "application/json", serde_json::to_vec(&event).unwrap())
+    });
+    for (status, body) in futures_util::future::join_all(posts).await {
+        assert_eq!(status, 202, "{body}");
+    }
+    settled(&s.outbox).await;
+    // Each event stored a delivery to "stdout" and one to "failures", leased in the same
+    // commit and handed over in memory.
+    assert_eq!(s.outbox.all().len(), 200);
+    assert_eq!(s.outbox.leased_count(), 0, "handed-over deliveries were leased from the store again");
+
+    // A delivery put back in the store (a retry, a replay) is leased from it.
+    let first = s.outbox.all()[0].id.clone();
+    s.outbox.finish(&first, refused(), Next::Dead("refused".into())).await.unwrap();
+    let (status, body) =
+        s.admin(reqwest::Method::POST, &format!("/api/deliveries/{first}/retry"), Some(ADMIN)).await;
+    assert_eq!(status, 200, "{body}");
+    settled(&s.outbox).await;
+    assert_eq!(s.outbox.leased_count(), 1);
+    s.stop().await;
 }
 
 #[tokio::test]
@@ -499,14 +541,7 @@ async fn retrying_an_unknown_or_unfinished_delivery_is_refused() {
     assert_eq!(status, 202);
     settled(&s.outbox).await;
     let [delivered, dead] = [0, 1].map(|i| s.outbox.all()[i].id.clone());
-    let refusal = AttemptRecord {
-        at: 1,
-        outcome: "permanent".into(),
-        http_status: Some(400),
-        code: None,
-        detail: "refused".into(),
-        latency_ms: 1,
-    };
+    let refusal = refused();
     s.outbox.finish(&dead, refusal.clone(), Next::Dead("refused".into())).await.unwrap();
     let retry = |id: &str| format!("/api/deliveries/{id}/retry");
 

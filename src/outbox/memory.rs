@@ -2,6 +2,7 @@
 //! `Outbox` contract and the backend for dry runs and tests.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -28,11 +29,18 @@ pub struct MemoryOutbox {
     seen: Mutex<HashMap<String, (String, Millis)>>,
     tracks: Mutex<HashMap<String, Track>>,
     claims: Mutex<HashMap<String, Millis>>,
+    /// Deliveries handed out by leases so far: what the worker read back from the store.
+    leased: AtomicUsize,
 }
 
 impl MemoryOutbox {
     pub fn new() -> MemoryOutbox {
         MemoryOutbox::default()
+    }
+
+    /// How many deliveries leases have handed out so far (one leased twice counts twice).
+    pub fn leased_count(&self) -> usize {
+        self.leased.load(Ordering::Relaxed)
     }
 
     /// A stored delivery and its attempts.
@@ -106,14 +114,16 @@ impl Outbox for MemoryOutbox {
             })
             .collect();
         due.sort_by_key(|e| (e.delivery.next_at, e.delivery.created_at));
-        Ok(due
+        let leased: Vec<Delivery> = due
             .into_iter()
             .take(limit)
             .map(|e| {
                 e.leased_until = Some(now + lease_ms);
                 e.delivery.clone()
             })
-            .collect())
+            .collect();
+        self.leased.fetch_add(leased.len(), Ordering::Relaxed);
+        Ok(leased)
     }
 
     async fn due_channels(&self, channels: &[String], now: Millis) -> Result<Vec<String>, OutboxError> {
