@@ -109,6 +109,18 @@ pub struct SourceEntry {
     pub base_url: Option<url::Url>,
 }
 
+impl SourceEntry {
+    /// What the parsers need of this source, under the name requests use for it.
+    pub fn source<'a>(&'a self, name: &'a str) -> ingest::Source<'a> {
+        ingest::Source {
+            name,
+            format: self.format,
+            generic: self.generic.as_ref(),
+            base_url: self.base_url.as_ref(),
+        }
+    }
+}
+
 /// Every source requests can name: each built-in format (with its settings, if configured)
 /// and each configured generic source.
 fn sources(config: &BTreeMap<String, SourceConfig>) -> BTreeMap<String, SourceEntry> {
@@ -314,13 +326,7 @@ impl Gateway {
             return Err(HookError::MethodNotAllowed(format!("{name} accepts POST only")));
         }
         src.guard.check(&name, src.format, req, raw_query, peer).map_err(|e| HookError::Unauthorized(e.0))?;
-        let source = ingest::Source {
-            name: &name,
-            format: src.format,
-            generic: src.generic.as_ref(),
-            base_url: src.base_url.as_ref(),
-        };
-        Ok(ingest::parse_events(&source, req)?)
+        Ok(ingest::parse_events(&src.source(&name), req)?)
     }
 
     /// Parses, authenticates and accepts a request: the HTTP API's entry point. Returns one
@@ -346,13 +352,7 @@ impl Gateway {
     ) -> Result<Vec<Accepted>, HookError> {
         self.check_peer(name, Some(peer))?;
         let src = self.sources.get(name).ok_or_else(|| HookError::UnknownFormat(name.to_string()))?;
-        let source = ingest::Source {
-            name,
-            format: src.format,
-            generic: src.generic.as_ref(),
-            base_url: src.base_url.as_ref(),
-        };
-        let events = ingest::parse_events(&source, req)?;
+        let events = ingest::parse_events(&src.source(name), req)?;
         self.accept_all(events).await
     }
 

@@ -210,22 +210,22 @@ impl Renderer {
                 Ok(text) => return Ok(tidy(part, text)),
                 Err(e) => e,
             };
-            let absent = match e.reason() {
-                handlebars::RenderErrorReason::MissingVariable(Some(path)) => context::below_known(path),
-                _ => false,
+            let path = match e.reason() {
+                handlebars::RenderErrorReason::MissingVariable(Some(path)) if context::below_known(path) => {
+                    path.clone()
+                }
+                _ => return Err(failed(&e)),
             };
-            if absent && mode == Mode::Run {
+            if mode == Mode::Run {
                 let lenient = self.regs.for_output(part, template, false);
                 return lenient
                     .render(key, ctx.as_ref())
                     .map(|text| tidy(part, text))
                     .map_err(|e| failed(&e));
             }
-            if let handlebars::RenderErrorReason::MissingVariable(Some(path)) = e.reason() {
-                if absent && filled < MAX_ABSENT && context::fill_absent(ctx.to_mut(), path) {
-                    filled += 1;
-                    continue;
-                }
+            if filled < MAX_ABSENT && context::fill_absent(ctx.to_mut(), &path) {
+                filled += 1;
+                continue;
             }
             return Err(failed(&e));
         }

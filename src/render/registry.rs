@@ -268,7 +268,7 @@ pub(super) fn candidates(name: &str, channel_type: &str, part: &str) -> Vec<Stri
 /// Whether `name` is a registry key of Herald's own (a built-in's copy, a re-made wrapper)
 /// rather than a template's file name.
 pub(super) fn is_private(name: &str) -> bool {
-    name.starts_with("herald:")
+    name.starts_with(BUILTIN_PREFIX) || name.starts_with(AROUND_PREFIX)
 }
 
 /// Whether template `name` is a part (`default.title`, `default.email.html`), not a body.
