@@ -249,6 +249,7 @@ async fn an_attempt_cut_off_by_the_shutdown_deadline_is_recorded_and_made_again(
         assert!(why.starts_with("cut off by shutdown after "), "{why}");
         assert!(history[0]["latency_ms"].as_u64().unwrap() >= 7_000, "{detail}");
         assert_eq!(history[1]["outcome"], "delivered", "{detail}");
+        assert_eq!(detail["attempts"], 1, "the interrupted attempt is listed, not counted: {detail}");
     }
     drop(herald);
 }

@@ -68,7 +68,8 @@ impl Worker {
 
     /// Records an attempt that shutdown cut off before its answer came. The platform may or
     /// may not have the message, so it is sent again at the next start, at once, whatever the
-    /// retry policy would say: an attempt cut off says nothing about the robot.
+    /// retry policy would say: an attempt cut off says nothing about the robot, so it does not
+    /// count toward `max_attempts` either.
     pub(super) async fn record_cut_off(&self, cut: Started) {
         let latency_ms = cut.at.elapsed().as_millis() as u64;
         let detail = format!(
@@ -81,7 +82,7 @@ impl Worker {
         let now = self.clock.now_ms();
         let record = AttemptRecord {
             at: now,
-            outcome: "interrupted".into(),
+            outcome: AttemptRecord::INTERRUPTED.into(),
             http_status: None,
             code: None,
             detail,

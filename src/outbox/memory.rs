@@ -147,7 +147,7 @@ impl Outbox for MemoryOutbox {
         let mut entries = self.entries.lock().expect("outbox lock");
         let entry = entries.get_mut(id).ok_or_else(|| OutboxError(format!("no delivery {id}")))?;
         let d = &mut entry.delivery;
-        d.attempts += 1;
+        d.attempts += u32::from(attempt.counts());
         if attempt.outcome != "delivered" {
             d.last_error = Some(attempt.detail.clone());
         }

@@ -207,6 +207,18 @@ pub struct AttemptRecord {
     pub latency_ms: u64,
 }
 
+impl AttemptRecord {
+    /// The outcome of an attempt that shutdown cut off before its answer.
+    pub const INTERRUPTED: &'static str = "interrupted";
+
+    /// Whether the attempt counts toward `max_attempts`: one cut off by shutdown is recorded
+    /// but not counted, since it says nothing about the robot and a restart should not use up
+    /// a delivery's retries.
+    pub fn counts(&self) -> bool {
+        self.outcome != Self::INTERRUPTED
+    }
+}
+
 /// What happens to a delivery after an attempt.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Next {

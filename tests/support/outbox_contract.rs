@@ -240,6 +240,15 @@ async fn finish_reschedules_and_releases(o: Arc<dyn Outbox>) {
     assert_eq!(d[0].state, DeliveryState::Retrying);
     assert_eq!(d[0].attempts, 1);
     assert_eq!(d[0].last_error.as_deref(), Some("ok"));
+
+    // An attempt cut off by shutdown is recorded, and made again, without counting.
+    o.finish("a", record(2_001, "interrupted"), Next::RetryAt(2_001)).await.unwrap();
+    let d = o.lease(2_001, 10, 60_000).await.unwrap();
+    assert_eq!(d.len(), 1, "an interrupted attempt is due again");
+    assert_eq!(d[0].attempts, 1, "an interrupted attempt does not count");
+    let (_, history) = o.get("a").await.unwrap().expect("stored");
+    let outcomes: Vec<&str> = history.iter().map(|a| a.outcome.as_str()).collect();
+    assert_eq!(outcomes, ["transient", "interrupted"]);
 }
 
 async fn dead_and_delivered_are_final(o: Arc<dyn Outbox>) {

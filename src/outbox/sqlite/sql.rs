@@ -253,10 +253,10 @@ pub fn finish(tx: &Transaction<'_>, id: &str, a: &AttemptRecord, next: &Next) ->
     // for each call.
     let changed = tx
         .prepare_cached(
-            "UPDATE deliveries SET state = ?2, attempts = attempts + 1, next_at = COALESCE(?3, next_at), \
+            "UPDATE deliveries SET state = ?2, attempts = attempts + ?5, next_at = COALESCE(?3, next_at), \
              last_error = COALESCE(?4, last_error), leased_until = NULL WHERE id = ?1",
         )
-        .and_then(|mut s| s.execute(params![id, state, next_at, error]))
+        .and_then(|mut s| s.execute(params![id, state, next_at, error, i64::from(a.counts())]))
         .map_err(db)?;
     if changed == 0 {
         return Err(OutboxError(format!("no delivery {id}")));
