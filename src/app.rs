@@ -11,10 +11,10 @@ use tokio::task::JoinHandle;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::Rate;
-use crate::config::{Config, ConfigError};
+use crate::config::{self, Config, ConfigError};
 use crate::delivery::governor::Governor;
 use crate::delivery::{self, RetryPolicy, Worker};
-use crate::gateway::Gateway;
+use crate::gateway::{Compiled, Gateway};
 use crate::http::{self, AppState};
 use crate::listen::{self, Listeners};
 use crate::outbox::memory::MemoryOutbox;
@@ -93,11 +93,46 @@ pub struct Running {
     listeners: Listeners,
 }
 
+/// Every error in a config at once: what reading it found, then what compiling the parts that
+/// were read found (bad globs, missing or failing templates). Compiling needs a runtime.
+pub fn validate(read: config::Read) -> Result<(Config, Compiled), Vec<ConfigError>> {
+    // Without its `[templates]`, the templates the rules name could only be reported missing.
+    let compiled = if read.templates_read { Gateway::compile(&read.config) } else { Err(Vec::new()) };
+    match compiled {
+        Ok(compiled) if read.errors.is_empty() => Ok((read.config, compiled)),
+        compiled => {
+            let mut errors = read.errors;
+            let found = errors.len();
+            for e in compiled.err().unwrap_or_default() {
+                // A channel with errors of its own cannot be built either: saying so again for
+                // the channel as a whole would add nothing.
+                let restated = e.path.starts_with("channels.")
+                    && errors[..found].iter().any(|r| {
+                        r.path.strip_prefix(e.path.as_str()).is_some_and(|rest| rest.starts_with('.'))
+                    });
+                if !restated {
+                    errors.push(e);
+                }
+            }
+            Err(errors)
+        }
+    }
+}
+
 /// Validates the config, binds the port and starts the HTTP server and the delivery worker.
 /// A bad config stops it before the port opens.
 pub async fn start(config: &Config, opts: Options) -> Result<Running, StartError> {
-    let built =
-        Gateway::build(config, opts.outbox.clone(), opts.clock.clone()).map_err(StartError::Config)?;
+    let compiled = Gateway::compile(config).map_err(StartError::Config)?;
+    start_compiled(config, compiled, opts).await
+}
+
+/// `start`, with the config already compiled (and so known to be good).
+pub async fn start_compiled(
+    config: &Config,
+    compiled: Compiled,
+    opts: Options,
+) -> Result<Running, StartError> {
+    let built = compiled.assemble(opts.outbox.clone(), opts.clock.clone());
     for w in &built.warnings {
         tracing::warn!("config: {w}");
     }

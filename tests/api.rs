@@ -271,6 +271,15 @@ async fn bad_inputs_get_the_specified_codes_and_change_nothing() {
         ("/hooks/flow", "application/xml", fixture("jenkins-tikal-started.xml"), None, 422, "XML"),
         ("/hooks/buildbot", "application/xml", fixture("jenkins-tikal-started.xml"), None, 422, "<job>"),
         ("/hooks/gitlabz", "application/json", b"{}".to_vec(), None, 404, "unknown format \"gitlabz\""),
+        // "generic" is a type of source, not one: the answer lists what this gateway accepts.
+        (
+            "/hooks/generic",
+            "application/json",
+            b"{}".to_vec(),
+            None,
+            404,
+            "accepts: alertmanager, buildbot, flow, github,",
+        ),
         ("/hooks/jenkins", "application/json", fixture("jenkins-tikal-started.json"), None, 401, "token"),
         (
             "/hooks/jenkins",

@@ -100,7 +100,65 @@ status = "broken"
     let text = stdout(&out);
     assert!(text.contains("rules[0].channels[2]: unknown channel \"team-dingtlk\""), "{text}");
     assert!(text.contains("rules[1].when.status[0]: unknown status \"broken\""), "{text}");
+    assert!(text.contains("rules[0].template: template \"nope\" not found"), "{text}");
     assert!(!text.contains("tok-secret-123"), "{text}");
+}
+
+#[test]
+fn check_reports_what_reading_and_compiling_find_in_one_run() {
+    let (_dir, path) = write_config(
+        r#"
+[server]
+bogus = 1
+
+[channels.c]
+type = "console"
+
+[channels.d]
+type = "dingtalk"
+url = "ftp://oapi.dingtalk.com/robot/send?access_token=x"
+msgtype = "bogus"
+
+[[rules]]
+name = "a"
+channels = ["c"]
+template = "missing-tpl"
+[rules.when]
+pipeline = "a[b"
+
+[[rules]]
+name = 5
+channels = ["c"]
+
+[[rules]]
+name = "b"
+channels = ["c", "d", "nope"]
+template = "also-missing"
+[rules.when]
+final = "yes"
+status = "failed"
+"#,
+    );
+    let out = herald(&["check", "--config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    let want = [
+        "server.bogus: unknown key",
+        "channels.d.msgtype: unknown variant `bogus`",
+        "channels.d.url: expected an http:// or https:// URL",
+        "rules[1].name: invalid type",
+        "rules[2].when.final: invalid type",
+        "rules[2].when.status[0]: unknown status \"failed\"",
+        "rules[2].channels[2]: unknown channel \"nope\"",
+        // Found by compiling what was read, in the same run; a rule keeps its index.
+        "rules[0].when.pipeline: invalid glob \"a[b\"",
+        "rules[0].template: template \"missing-tpl\" not found",
+        "rules[2].template: template \"also-missing\" not found",
+    ];
+    for w in want {
+        assert!(text.lines().any(|l| l.starts_with(w)), "missing {w:?} in\n{text}");
+    }
+    assert_eq!(text.lines().count(), want.len(), "each error once:\n{text}");
 }
 
 #[test]
@@ -199,6 +257,71 @@ mobiles = ["13800000000"]
 }
 
 #[test]
+fn render_lists_every_matching_rule_even_one_with_nothing_of_its_own_to_send() {
+    let (_dir, path) = write_config(
+        r#"
+[channels.out]
+type = "console"
+[channels.log]
+type = "console"
+
+[[rules]]
+name = "A"
+channels = ["out"]
+
+[[rules]]
+name = "never"
+channels = ["log"]
+[rules.when]
+status = "success"
+
+[[rules]]
+name = "B"
+channels = ["out"]
+[rules.when]
+status = "failure"
+
+[[rules]]
+name = "C"
+channels = ["log"]
+stop = true
+
+[[rules]]
+name = "after the stop"
+channels = ["log"]
+"#,
+    );
+    let fixture = "tests/fixtures/inbound/flow-task-fail.json";
+    let out = herald(&["render", "--config", path.to_str().unwrap(), "--source", "flow", fixture, "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["rules"], serde_json::json!(["A", "B", "C"]), "B matched: its channel is A's");
+    let sent: Vec<&str> =
+        v["deliveries"].as_array().unwrap().iter().map(|d| d["rule"].as_str().unwrap()).collect();
+    assert_eq!(sent, ["A", "C"], "one message per channel");
+
+    let human = herald(&["render", "--config", path.to_str().unwrap(), "--source", "flow", fixture]);
+    let text = stdout(&human);
+    assert!(text.contains("== matching rules: A, B, C\n"), "{text}");
+    assert!(text.contains("== rule \"B\": nothing of its own"), "{text}");
+}
+
+#[test]
+fn check_without_a_config_checks_the_embedded_one_serve_would_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = herald_in(dir.path(), &["check"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).starts_with("the embedded quickstart config (no herald.toml here): OK ("),
+        "{}",
+        stdout(&out)
+    );
+    let out = herald_in(dir.path(), &["check", "--config", "missing.toml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).starts_with("missing.toml: cannot read"), "{}", stdout(&out));
+}
+
+#[test]
 fn render_reads_the_jenkins_status_query_form_and_refuses_bad_input() {
     let (_dir, path) =
         write_config("[channels.c]\ntype = \"console\"\n[[rules]]\nname = \"a\"\nchannels = [\"c\"]\n");
@@ -252,6 +375,18 @@ fn serve_refuses_a_bad_config_before_opening_the_port() {
     assert!(text.contains("channels.c.type: unknown channel type \"pager\""), "{text}");
     assert!(text.contains("rules[0].channels[0]: unknown channel \"x\""), "{text}");
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "the port was opened");
+}
+
+#[test]
+fn serve_finds_every_error_before_it_touches_the_store() {
+    let (dir, path) = write_config(
+        "[server]\ndata_dir = \"data\"\n[channels.c]\ntype = \"console\"\n\
+         [[rules]]\nname = \"a\"\nchannels = [\"c\"]\ntemplate = \"nope\"\n",
+    );
+    let out = herald_in(dir.path(), &["serve", "--config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stdout(&out).contains("rules[0].template: template \"nope\" not found"), "{}", stdout(&out));
+    assert!(!dir.path().join("data").exists(), "the store was created for a config that cannot run");
 }
 
 #[tokio::test]

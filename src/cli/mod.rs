@@ -14,7 +14,6 @@ use crate::app::{self, Options, StartError};
 use crate::channels::Attempt;
 use crate::clock::SystemClock;
 use crate::config::{self, Config, ConfigError};
-use crate::gateway::Gateway;
 use crate::ingest::{self, Format, Inbound};
 use crate::outbox::memory::MemoryOutbox;
 use crate::outbox::sqlite::SqliteOutbox;
@@ -43,8 +42,10 @@ enum Command {
     },
     /// Validate the config and render every reachable template against a sample event.
     Check {
-        #[arg(long, default_value = "herald.toml")]
-        config: PathBuf,
+        /// The config file (default herald.toml; without one, the embedded quickstart config
+        /// `serve` would run on).
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Dry run: parse FILE as FORMAT and print the event and every request it would send.
     Render {
@@ -70,7 +71,7 @@ enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { config } => serve(config),
-        Command::Check { config } => Ok(check(&config)),
+        Command::Check { config } => Ok(check(config.as_deref())),
         Command::Render { config, source, file, json } => render(&config, &source, &file, json),
         Command::Deliveries { action } => deliveries::run(action),
     }
@@ -82,39 +83,48 @@ fn print_errors(errors: &[ConfigError]) {
     }
 }
 
-fn load_or_report(path: &Path) -> Option<Config> {
-    match config::load(path) {
-        Ok(c) => Some(c),
-        Err(errors) => {
-            print_errors(&errors);
-            None
+/// Reads the config `serve`, `check` and `deliveries` use: the file given, else `herald.toml`
+/// here, else the embedded quickstart config, which keeps its store in `./data`. Returns what
+/// to call it in messages, too.
+fn read_config(path: Option<&Path>) -> (String, Result<config::Read, Vec<ConfigError>>) {
+    match path {
+        Some(p) => (p.display().to_string(), config::read(p)),
+        None if Path::new("herald.toml").exists() => {
+            ("herald.toml".into(), config::read(Path::new("herald.toml")))
+        }
+        None => {
+            tracing::info!("no herald.toml here: using the embedded quickstart config (console channel)");
+            let name = "the embedded quickstart config (no herald.toml here)".to_string();
+            (name, config::read_text(EMBEDDED_DEFAULT, &|name| std::env::var(name).ok()))
         }
     }
 }
 
-/// The config `serve` and `deliveries` use: the file given, else `herald.toml` here, else the
-/// embedded quickstart config, which keeps its store in `./data`.
+/// `read_config`, for commands that need a config without errors.
 fn config_or_default(path: Option<&Path>) -> Result<Config, Vec<ConfigError>> {
-    match path {
-        Some(p) => config::load(p),
-        None if Path::new("herald.toml").exists() => config::load(Path::new("herald.toml")),
-        None => {
-            tracing::info!("no herald.toml here: using the embedded quickstart config (console channel)");
-            config::parse(EMBEDDED_DEFAULT, &|name| std::env::var(name).ok())
-        }
-    }
+    read_config(path).1?.complete()
 }
 
 fn serve(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    let config = config_or_default(path.as_deref()).map_err(|errors| print_errors(&errors));
-    let Ok(config) = config else { return Ok(ExitCode::from(2)) };
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    // The whole config is checked before the store is opened or a port bound.
+    let validated = {
+        let _guard = runtime.enter();
+        read_config(path.as_deref()).1.and_then(app::validate)
+    };
+    let (config, compiled) = match validated {
+        Ok(v) => v,
+        Err(errors) => {
+            print_errors(&errors);
+            return Ok(ExitCode::from(2));
+        }
+    };
     let store = SqliteOutbox::open(&config.server.data_dir)
         .with_context(|| format!("opening the store in {}", config.server.data_dir.display()))?;
     tracing::info!(path = %store.path().display(), "store opened");
     let opts = Options { outbox: Arc::new(store), ..Options::default() };
-    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     runtime.block_on(async {
-        match app::start(&config, opts).await {
+        match app::start_compiled(&config, compiled, opts).await {
             Ok(running) => {
                 running.wait().await;
                 Ok(ExitCode::SUCCESS)
@@ -128,28 +138,22 @@ fn serve(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Builds the gateway the way `serve` does, without opening a port.
-fn build(config: &Config) -> Result<crate::gateway::Built, Vec<ConfigError>> {
-    Gateway::build(config, Arc::new(MemoryOutbox::new()), Arc::new(SystemClock))
-}
-
-fn check(path: &Path) -> ExitCode {
-    let Some(config) = load_or_report(path) else { return ExitCode::from(1) };
+fn check(path: Option<&Path>) -> ExitCode {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
     let _guard = runtime.enter();
-    match build(&config) {
-        Ok(built) => {
+    let (name, read) = read_config(path);
+    match read.and_then(app::validate) {
+        Ok((config, compiled)) => {
             // Stdout holds only the summary line (SPEC §1); warnings go to stderr.
-            for w in &built.warnings {
+            for w in &compiled.warnings {
                 eprintln!("warning: {w}");
             }
             println!(
-                "{}: OK ({} channels, {} rules, {} sources{})",
-                path.display(),
+                "{name}: OK ({} channels, {} rules, {} sources{})",
                 config.channels.len(),
                 config.rules.len(),
                 config.sources.len(),
-                match built.warnings.len() {
+                match compiled.warnings.len() {
                     0 => String::new(),
                     1 => ", 1 warning".to_string(),
                     n => format!(", {n} warnings"),
@@ -165,7 +169,6 @@ fn check(path: &Path) -> ExitCode {
 }
 
 fn render(path: &Path, source: &str, file: &Path, json: bool) -> anyhow::Result<ExitCode> {
-    let Some(config) = load_or_report(path) else { return Ok(ExitCode::from(1)) };
     let Some(format) = Format::from_name(source) else {
         let known: Vec<&str> = Format::ALL.iter().map(|f| f.name()).collect();
         bail!("unknown format \"{source}\" (known: {})", known.join(", "));
@@ -173,8 +176,8 @@ fn render(path: &Path, source: &str, file: &Path, json: bool) -> anyhow::Result<
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let _guard = runtime.enter();
-    let built = match build(&config) {
-        Ok(b) => b,
+    let built = match config::read(path).and_then(app::validate) {
+        Ok((_, compiled)) => compiled.assemble(Arc::new(MemoryOutbox::new()), Arc::new(SystemClock)),
         Err(errors) => {
             print_errors(&errors);
             return Ok(ExitCode::from(1));
@@ -215,8 +218,8 @@ fn render(path: &Path, source: &str, file: &Path, json: bool) -> anyhow::Result<
             })
         })
         .collect();
-    let mut rules: Vec<&str> = planned.iter().map(|p| p.route.rule.as_str()).collect();
-    rules.dedup();
+    // Every matching rule, including one whose channels an earlier rule already sends to.
+    let rules: Vec<&str> = built.gateway.rules.matching(&event).map(|r| r.name.as_str()).collect();
     if json {
         let out = serde_json::json!({ "event": event, "rules": rules, "deliveries": requests });
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -245,6 +248,9 @@ fn render(path: &Path, source: &str, file: &Path, json: bool) -> anyhow::Result<
             .and_then(|v| serde_json::to_string_pretty(&v).ok())
             .unwrap_or_else(|| body.to_string());
         println!("\n{pretty}");
+    }
+    for rule in rules.iter().filter(|r| !planned.iter().any(|p| p.route.rule == **r)) {
+        println!("\n== rule \"{rule}\": nothing of its own: an earlier rule sends to each of its channels (one message per channel, with every matching rule's mentions)");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -2,8 +2,10 @@
 //!
 //! Each table is deserialized on its own, through `serde_ignored` (every unknown key) and
 //! `serde_path_to_error` (the path of a mistyped value), so one bad channel or rule never hides
-//! the errors of the others. Cross-references (rule → channel, status words, formats) are
-//! checked here too; globs and templates are checked where they are compiled (`rules`, `app`).
+//! the errors of the others, and a mistyped value never hides the rest of its table.
+//! Cross-references (rule → channel, status words, formats) are checked here too; globs and
+//! templates are checked where they are compiled (`rules`, `gateway`), on what [`read`] kept
+//! even when it found errors, so that `app::validate` reports them all in one run.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -19,21 +21,56 @@ use crate::ingest::Format;
 /// The channel types `type = "..."` accepts (`feishu` is an alias of `lark`).
 pub const CHANNEL_TYPES: &[&str] = &["dingtalk", "wecom", "lark", "feishu", "email", "webhook", "console"];
 
+/// A config read as far as it goes: every part that has no error of its own, and every error
+/// found. The checks that need the parts compiled (globs, templates) can then run on what was
+/// read, so that one `herald check` reports their errors alongside these.
+#[derive(Debug)]
+pub struct Read {
+    pub config: Config,
+    pub errors: Vec<ConfigError>,
+    /// Whether `[templates]` was read without error. When it was not, the templates the rules
+    /// name cannot be looked for: a check would only report them missing.
+    pub templates_read: bool,
+}
+
+impl Read {
+    /// The config, if it has no error.
+    pub fn complete(self) -> Result<Config, Vec<ConfigError>> {
+        if self.errors.is_empty() {
+            Ok(self.config)
+        } else {
+            Err(self.errors)
+        }
+    }
+}
+
 /// Reads and validates a config file, with `${VAR}` taken from the process environment.
 pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| vec![ConfigError::new(path.display().to_string(), format!("cannot read: {e}"))])?;
-    parse(&text, &|name| std::env::var(name).ok())
+    read(path)?.complete()
 }
 
 /// Validates config text, with `${VAR}` looked up through `env`.
 pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Vec<ConfigError>> {
-    let (text, mut errors) = interpolate(text, env);
+    read_text(text, env)?.complete()
+}
+
+/// Reads a config file as far as it goes; an error only when nothing could be read (the file
+/// is missing, or is not TOML).
+pub fn read(path: &Path) -> Result<Read, Vec<ConfigError>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| vec![ConfigError::new(path.display().to_string(), format!("cannot read: {e}"))])?;
+    read_text(&text, &|name| std::env::var(name).ok())
+}
+
+/// Reads config text as far as it goes, with `${VAR}` looked up through `env`.
+pub fn read_text(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Read, Vec<ConfigError>> {
+    let (text, found) = interpolate(text, env);
+    let mut errors = Errors { list: found, mistyped: Vec::new() };
     let table: toml::Table = match toml::from_str(&text) {
         Ok(t) => t,
         Err(e) => {
             errors.push(syntax_error(&text, &e));
-            return Err(errors);
+            return Err(errors.list);
         }
     };
     let mut server = ServerConfig::default();
@@ -45,21 +82,23 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
     // also told the channel is unknown.
     let mut declared = BTreeSet::new();
     let mut rules = Vec::new();
-    // Each parsed rule's index in the file: a rule with errors of its own is left out, and the
-    // ones after it keep their own paths.
-    let mut rule_at: Vec<usize> = Vec::new();
     let mut people = BTreeMap::new();
+    let mut templates_read = true;
     for (key, value) in table {
         match key.as_str() {
             "server" => server = typed(&key, value, &mut errors).unwrap_or_default(),
-            "templates" => templates = typed(&key, value, &mut errors).unwrap_or_default(),
+            "templates" => {
+                let before = errors.list.len();
+                templates = typed(&key, value, &mut errors).unwrap_or_default();
+                templates_read = errors.list.len() == before;
+            }
             "delivery" => delivery = typed(&key, value, &mut errors).unwrap_or_default(),
             "sources" => sources = parse_sources(value, &mut errors),
             "channels" => {
                 declared = value.as_table().map(|t| t.keys().cloned().collect()).unwrap_or_default();
                 channels = parse_channels(value, &mut errors)
             }
-            "rules" => (rules, rule_at) = parse_rules(value, &mut errors),
+            "rules" => rules = parse_rules(value, &mut errors),
             "people" => people = parse_people(value, &mut errors),
             other => errors.push(ConfigError::new(
                 other,
@@ -71,14 +110,15 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
     if let Some(dir) = &templates.dir {
         if !dir.is_dir() {
             errors.push(ConfigError::new("templates.dir", format!("{} is not a directory", dir.display())));
+            templates_read = false;
         }
     }
-    check_rules(&rules, &rule_at, &declared, &sources, &mut errors);
-    for (rule, &i) in rules.iter().zip(&rule_at) {
+    check_rules(&rules, &declared, &sources, &mut errors);
+    for rule in &rules {
         for (j, key) in rule.mention.people.iter().enumerate() {
             if !people.contains_key(key) {
                 errors.push(ConfigError::new(
-                    format!("rules[{i}].mention.people[{j}]"),
+                    format!("rules[{}].mention.people[{j}]", rule.at),
                     format!("unknown person \"{key}\""),
                 ));
             }
@@ -87,10 +127,49 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
     if delivery.max_attempts == 0 {
         errors.push(ConfigError::new("delivery.max_attempts", "must be at least 1"));
     }
-    if errors.is_empty() {
-        Ok(Config { people, server, delivery, templates_dir: templates.dir, sources, channels, rules })
-    } else {
-        Err(errors)
+    Ok(Read {
+        config: Config { people, server, delivery, templates_dir: templates.dir, sources, channels, rules },
+        errors: errors.into_list(),
+        templates_read,
+    })
+}
+
+/// The errors found so far, and where a mistyped value was taken out of its table. The table
+/// is read without it, so its other fields are still checked; a check that then finds the
+/// field missing, or at its default, would only repeat the error, and is left out.
+struct Errors {
+    list: Vec<ConfigError>,
+    /// The path of each field taken out, and how many errors had been found by then.
+    mistyped: Vec<(String, usize)>,
+}
+
+impl Errors {
+    fn push(&mut self, e: ConfigError) {
+        self.list.push(e);
+    }
+
+    /// Whether the value at `path` was mistyped, and so taken out.
+    fn was_mistyped(&self, path: &str) -> bool {
+        self.mistyped.iter().any(|(field, _)| field == path)
+    }
+
+    /// Every error, less those found after a field was taken out that are about that field.
+    fn into_list(self) -> Vec<ConfigError> {
+        let repeats = |i: usize, e: &ConfigError| {
+            self.mistyped.iter().any(|(field, found)| {
+                i >= *found
+                    && e.path
+                        .strip_prefix(field.as_str())
+                        .is_some_and(|rest| rest.is_empty() || rest.starts_with('.') || rest.starts_with('['))
+            })
+        };
+        let mut list = Vec::with_capacity(self.list.len());
+        for (i, e) in self.list.iter().enumerate() {
+            if !repeats(i, e) {
+                list.push(e.clone());
+            }
+        }
+        list
     }
 }
 
@@ -113,13 +192,10 @@ fn syntax_error(text: &str, e: &toml::de::Error) -> ConfigError {
 ///
 /// serde stops at the first mistyped value, so each error's value is taken out and the table
 /// deserialized again, until it passes or nothing more can be taken out: a table with three
-/// mistyped values gets three errors, not one per run of `herald check`. A table with any
-/// error gives `None`, so the checks after this one do not report its taken-out fields again.
-fn typed<T: DeserializeOwned>(
-    path: &str,
-    mut value: toml::Value,
-    errors: &mut Vec<ConfigError>,
-) -> Option<T> {
+/// mistyped values gets three errors, not one per run of `herald check`. The table read
+/// without its mistyped fields is returned, so that the checks after this one still check the
+/// rest of it; `None` when a field it cannot do without was taken out.
+fn typed<T: DeserializeOwned>(path: &str, mut value: toml::Value, errors: &mut Errors) -> Option<T> {
     let mut unknown: Vec<String> = Vec::new();
     // Fields taken out so far, as (path of their table, key): serde then reports them missing.
     let mut taken: Vec<(String, String)> = Vec::new();
@@ -135,7 +211,7 @@ fn typed<T: DeserializeOwned>(
         let e = match result {
             Ok(v) => {
                 report_unknown(path, &unknown, errors);
-                return taken.is_empty().then_some(v);
+                return Some(v);
             }
             Err(e) => e,
         };
@@ -147,7 +223,11 @@ fn typed<T: DeserializeOwned>(
         let at = if inner == "." { path.to_string() } else { join(path, &inner) };
         errors.push(ConfigError::new(at, message));
         match take_out(&mut value, e.path()) {
-            Some(field) => taken.push(field),
+            Some((table, key)) => {
+                let field = if table == "." { key.clone() } else { format!("{table}.{key}") };
+                errors.mistyped.push((join(path, &field), errors.list.len()));
+                taken.push((table, key));
+            }
             None => break,
         }
     }
@@ -158,7 +238,7 @@ fn typed<T: DeserializeOwned>(
 /// More passes than any table here has keys.
 const MAX_PASSES: usize = 64;
 
-fn report_unknown(path: &str, unknown: &[String], errors: &mut Vec<ConfigError>) {
+fn report_unknown(path: &str, unknown: &[String], errors: &mut Errors) {
     for key in unknown {
         errors.push(ConfigError::new(join(path, key), "unknown key"));
     }
@@ -204,7 +284,7 @@ fn clean_serde_message(msg: &str) -> String {
     msg.lines().next().unwrap_or(msg).trim().to_string()
 }
 
-fn parse_sources(value: toml::Value, errors: &mut Vec<ConfigError>) -> BTreeMap<String, SourceConfig> {
+fn parse_sources(value: toml::Value, errors: &mut Errors) -> BTreeMap<String, SourceConfig> {
     let mut out = BTreeMap::new();
     let toml::Value::Table(table) = value else {
         errors.push(ConfigError::new("sources", "expected a table of [sources.<format>]"));
@@ -214,6 +294,8 @@ fn parse_sources(value: toml::Value, errors: &mut Vec<ConfigError>) -> BTreeMap<
         let path = format!("sources.{name}");
         let Some(src) = typed::<SourceConfig>(&path, v, errors) else { continue };
         let format = match src.kind.as_deref() {
+            // Which format was meant is not known: what would be checked is not either.
+            None if errors.was_mistyped(&format!("{path}.type")) => continue,
             Some("generic") => Some(Format::Generic),
             Some(other) => {
                 errors.push(ConfigError::new(
@@ -238,7 +320,7 @@ fn parse_sources(value: toml::Value, errors: &mut Vec<ConfigError>) -> BTreeMap<
     out
 }
 
-fn check_source(path: &str, name: &str, format: Format, src: &SourceConfig, errors: &mut Vec<ConfigError>) {
+fn check_source(path: &str, name: &str, format: Format, src: &SourceConfig, errors: &mut Errors) {
     for (i, ip) in src.allow_ips.iter().enumerate() {
         if ip.parse::<ipnet::IpNet>().is_err() && ip.parse::<std::net::IpAddr>().is_err() {
             errors.push(ConfigError::new(
@@ -309,7 +391,7 @@ fn check_source(path: &str, name: &str, format: Format, src: &SourceConfig, erro
     }
 }
 
-fn parse_channels(value: toml::Value, errors: &mut Vec<ConfigError>) -> Vec<ChannelConfig> {
+fn parse_channels(value: toml::Value, errors: &mut Errors) -> Vec<ChannelConfig> {
     let mut out = Vec::new();
     let toml::Value::Table(table) = value else {
         errors.push(ConfigError::new("channels", "expected a table of [channels.<name>]"));
@@ -390,8 +472,8 @@ fn parse_channels(value: toml::Value, errors: &mut Vec<ConfigError>) -> Vec<Chan
     out
 }
 
-fn check_channel(path: &str, spec: &ChannelSpec, errors: &mut Vec<ConfigError>) {
-    let http_url = |url: &crate::secret::SecretUrl, errors: &mut Vec<ConfigError>| {
+fn check_channel(path: &str, spec: &ChannelSpec, errors: &mut Errors) {
+    let http_url = |url: &crate::secret::SecretUrl, errors: &mut Errors| {
         if !matches!(url.expose().scheme(), "http" | "https") {
             errors.push(ConfigError::new(format!("{path}.url"), "expected an http:// or https:// URL"));
         }
@@ -427,7 +509,7 @@ fn check_channel(path: &str, spec: &ChannelSpec, errors: &mut Vec<ConfigError>) 
     }
 }
 
-fn parse_people(value: toml::Value, errors: &mut Vec<ConfigError>) -> BTreeMap<String, Person> {
+fn parse_people(value: toml::Value, errors: &mut Errors) -> BTreeMap<String, Person> {
     let toml::Value::Table(table) = value else {
         errors.push(ConfigError::new("people", "expected a table of [people.<key>]"));
         return BTreeMap::new();
@@ -438,20 +520,22 @@ fn parse_people(value: toml::Value, errors: &mut Vec<ConfigError>) -> BTreeMap<S
         .collect()
 }
 
-/// The rules that parsed, and the index of each in the file.
-fn parse_rules(value: toml::Value, errors: &mut Vec<ConfigError>) -> (Vec<RuleConfig>, Vec<usize>) {
+/// The rules that could be read, each with its index in the file.
+fn parse_rules(value: toml::Value, errors: &mut Errors) -> Vec<RuleConfig> {
     let toml::Value::Array(items) = value else {
         errors.push(ConfigError::new("rules", "expected an array of tables ([[rules]])"));
-        return (Vec::new(), Vec::new());
+        return Vec::new();
     };
     items
         .into_iter()
         .enumerate()
-        .filter_map(|(i, v)| typed::<RuleConfig>(&format!("rules[{i}]"), v, errors).map(|r| (r, i)))
-        .unzip()
+        .filter_map(|(i, v)| {
+            typed::<RuleConfig>(&format!("rules[{i}]"), v, errors).map(|r| RuleConfig { at: i, ..r })
+        })
+        .collect()
 }
 
-fn check_server(server: &ServerConfig, errors: &mut Vec<ConfigError>) {
+fn check_server(server: &ServerConfig, errors: &mut Errors) {
     if server.listen.parse::<std::net::SocketAddr>().is_err() {
         errors.push(ConfigError::new(
             "server.listen",
@@ -470,13 +554,13 @@ fn check_server(server: &ServerConfig, errors: &mut Vec<ConfigError>) {
 
 fn check_rules(
     rules: &[RuleConfig],
-    rule_at: &[usize],
     channels: &BTreeSet<String>,
     configured: &BTreeMap<String, SourceConfig>,
-    errors: &mut Vec<ConfigError>,
+    errors: &mut Errors,
 ) {
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
-    for (rule, &i) in rules.iter().zip(rule_at) {
+    for rule in rules {
+        let i = rule.at;
         let path = format!("rules[{i}]");
         if rule.name.trim().is_empty() {
             errors.push(ConfigError::new(format!("{path}.name"), "must not be empty"));

@@ -1,6 +1,7 @@
 //! Configuration: TOML with `${VAR}` interpolation, strict keys, and every error reported at once.
 //!
-//! [`load`] turns a file into a validated [`Config`]; `serve` and `check` share it. Secrets in
+//! [`load`] turns a file into a validated [`Config`]; [`read`] keeps what it could read beside
+//! the errors, so `serve` and `check` can also compile that and report everything at once. Secrets in
 //! the file are held in `secret::Secret` / `SecretUrl`, so they never print.
 
 mod interpolate;
@@ -10,7 +11,7 @@ mod units;
 
 use std::fmt;
 
-pub use load::{load, parse, CHANNEL_TYPES};
+pub use load::{load, parse, read, read_text, Read, CHANNEL_TYPES};
 pub use model::*;
 pub use units::{HumanDuration, Rate};
 

@@ -589,6 +589,11 @@ pub struct QuietConfig {
 /// One `[[rules]]` entry as written.
 #[derive(Debug, Clone, Deserialize)]
 pub struct RuleConfig {
+    /// Its index in `[[rules]]`, for the paths of its errors (`rules[2].when.pipeline`): a rule
+    /// with an error of its own is left out of the rules read, and the ones after it keep
+    /// their own paths.
+    #[serde(skip)]
+    pub at: usize,
     pub name: String,
     pub channels: Vec<String>,
     #[serde(default)]

@@ -292,6 +292,70 @@ fn a_mistyped_value_is_one_error_not_a_chain() {
 }
 
 #[test]
+fn a_table_with_a_mistyped_value_still_has_its_other_fields_checked() {
+    let text = r#"
+[channels.ding]
+type = "dingtalk"
+url = "ftp://oapi.dingtalk.com/robot/send?access_token=x"
+msgtype = "bogus"
+
+[channels.mail]
+type = "email"
+smtp = "smtp://mail.example.com"
+from = "not an address"
+to = []
+cc = 5
+
+[channels.mail2]
+type = "email"
+smtp = "smtp://mail.example.com"
+from = "ci@example.com"
+to = 5
+
+[[rules]]
+name = "r"
+channels = ["nope", "ding"]
+[rules.when]
+final = "yes"
+status = "failed"
+"#;
+    let errors: Vec<String> = parse(text, &env).unwrap_err().iter().map(|e| e.to_string()).collect();
+    let want = [
+        "channels.ding.msgtype: unknown variant `bogus`",
+        "channels.ding.url: expected an http:// or https:// URL",
+        "channels.mail.cc: invalid type",
+        "channels.mail.to: at least one recipient is required",
+        "channels.mail.from: invalid address \"not an address\"",
+        // Taken out as mistyped, `to` is then empty: that is not a second error.
+        "channels.mail2.to: invalid type",
+        "rules[0].when.final: invalid type",
+        "rules[0].channels[0]: unknown channel \"nope\"",
+        "rules[0].when.status[0]: unknown status \"failed\"",
+    ];
+    for w in want {
+        assert!(errors.iter().any(|e| e.starts_with(w)), "missing {w:?} in {errors:#?}");
+    }
+    assert_eq!(errors.len(), want.len(), "{errors:#?}");
+}
+
+#[test]
+fn what_was_read_is_kept_alongside_the_errors() {
+    let text = "[server]\nbogus = 1\n[channels.c]\ntype = \"console\"\n\
+                [[rules]]\nname = 5\nchannels = [\"c\"]\n\
+                [[rules]]\nname = \"b\"\nchannels = [\"c\"]\ntemplate = \"mine\"\n";
+    let read = read_text(text, &env).unwrap();
+    assert_eq!(read.errors.len(), 2, "{:#?}", read.errors);
+    assert!(read.templates_read);
+    assert_eq!(read.config.channels.len(), 1);
+    let rules: Vec<(usize, &str)> = read.config.rules.iter().map(|r| (r.at, r.name.as_str())).collect();
+    assert_eq!(rules, [(1, "b")], "the rule read keeps its index in the file");
+
+    let read = read_text("[templates]\ndir = \"/no/such/dir\"\n", &env).unwrap();
+    assert!(!read.templates_read, "without its templates, a rule's template cannot be looked for");
+    assert!(read_text("[server\n", &env).is_err(), "nothing to read in a file that is not TOML");
+}
+
+#[test]
 fn a_rule_after_a_rejected_one_keeps_its_path() {
     let text = "[channels.c]\ntype = \"console\"\n\
                 [[rules]]\nname = 5\nchannels = [\"c\"]\n\

@@ -33,8 +33,9 @@ pub enum HookError {
     Malformed(String),
     #[error("{0}")]
     Unauthorized(String),
-    #[error("unknown format \"{0}\" (known: {known})", known = known_formats())]
-    UnknownFormat(String),
+    /// A source name this gateway does not accept, and the names it does.
+    #[error("unknown format \"{name}\" (this gateway accepts: {known}; a generic source is posted to /hooks/<its name in [sources]>)")]
+    UnknownFormat { name: String, known: String },
     #[error("{0}")]
     MethodNotAllowed(String),
     #[error("the body is larger than {0} bytes (server.max_body_bytes)")]
@@ -54,7 +55,7 @@ impl HookError {
         match self {
             HookError::Malformed(_) => 400,
             HookError::Unauthorized(_) => 401,
-            HookError::UnknownFormat(_) => 404,
+            HookError::UnknownFormat { .. } => 404,
             HookError::MethodNotAllowed(_) => 405,
             HookError::TooLarge(_) => 413,
             HookError::BodyTimeout(_) => 408,
@@ -63,10 +64,6 @@ impl HookError {
             HookError::Unavailable(_) => 503,
         }
     }
-}
-
-fn known_formats() -> String {
-    Format::ALL.iter().map(|f| f.name()).collect::<Vec<_>>().join(", ")
 }
 
 impl From<IngestError> for HookError {
@@ -175,13 +172,51 @@ pub struct Built {
     pub warnings: Vec<ConfigError>,
 }
 
+/// A config compiled and checked: every part of a gateway but its store and clock, so a bad
+/// config is found before the store is opened.
+pub struct Compiled {
+    sources: BTreeMap<String, SourceEntry>,
+    rules: RuleSet,
+    channels: HashMap<String, Arc<dyn Channel>>,
+    channel_templates: HashMap<String, String>,
+    public_url: Option<String>,
+    directory: Directory,
+    dedup_window_ms: i64,
+    lease_ms: i64,
+    pub warnings: Vec<ConfigError>,
+}
+
+impl Compiled {
+    /// The gateway, with its store and clock.
+    pub fn assemble(self, outbox: Arc<dyn Outbox>, clock: Arc<dyn Clock>) -> Built {
+        let gateway = Gateway {
+            sources: self.sources,
+            rules: self.rules,
+            channels: Arc::new(self.channels),
+            channel_templates: self.channel_templates,
+            public_url: self.public_url,
+            directory: self.directory,
+            dedup_window_ms: self.dedup_window_ms,
+            outbox,
+            clock,
+            handoff: Arc::new(Handoff::new(HANDOFF_CAPACITY, self.lease_ms)),
+        };
+        Built { gateway, warnings: self.warnings }
+    }
+}
+
 impl Gateway {
-    /// Builds every part and validates the whole config; every error is returned at once.
+    /// Compiles every part and validates the whole config, then adds the store and clock.
     pub fn build(
         config: &Config,
         outbox: Arc<dyn Outbox>,
         clock: Arc<dyn Clock>,
     ) -> Result<Built, Vec<ConfigError>> {
+        Ok(Self::compile(config)?.assemble(outbox, clock))
+    }
+
+    /// Compiles every part and validates the whole config; every error is returned at once.
+    pub fn compile(config: &Config) -> Result<Compiled, Vec<ConfigError>> {
         let mut errors = Vec::new();
         let mut warnings = Vec::new();
         let renderer = match Renderer::new(config.templates_dir.as_deref()) {
@@ -228,7 +263,8 @@ impl Gateway {
         let samples = [Event::sample(), Event::new("flow", Status::Running, "RUNNING", false)];
         let directory = Directory::new(&config.people);
         let mut checked: Vec<(String, String)> = Vec::new();
-        for (i, rule) in config.rules.iter().enumerate() {
+        for rule in &config.rules {
+            let i = rule.at;
             if let Some(t) = &rule.template {
                 if !renderer.has_template(t) {
                     errors.push(ConfigError::new(
@@ -288,23 +324,26 @@ impl Gateway {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let gateway = Gateway {
+        Ok(Compiled {
             sources: sources(&config.sources),
             rules,
-            channels: Arc::new(built),
+            channels: built,
             channel_templates,
             public_url: config.server.public_url.clone(),
             directory,
             dedup_window_ms: config.delivery.dedup_window.0.as_millis() as i64,
-            outbox,
-            clock,
-            handoff: Arc::new(Handoff::new(
-                HANDOFF_CAPACITY,
-                crate::delivery::lease_for(config.channels.iter().map(|c| c.common.timeout_ms)).as_millis()
-                    as i64,
-            )),
-        };
-        Ok(Built { gateway, warnings })
+            lease_ms: crate::delivery::lease_for(config.channels.iter().map(|c| c.common.timeout_ms))
+                .as_millis() as i64,
+            warnings,
+        })
+    }
+
+    /// The source requests name `name`.
+    fn source(&self, name: &str) -> Result<&SourceEntry, HookError> {
+        self.sources.get(name).ok_or_else(|| HookError::UnknownFormat {
+            name: name.to_string(),
+            known: self.sources.keys().map(String::as_str).collect::<Vec<_>>().join(", "),
+        })
     }
 
     /// Resolves the source (detecting the format when `name` is `None`), authenticates the
@@ -321,7 +360,7 @@ impl Gateway {
             Some(n) => n.to_string(),
             None => ingest::detect(req)?.name().to_string(),
         };
-        let src = self.sources.get(&name).ok_or_else(|| HookError::UnknownFormat(name.clone()))?;
+        let src = self.source(&name)?;
         if req.method != "POST" && src.format != Format::JenkinsStatus {
             return Err(HookError::MethodNotAllowed(format!("{name} accepts POST only")));
         }
@@ -351,7 +390,7 @@ impl Gateway {
         peer: IpAddr,
     ) -> Result<Vec<Accepted>, HookError> {
         self.check_peer(name, Some(peer))?;
-        let src = self.sources.get(name).ok_or_else(|| HookError::UnknownFormat(name.to_string()))?;
+        let src = self.source(name)?;
         let events = ingest::parse_events(&src.source(name), req)?;
         self.accept_all(events).await
     }
@@ -367,7 +406,7 @@ impl Gateway {
 
     /// Checks a raw-socket sender's address against the source's allowlist.
     pub fn check_peer(&self, name: &str, peer: Option<IpAddr>) -> Result<(), HookError> {
-        let src = self.sources.get(name).ok_or_else(|| HookError::UnknownFormat(name.to_string()))?;
+        let src = self.source(name)?;
         src.guard.check_peer(name, peer).map_err(|e| HookError::Unauthorized(e.0))
     }
 

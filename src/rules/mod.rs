@@ -62,7 +62,8 @@ impl RuleSet {
     pub fn compile(configs: &[RuleConfig]) -> Result<RuleSet, Vec<ConfigError>> {
         let mut errors = Vec::new();
         let mut rules = Vec::new();
-        for (i, cfg) in configs.iter().enumerate() {
+        for cfg in configs {
+            let i = cfg.at;
             let matcher = Matcher::compile(&cfg.when, &format!("rules[{i}].when"));
             let hold = hold_rules(cfg, &format!("rules[{i}]"));
             match (matcher, hold) {
@@ -93,13 +94,20 @@ impl RuleSet {
         &self.rules
     }
 
+    /// The rules that match one event, in order, up to the first matching rule with `stop`.
+    pub fn matching<'a>(&'a self, event: &'a Event) -> impl Iterator<Item = &'a Rule> + 'a {
+        let mut stopped = false;
+        self.rules.iter().filter(|r| r.matcher.matches(event)).take_while(move |r| {
+            let go = !stopped;
+            stopped |= r.stop;
+            go
+        })
+    }
+
     /// The routes for one event, in rule order, at most one per channel.
     pub fn route(&self, event: &Event) -> Vec<Route> {
         let mut routes: Vec<Route> = Vec::new();
-        for rule in &self.rules {
-            if !rule.matcher.matches(event) {
-                continue;
-            }
+        for rule in self.matching(event) {
             for channel in &rule.channels {
                 match routes.iter_mut().find(|r| &r.channel == channel) {
                     Some(existing) => existing.mention.merge(&rule.mention),
@@ -112,9 +120,6 @@ impl RuleSet {
                         hold: rule.hold.clone(),
                     }),
                 }
-            }
-            if rule.stop {
-                break;
             }
         }
         routes

@@ -6,6 +6,7 @@ use crate::event::Status;
 
 fn rule(name: &str, channels: &[&str], when: WhenConfig) -> RuleConfig {
     RuleConfig {
+        at: 0,
         name: name.into(),
         channels: channels.iter().map(|s| s.to_string()).collect(),
         template: None,
