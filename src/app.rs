@@ -94,26 +94,19 @@ pub struct Running {
 }
 
 /// Every error in a config at once: what reading it found, then what compiling the parts that
-/// were read found (bad globs, missing or failing templates). Compiling needs a runtime.
+/// were read found (bad globs, missing or failing templates, what a channel cannot be built
+/// with), less what only repeats an error about the same value. Compiling needs a runtime.
 pub fn validate(read: config::Read) -> Result<(Config, Compiled), Vec<ConfigError>> {
     // Without its `[templates]`, the templates the rules name could only be reported missing.
-    let compiled = if read.templates_read { Gateway::compile(&read.config) } else { Err(Vec::new()) };
-    match compiled {
+    match Gateway::compile_checking(&read.config, read.templates_read) {
         Ok(compiled) if read.errors.is_empty() => Ok((read.config, compiled)),
         compiled => {
+            // One error per value: building a channel checks some values reading checked too.
+            let new = |e: &ConfigError| !read.repeats(e) && !read.errors.iter().any(|r| r.path == e.path);
+            let found: Vec<ConfigError> =
+                compiled.err().unwrap_or_default().into_iter().filter(new).collect();
             let mut errors = read.errors;
-            let found = errors.len();
-            for e in compiled.err().unwrap_or_default() {
-                // A channel with errors of its own cannot be built either: saying so again for
-                // the channel as a whole would add nothing.
-                let restated = e.path.starts_with("channels.")
-                    && errors[..found].iter().any(|r| {
-                        r.path.strip_prefix(e.path.as_str()).is_some_and(|rest| rest.starts_with('.'))
-                    });
-                if !restated {
-                    errors.push(e);
-                }
-            }
+            errors.extend(found);
             Err(errors)
         }
     }

@@ -378,6 +378,117 @@ fn serve_refuses_a_bad_config_before_opening_the_port() {
 }
 
 #[test]
+fn check_reports_each_problem_once_and_none_that_only_follows_from_another() {
+    // (config, the lines `check` prints, in order)
+    let cases: [(&str, &[&str]); 6] = [
+        // An unset variable empties its value: the empty signing key is not a second error.
+        (
+            "[channels.audit]\ntype = \"webhook\"\nurl = \"https://audit.example.com/ci\"\n\
+             secret = \"${HERALD_TEST_UNSET_SECRET}\"\n[[rules]]\nname = \"r\"\nchannels = [\"audit\"]\n",
+            &["line 4: environment variable HERALD_TEST_UNSET_SECRET is not set"],
+        ),
+        // A mistyped group_wait or group_by is not also reported as missing.
+        (
+            "[channels.c]\ntype = \"console\"\n\
+             [[rules]]\nname = \"r\"\nchannels = [\"c\"]\ngroup_by = [\"pipeline\"]\ngroup_wait = 30\n\
+             [[rules]]\nname = \"s\"\nchannels = [\"c\"]\ngroup_by = \"pipeline\"\ngroup_wait = \"30s\"\n",
+            &["rules[0].group_wait: invalid type", "rules[1].group_by: invalid type"],
+        ),
+        // What a channel cannot be built with is found beside its other errors, each at its
+        // own key; a channel whose name has a dot is not confused with another.
+        (
+            r#"
+[channels.hook]
+type = "webhook"
+url = "https://h.example.com/"
+method = "PATCH"
+headers = { "Bad Header" = "x" }
+[channels.mail]
+type = "email"
+smtp = "smtp://mail.example.com?tls=required"
+from = "not an address"
+to = []
+ca_file = "/no/such.pem"
+[channels.team]
+type = "webhook"
+url = "https://h.example.com/"
+headers = { "Bad Header" = "x" }
+[channels."team.ding"]
+type = "dingtalk"
+url = "ftp://oapi.dingtalk.com/robot/send?access_token=x"
+"#,
+            &[
+                "channels.hook.method: unknown variant `PATCH`",
+                "channels.mail.to: at least one recipient is required",
+                "channels.mail.from: invalid address \"not an address\"",
+                "channels.team.ding.url: expected an http:// or https:// URL",
+                "channels.hook.headers: \"Bad Header\" is not a valid header name",
+                "channels.mail.ca_file: /no/such.pem: ",
+                "channels.team.headers: \"Bad Header\" is not a valid header name",
+            ],
+        ),
+        // A bad [templates] still lets the globs be checked.
+        (
+            "[templates]\ndir = \"/no/such/dir\"\n[channels.c]\ntype = \"console\"\n\
+             [[rules]]\nname = \"r\"\nchannels = [\"c\"]\ntemplate = \"mine\"\n[rules.when]\npipeline = \"a[b\"\n",
+            &["templates.dir: /no/such/dir is not a directory", "rules[0].when.pipeline: invalid glob \"a[b\""],
+        ),
+        // A mistyped value inside an optional table, or a required list given as a string,
+        // leaves the rest of the rule checked; a source with an error is still a source.
+        (
+            r#"
+[sources.myci]
+type = "Generic"
+[channels.c]
+type = "console"
+[[rules]]
+name = "r"
+channels = ["c", "nope"]
+[rules.when]
+status = "failed"
+source = "myci"
+[rules.quiet]
+from = 2200
+to = "07:00"
+[[rules]]
+name = "s"
+channels = "c"
+[rules.when]
+status = "failed"
+"#,
+            &[
+                "rules[0].quiet.from: invalid type",
+                "rules[1].channels: invalid type",
+                "sources.myci.type: unknown type \"Generic\"",
+                "rules[0].channels[1]: unknown channel \"nope\"",
+                "rules[0].when.status[0]: unknown status \"failed\"",
+                "rules[1].when.status[0]: unknown status \"failed\"",
+            ],
+        ),
+        // A channel's missing template is reported with the channel, not again per rule.
+        (
+            "[channels.c]\ntype = \"console\"\ntemplate = \"nosuch\"\n[[rules]]\nname = \"r\"\nchannels = [\"c\"]\n",
+            &["channels.c.template: template \"nosuch\" not found"],
+        ),
+    ];
+    for (config, want) in cases {
+        let (_dir, path) = write_config(config);
+        let out = Command::new(env!("CARGO_BIN_EXE_herald"))
+            .args(["check", "--config", path.to_str().unwrap()])
+            .env_remove("HERALD_TEST_UNSET_SECRET")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{config}");
+        let text = stdout(&out);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), want.len(), "{config}\n{text}");
+        for (line, w) in lines.iter().zip(want) {
+            assert!(line.starts_with(w), "{w:?} expected, got {line:?}\n{text}");
+        }
+    }
+}
+
+#[test]
 fn serve_finds_every_error_before_it_touches_the_store() {
     let (dir, path) = write_config(
         "[server]\ndata_dir = \"data\"\n[channels.c]\ntype = \"console\"\n\

@@ -239,7 +239,9 @@ async fn no_secret_reaches_debug_display_or_errors() {
     let mut bad_value = config("http://h/", HttpMethod::Post, None);
     bad_value.headers.insert("X-Key".into(), Secret::new(format!("{TOKEN}\n")));
     for bad in [bad_key, bad_scheme, bad_value] {
-        printed.push(Webhook::new("x", bad, Duration::from_secs(1), &deps()).expect_err("invalid config"));
+        printed.push(
+            Webhook::new("x", bad, Duration::from_secs(1), &deps()).expect_err("invalid config").to_string(),
+        );
     }
     for text in &printed {
         for secret in [TOKEN, HEADER_SECRET, "hdr-secret-51d2", WHSEC, "!!not-base64-7f3a9c"] {

@@ -24,7 +24,7 @@ use lettre::transport::smtp::{AsyncSmtpTransport, AsyncSmtpTransportBuilder};
 use lettre::{AsyncTransport, Tokio1Executor};
 
 use super::{Attempt, Channel, ChannelDeps, ChannelKind, Message, MessageBody, Outcome, Prepare};
-use super::{RequestPreview, Verdict};
+use super::{BuildError, RequestPreview, Verdict};
 use crate::config::{EmailConfig, Mention};
 use crate::render::Renderer;
 use crate::secret::{scrub, SecretUrl};
@@ -56,50 +56,63 @@ pub struct Email {
 
 impl Email {
     /// Validates the SMTP URL, the addresses and the CA file. An error never shows the password.
-    pub fn new(name: &str, cfg: EmailConfig, timeout: Duration, deps: &ChannelDeps) -> Result<Self, String> {
+    pub fn new(
+        name: &str,
+        cfg: EmailConfig,
+        timeout: Duration,
+        deps: &ChannelDeps,
+    ) -> Result<Self, BuildError> {
         let url = cfg.smtp.expose();
         let secrets = crate::secret::url_secrets(url);
         let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
-        let fail =
-            |what: &str, e: &dyn std::fmt::Display| format!("{what}: {}", scrub(&e.to_string(), &refs));
+        let fail = |field: &str, what: &str, e: &dyn std::fmt::Display| {
+            BuildError::new(field, format!("{what}{}", scrub(&e.to_string(), &refs)))
+        };
 
         let mut builder = Transport::from_url(url.as_str())
-            .map_err(|e| fail("invalid smtp URL", &e))?
+            .map_err(|e| fail("smtp", "invalid URL: ", &e))?
             .timeout(Some(timeout));
         let host = url.host_str().unwrap_or_default().to_string();
         let mode = TlsMode::of(url)?;
         if let Some(path) = &cfg.ca_file {
-            let pem = std::fs::read(path).map_err(|e| fail(&format!("ca_file {}", path.display()), &e))?;
+            let pem =
+                std::fs::read(path).map_err(|e| fail("ca_file", &format!("{}: ", path.display()), &e))?;
             if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
-                return Err(format!("ca_file {}: no PEM certificate found", path.display()));
+                return Err(BuildError::new(
+                    "ca_file",
+                    format!("{}: no PEM certificate found", path.display()),
+                ));
             }
-            let cert = Certificate::from_pem(&pem).map_err(|e| fail("ca_file", &e))?;
+            let cert = Certificate::from_pem(&pem).map_err(|e| fail("ca_file", "", &e))?;
             let params = TlsParameters::builder(host.clone())
                 .add_root_certificate(cert)
                 .build()
-                .map_err(|e| fail("ca_file", &e))?;
+                .map_err(|e| fail("ca_file", "", &e))?;
             builder = builder.tls(match mode {
                 TlsMode::Required => Tls::Required(params),
                 TlsMode::Opportunistic => Tls::Opportunistic(params),
                 TlsMode::Implicit => Tls::Wrapper(params),
                 TlsMode::None => {
-                    return Err(
-                        "ca_file is set but the smtp URL uses no TLS (add ?tls=required or use smtps://)"
-                            .into(),
-                    )
+                    return Err(BuildError::new(
+                        "ca_file",
+                        "set, but the smtp URL uses no TLS (add ?tls=required or use smtps://)",
+                    ))
                 }
             });
         }
         let port = url.port().unwrap_or(mode.default_port());
 
-        let mailbox = |field: &str, s: &str| -> Result<Mailbox, String> {
-            s.parse::<Mailbox>().map_err(|e| format!("{field}: invalid address {s:?}: {e}"))
+        let mailbox = |field: String, s: &str| -> Result<Mailbox, BuildError> {
+            s.parse::<Mailbox>().map_err(|e| BuildError::new(field, format!("invalid address {s:?}: {e}")))
         };
-        let from = mailbox("from", &cfg.from)?;
-        let to = cfg.to.iter().map(|s| mailbox("to", s)).collect::<Result<Vec<_>, _>>()?;
-        let cc = cfg.cc.iter().map(|s| mailbox("cc", s)).collect::<Result<Vec<_>, _>>()?;
+        let from = mailbox("from".into(), &cfg.from)?;
+        let list = |field: &str, list: &[String]| -> Result<Vec<Mailbox>, BuildError> {
+            list.iter().enumerate().map(|(i, s)| mailbox(format!("{field}[{i}]"), s)).collect()
+        };
+        let to = list("to", &cfg.to)?;
+        let cc = list("cc", &cfg.cc)?;
         if to.is_empty() && cc.is_empty() {
-            return Err("to: at least one recipient is required".into());
+            return Err(BuildError::new("to", "at least one recipient is required"));
         }
 
         Ok(Email {
@@ -214,14 +227,16 @@ enum TlsMode {
 }
 
 impl TlsMode {
-    fn of(url: &url::Url) -> Result<TlsMode, String> {
+    fn of(url: &url::Url) -> Result<TlsMode, BuildError> {
         let tls = url.query_pairs().find(|(k, _)| k == "tls").map(|(_, v)| v.into_owned());
         match (url.scheme(), tls.as_deref()) {
             ("smtps", _) => Ok(TlsMode::Implicit),
             ("smtp", None) => Ok(TlsMode::None),
             ("smtp", Some("required")) => Ok(TlsMode::Required),
             ("smtp", Some("opportunistic")) => Ok(TlsMode::Opportunistic),
-            (scheme, tls) => Err(format!("invalid smtp URL: scheme {scheme:?} with tls={tls:?}")),
+            (scheme, tls) => {
+                Err(BuildError::new("smtp", format!("invalid URL: scheme {scheme:?} with tls={tls:?}")))
+            }
         }
     }
 

@@ -239,8 +239,23 @@ pub struct ChannelDeps {
     pub http: reqwest::Client,
 }
 
+/// Why a channel cannot be built from its config: the key at fault, relative to the channel's
+/// table (`headers`, `ca_file`), and what is wrong with it. It never holds a secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct BuildError {
+    pub field: String,
+    pub message: String,
+}
+
+impl BuildError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> BuildError {
+        BuildError { field: field.into(), message: message.into() }
+    }
+}
+
 /// Builds a channel from its validated config.
-pub fn build(cfg: &ChannelConfig, deps: &ChannelDeps) -> Result<Arc<dyn Channel>, String> {
+pub fn build(cfg: &ChannelConfig, deps: &ChannelDeps) -> Result<Arc<dyn Channel>, BuildError> {
     let timeout = Duration::from_millis(cfg.common.timeout_ms);
     let ch: Arc<dyn Channel> = match &cfg.spec {
         ChannelSpec::Dingtalk(c) => Arc::new(dingtalk::Dingtalk::new(&cfg.name, c.clone(), timeout, deps)),

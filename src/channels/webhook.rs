@@ -21,8 +21,8 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use super::http::{self, HttpRequest};
-use super::RequestPreview;
 use super::{Attempt, Channel, ChannelDeps, ChannelKind, Message, MessageBody, Outcome, Prepare};
+use super::{BuildError, RequestPreview};
 use crate::config::{HttpMethod, Mention, WebhookConfig};
 use crate::render::Renderer;
 use crate::secret::{Secret, SecretUrl};
@@ -57,19 +57,20 @@ impl Webhook {
         cfg: WebhookConfig,
         timeout: Duration,
         deps: &ChannelDeps,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, BuildError> {
         let url = cfg.url.expose();
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(format!("url: scheme {:?} is not http or https", url.scheme()));
+            return Err(BuildError::new("url", format!("scheme {:?} is not http or https", url.scheme())));
         }
         let mut secrets = crate::secret::url_secrets(url);
 
         let mut headers = Vec::new();
         for (k, v) in &cfg.headers {
             reqwest::header::HeaderName::from_bytes(k.as_bytes())
-                .map_err(|_| format!("headers: {k:?} is not a valid header name"))?;
-            reqwest::header::HeaderValue::from_str(v.expose())
-                .map_err(|_| format!("headers.{k}: the value is not a valid header value"))?;
+                .map_err(|_| BuildError::new("headers", format!("{k:?} is not a valid header name")))?;
+            reqwest::header::HeaderValue::from_str(v.expose()).map_err(|_| {
+                BuildError::new(format!("headers.{k}"), "the value is not a valid header value")
+            })?;
             secrets.push(v.expose().to_string());
             headers.push((k.clone(), v.clone()));
         }
@@ -139,15 +140,15 @@ impl std::fmt::Debug for Webhook {
 }
 
 /// The key bytes: a `whsec_` key is base64 after the prefix; any other key is used as written.
-fn decode_key(secret: &str) -> Result<Vec<u8>, String> {
+fn decode_key(secret: &str) -> Result<Vec<u8>, BuildError> {
     let key = match secret.strip_prefix(WHSEC_PREFIX) {
-        Some(b64) => {
-            BASE64.decode(b64).map_err(|_| "secret: the part after \"whsec_\" is not valid base64")?
-        }
+        Some(b64) => BASE64
+            .decode(b64)
+            .map_err(|_| BuildError::new("secret", "the part after \"whsec_\" is not valid base64"))?,
         None => secret.as_bytes().to_vec(),
     };
     if key.is_empty() {
-        return Err("secret: the signing key is empty".into());
+        return Err(BuildError::new("secret", "the signing key is empty"));
     }
     Ok(key)
 }
@@ -252,7 +253,8 @@ mod tests {
         assert_eq!(decode_key("plain-key").unwrap(), b"plain-key");
         assert_eq!(decode_key("whsec_aGk=").unwrap(), b"hi");
         let err = decode_key("whsec_%%%not-base64").unwrap_err();
-        assert!(!err.contains("%%%"), "{err}");
+        assert!(!err.to_string().contains("%%%"), "{err}");
+        assert_eq!(err.field, "secret");
         assert!(decode_key("whsec_").is_err());
     }
 }

@@ -7,9 +7,13 @@
 
 use super::ConfigError;
 
+/// Stands where an unset variable was, so that the value holding it can be found once the text
+/// is parsed (a private-use character: no config has it, and TOML takes it in any string).
+pub const UNSET: char = '\u{E000}';
+
 /// Interpolates `text`, looking variables up with `env`. Every unset variable is reported, each
-/// with its line; unset variables are replaced by an empty string so parsing can go on and
-/// report further errors.
+/// with its line, and replaced by [`UNSET`] so that parsing can go on and report further
+/// errors; the reader then empties each value that holds it.
 pub fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> (String, Vec<ConfigError>) {
     let mut out = String::with_capacity(text.len());
     let mut errors = Vec::new();
@@ -42,10 +46,13 @@ pub fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> (String,
                             match (env(name).filter(|v| !(v.is_empty() && default.is_some())), default) {
                                 (Some(v), _) => out.push_str(&v),
                                 (None, Some(d)) => out.push_str(d),
-                                (None, None) => errors.push(ConfigError::new(
-                                    format!("line {}", idx + 1),
-                                    format!("environment variable {name} is not set (write ${{{name}:-default}} for a fallback)"),
-                                )),
+                                (None, None) => {
+                                    out.push(UNSET);
+                                    errors.push(ConfigError::new(
+                                        format!("line {}", idx + 1),
+                                        format!("environment variable {name} is not set (write ${{{name}:-default}} for a fallback)"),
+                                    ))
+                                }
                             }
                         }
                         rest = &body[end + 1..];

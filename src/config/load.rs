@@ -12,7 +12,7 @@ use std::path::Path;
 
 use serde::de::DeserializeOwned;
 
-use super::interpolate::interpolate;
+use super::interpolate::{interpolate, UNSET};
 use super::model::*;
 use super::{ConfigError, Rate};
 use crate::event::Status;
@@ -31,6 +31,21 @@ pub struct Read {
     /// Whether `[templates]` was read without error. When it was not, the templates the rules
     /// name cannot be looked for: a check would only report them missing.
     pub templates_read: bool,
+    /// The values already reported (mistyped, or holding an unset variable), read as absent or
+    /// empty: an error a later check finds at or under one of them only repeats it.
+    pub reported: Vec<String>,
+}
+
+impl Read {
+    /// Whether `e` is about a value already reported.
+    pub fn repeats(&self, e: &ConfigError) -> bool {
+        self.reported.iter().any(|field| is_at_or_under(&e.path, field))
+    }
+}
+
+/// Whether the key path `path` is `field` or inside it.
+fn is_at_or_under(path: &str, field: &str) -> bool {
+    path.strip_prefix(field).is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
 }
 
 impl Read {
@@ -65,14 +80,17 @@ pub fn read(path: &Path) -> Result<Read, Vec<ConfigError>> {
 /// Reads config text as far as it goes, with `${VAR}` looked up through `env`.
 pub fn read_text(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Read, Vec<ConfigError>> {
     let (text, found) = interpolate(text, env);
-    let mut errors = Errors { list: found, mistyped: Vec::new() };
-    let table: toml::Table = match toml::from_str(&text) {
+    let mut errors = Errors { list: found, reported: Vec::new() };
+    let mut table: toml::Table = match toml::from_str(&text) {
         Ok(t) => t,
         Err(e) => {
             errors.push(syntax_error(&text, &e));
             return Err(errors.list);
         }
     };
+    for field in empty_unset(&mut table) {
+        errors.reported.push((field, 0));
+    }
     let mut server = ServerConfig::default();
     let mut delivery = DeliveryConfig::default();
     let mut templates = TemplatesConfig::default();
@@ -81,6 +99,8 @@ pub fn read_text(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Rea
     // Every [channels.<name>] given, even one with errors of its own: a rule naming it is not
     // also told the channel is unknown.
     let mut declared = BTreeSet::new();
+    // Likewise every [sources.<name>] given.
+    let mut declared_sources = BTreeSet::new();
     let mut rules = Vec::new();
     let mut people = BTreeMap::new();
     let mut templates_read = true;
@@ -93,7 +113,10 @@ pub fn read_text(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Rea
                 templates_read = errors.list.len() == before;
             }
             "delivery" => delivery = typed(&key, value, &mut errors).unwrap_or_default(),
-            "sources" => sources = parse_sources(value, &mut errors),
+            "sources" => {
+                declared_sources = value.as_table().map(|t| t.keys().cloned().collect()).unwrap_or_default();
+                sources = parse_sources(value, &mut errors)
+            }
             "channels" => {
                 declared = value.as_table().map(|t| t.keys().cloned().collect()).unwrap_or_default();
                 channels = parse_channels(value, &mut errors)
@@ -113,7 +136,7 @@ pub fn read_text(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Rea
             templates_read = false;
         }
     }
-    check_rules(&rules, &declared, &sources, &mut errors);
+    check_rules(&rules, &declared, &declared_sources, &mut errors);
     for rule in &rules {
         for (j, key) in rule.mention.people.iter().enumerate() {
             if !people.contains_key(key) {
@@ -127,20 +150,51 @@ pub fn read_text(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Rea
     if delivery.max_attempts == 0 {
         errors.push(ConfigError::new("delivery.max_attempts", "must be at least 1"));
     }
+    let reported = errors.reported.iter().map(|(field, _)| field.clone()).collect();
     Ok(Read {
         config: Config { people, server, delivery, templates_dir: templates.dir, sources, channels, rules },
         errors: errors.into_list(),
         templates_read,
+        reported,
     })
 }
 
-/// The errors found so far, and where a mistyped value was taken out of its table. The table
-/// is read without it, so its other fields are still checked; a check that then finds the
-/// field missing, or at its default, would only repeat the error, and is left out.
+/// Empties every string that holds an unset variable, and returns the key path of each.
+fn empty_unset(table: &mut toml::Table) -> Vec<String> {
+    fn walk(value: &mut toml::Value, path: String, out: &mut Vec<String>) {
+        match value {
+            toml::Value::String(s) if s.contains(UNSET) => {
+                s.clear();
+                out.push(path);
+            }
+            toml::Value::Table(t) => {
+                for (k, v) in t.iter_mut() {
+                    walk(v, format!("{path}.{k}"), out);
+                }
+            }
+            toml::Value::Array(items) => {
+                for (i, v) in items.iter_mut().enumerate() {
+                    walk(v, format!("{path}[{i}]"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    for (k, v) in table.iter_mut() {
+        walk(v, k.clone(), &mut out);
+    }
+    out
+}
+
+/// The errors found so far, and the values already reported: a mistyped value is taken out of
+/// its table, which is read without it, so its other fields are still checked; a check that
+/// then finds the field missing, or at its default, would only repeat the error, and is left
+/// out. So is one about a value emptied because it holds an unset variable.
 struct Errors {
     list: Vec<ConfigError>,
-    /// The path of each field taken out, and how many errors had been found by then.
-    mistyped: Vec<(String, usize)>,
+    /// The path of each value reported, and how many errors had been found by then.
+    reported: Vec<(String, usize)>,
 }
 
 impl Errors {
@@ -148,20 +202,15 @@ impl Errors {
         self.list.push(e);
     }
 
-    /// Whether the value at `path` was mistyped, and so taken out.
-    fn was_mistyped(&self, path: &str) -> bool {
-        self.mistyped.iter().any(|(field, _)| field == path)
+    /// Whether the value at `path` was reported, and so taken out or emptied.
+    fn was_reported(&self, path: &str) -> bool {
+        self.reported.iter().any(|(field, _)| field == path)
     }
 
-    /// Every error, less those found after a field was taken out that are about that field.
+    /// Every error, less those found after a value was reported that are about that value.
     fn into_list(self) -> Vec<ConfigError> {
         let repeats = |i: usize, e: &ConfigError| {
-            self.mistyped.iter().any(|(field, found)| {
-                i >= *found
-                    && e.path
-                        .strip_prefix(field.as_str())
-                        .is_some_and(|rest| rest.is_empty() || rest.starts_with('.') || rest.starts_with('['))
-            })
+            self.reported.iter().any(|(field, found)| i >= *found && is_at_or_under(&e.path, field))
         };
         let mut list = Vec::with_capacity(self.list.len());
         for (i, e) in self.list.iter().enumerate() {
@@ -217,15 +266,18 @@ fn typed<T: DeserializeOwned>(path: &str, mut value: toml::Value, errors: &mut E
         };
         let inner = e.path().to_string();
         let message = clean_serde_message(&e.inner().to_string());
-        if taken.iter().any(|(table, key)| *table == inner && message == format!("missing field `{key}`")) {
-            break;
+        let needed =
+            taken.iter().any(|(table, key)| *table == inner && message == format!("missing field `{key}`"));
+        if !needed {
+            let at = if inner == "." { path.to_string() } else { join(path, &inner) };
+            errors.push(ConfigError::new(at, message));
         }
-        let at = if inner == "." { path.to_string() } else { join(path, &inner) };
-        errors.push(ConfigError::new(at, message));
+        // For a field its table cannot do without, taken out already, that table goes too when
+        // it is itself a field (an optional `[rules.quiet]`, say); at the top nothing is left.
         match take_out(&mut value, e.path()) {
             Some((table, key)) => {
                 let field = if table == "." { key.clone() } else { format!("{table}.{key}") };
-                errors.mistyped.push((join(path, &field), errors.list.len()));
+                errors.reported.push((join(path, &field), errors.list.len()));
                 taken.push((table, key));
             }
             None => break,
@@ -295,7 +347,7 @@ fn parse_sources(value: toml::Value, errors: &mut Errors) -> BTreeMap<String, So
         let Some(src) = typed::<SourceConfig>(&path, v, errors) else { continue };
         let format = match src.kind.as_deref() {
             // Which format was meant is not known: what would be checked is not either.
-            None if errors.was_mistyped(&format!("{path}.type")) => continue,
+            None if errors.was_reported(&format!("{path}.type")) => continue,
             Some("generic") => Some(Format::Generic),
             Some(other) => {
                 errors.push(ConfigError::new(
@@ -555,7 +607,8 @@ fn check_server(server: &ServerConfig, errors: &mut Errors) {
 fn check_rules(
     rules: &[RuleConfig],
     channels: &BTreeSet<String>,
-    configured: &BTreeMap<String, SourceConfig>,
+    // Every [sources.<name>] given, even one with errors of its own.
+    sources: &BTreeSet<String>,
     errors: &mut Errors,
 ) {
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
@@ -563,7 +616,7 @@ fn check_rules(
         let i = rule.at;
         let path = format!("rules[{i}]");
         if rule.name.trim().is_empty() {
-            errors.push(ConfigError::new(format!("{path}.name"), "must not be empty"));
+            errors.push(ConfigError::new(format!("{path}.name"), "required: every rule needs a name"));
         } else if let Some(first) = seen.insert(&rule.name, i) {
             errors.push(ConfigError::new(
                 format!("{path}.name"),
@@ -608,9 +661,9 @@ fn check_rules(
         if rule.when.still_failing_every == Some(0) {
             errors.push(ConfigError::new(format!("{path}.when.still_failing_every"), "must be at least 1"));
         }
-        if let Some(sources) = &rule.when.source {
-            for (j, s) in sources.items().iter().enumerate() {
-                if Format::from_name(s).is_none() && !configured.contains_key(s.as_str()) {
+        if let Some(named) = &rule.when.source {
+            for (j, s) in named.items().iter().enumerate() {
+                if Format::from_name(s).is_none() && !sources.contains(s.as_str()) {
                     let known: Vec<&str> = Format::ALL.iter().map(|f| f.name()).collect();
                     errors.push(ConfigError::new(
                         format!("{path}.when.source[{j}]"),

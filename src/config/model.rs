@@ -594,7 +594,11 @@ pub struct RuleConfig {
     /// their own paths.
     #[serde(skip)]
     pub at: usize,
+    /// Required; checked after reading, so that a rule without one still has the rest checked.
+    #[serde(default)]
     pub name: String,
+    /// At least one; checked after reading, like `name`.
+    #[serde(default)]
     pub channels: Vec<String>,
     #[serde(default)]
     pub template: Option<String>,

@@ -179,7 +179,7 @@ channels = ["a"]
         "rules[0].when.status[0]: unknown status \"failed\"",
         "rules[1].name: duplicate rule name \"r1\" (also rules[0])",
         "rules[1].stopp: unknown key",
-        "rules[2]: missing field `name`",
+        "rules[2].name: required: every rule needs a name",
     ];
     for w in want {
         assert!(errors.iter().any(|e| e.starts_with(w)), "missing {w:?} in {errors:#?}");
@@ -340,15 +340,21 @@ status = "failed"
 
 #[test]
 fn what_was_read_is_kept_alongside_the_errors() {
-    let text = "[server]\nbogus = 1\n[channels.c]\ntype = \"console\"\n\
-                [[rules]]\nname = 5\nchannels = [\"c\"]\n\
-                [[rules]]\nname = \"b\"\nchannels = [\"c\"]\ntemplate = \"mine\"\n";
+    let text = "rules = [5, { name = \"b\", channels = [\"c\"], template = \"mine\" }]\n\
+                [server]\nbogus = 1\n[channels.c]\ntype = \"console\"\n";
     let read = read_text(text, &env).unwrap();
     assert_eq!(read.errors.len(), 2, "{:#?}", read.errors);
     assert!(read.templates_read);
     assert_eq!(read.config.channels.len(), 1);
     let rules: Vec<(usize, &str)> = read.config.rules.iter().map(|r| (r.at, r.name.as_str())).collect();
     assert_eq!(rules, [(1, "b")], "the rule read keeps its index in the file");
+
+    let read =
+        read_text("[channels.a]\ntype = \"webhook\"\nurl = \"https://h/\"\nsecret = \"k-${NOPE}\"\n", &env)
+            .unwrap();
+    assert_eq!(read.reported, ["channels.a.secret"], "the value holding the unset variable");
+    let ChannelSpec::Webhook(hook) = &read.config.channels[0].spec else { panic!("a webhook") };
+    assert_eq!(hook.secret.as_ref().map(|s| s.expose().len()), Some(0), "emptied, not half-written");
 
     let read = read_text("[templates]\ndir = \"/no/such/dir\"\n", &env).unwrap();
     assert!(!read.templates_read, "without its templates, a rule's template cannot be looked for");

@@ -217,9 +217,17 @@ impl Gateway {
 
     /// Compiles every part and validates the whole config; every error is returned at once.
     pub fn compile(config: &Config) -> Result<Compiled, Vec<ConfigError>> {
+        Self::compile_checking(config, true)
+    }
+
+    /// `compile`; without `templates`, on the built-in templates alone, and without looking
+    /// for or rendering the templates the config names: when `[templates]` is itself in error,
+    /// they could only be reported missing.
+    pub fn compile_checking(config: &Config, templates: bool) -> Result<Compiled, Vec<ConfigError>> {
         let mut errors = Vec::new();
         let mut warnings = Vec::new();
-        let renderer = match Renderer::new(config.templates_dir.as_deref()) {
+        let dir = config.templates_dir.as_deref().filter(|_| templates);
+        let renderer = match Renderer::new(dir) {
             Ok(r) => Arc::new(r),
             Err(errs) => {
                 errors.extend(errs.into_iter().map(|e| ConfigError::new("templates", e)));
@@ -236,7 +244,7 @@ impl Gateway {
         let mut channel_templates = HashMap::new();
         for cfg in &config.channels {
             let template = cfg.common.template.clone().unwrap_or_else(|| "default".to_string());
-            if !renderer.has_template(&template) {
+            if templates && !renderer.has_template(&template) {
                 errors.push(ConfigError::new(
                     format!("channels.{}.template", cfg.name),
                     format!("template \"{template}\" not found"),
@@ -247,7 +255,9 @@ impl Gateway {
                 Ok(ch) => {
                     built.insert(cfg.name.clone(), ch);
                 }
-                Err(e) => errors.push(ConfigError::new(format!("channels.{}", cfg.name), e)),
+                Err(e) => {
+                    errors.push(ConfigError::new(format!("channels.{}.{}", cfg.name, e.field), e.message))
+                }
             }
         }
         let rules = match RuleSet::compile(&config.rules) {
@@ -266,7 +276,7 @@ impl Gateway {
         for rule in &config.rules {
             let i = rule.at;
             if let Some(t) = &rule.template {
-                if !renderer.has_template(t) {
+                if templates && !renderer.has_template(t) {
                     errors.push(ConfigError::new(
                         format!("rules[{i}].template"),
                         format!("template \"{t}\" not found"),
@@ -277,15 +287,18 @@ impl Gateway {
             for (j, name) in rule.channels.iter().enumerate() {
                 let Some(ch) = built.get(name) else { continue };
                 let template = rule.template.clone().unwrap_or_else(|| channel_templates[name].clone());
-                let found = render_check(ch.as_ref(), &template, &samples, |sample| ContextExtras {
-                    rule: Some(&rule.name),
-                    channel: Some(name),
-                    content: rule.content.as_deref().map(|c| render::interpolate_content(c, sample)),
-                    public_url: config.server.public_url.as_deref(),
-                });
-                errors.extend(
-                    found.into_iter().map(|e| ConfigError::new(format!("rules[{i}].channels[{j}]"), e)),
-                );
+                // A channel's own template that is missing was reported with the channel.
+                if templates && renderer.has_template(&template) {
+                    let found = render_check(ch.as_ref(), &template, &samples, |sample| ContextExtras {
+                        rule: Some(&rule.name),
+                        channel: Some(name),
+                        content: rule.content.as_deref().map(|c| render::interpolate_content(c, sample)),
+                        public_url: config.server.public_url.as_deref(),
+                    });
+                    errors.extend(
+                        found.into_iter().map(|e| ConfigError::new(format!("rules[{i}].channels[{j}]"), e)),
+                    );
+                }
                 // Platform limits apply to the ids people resolve to, too.
                 let resolved = directory.resolve_people(&rule.mention, ch.kind());
                 let found = directory.check(&rule.mention, ch.kind());
@@ -302,7 +315,8 @@ impl Gateway {
         for cfg in &config.channels {
             let Some(ch) = built.get(&cfg.name) else { continue };
             let template = &channel_templates[&cfg.name];
-            if checked.iter().any(|(n, t)| n == &cfg.name && t == template)
+            if !templates
+                || checked.iter().any(|(n, t)| n == &cfg.name && t == template)
                 || !renderer.has_template(template)
             {
                 continue;
