@@ -385,7 +385,7 @@ fn check_reports_each_problem_once_and_none_that_only_follows_from_another() {
         (
             "[channels.audit]\ntype = \"webhook\"\nurl = \"https://audit.example.com/ci\"\n\
              secret = \"${HERALD_TEST_UNSET_SECRET}\"\n[[rules]]\nname = \"r\"\nchannels = [\"audit\"]\n",
-            &["line 4: environment variable HERALD_TEST_UNSET_SECRET is not set"],
+            &["channels.audit.secret: environment variable HERALD_TEST_UNSET_SECRET is not set (line 4;"],
         ),
         // A mistyped group_wait or group_by is not also reported as missing.
         (
@@ -486,6 +486,32 @@ status = "failed"
             assert!(line.starts_with(w), "{w:?} expected, got {line:?}\n{text}");
         }
     }
+}
+
+#[test]
+fn a_template_that_does_not_compile_leaves_the_rest_checked_and_a_failing_one_is_reported_once() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("broken.hbs"), "{{#if status}}never closed").unwrap();
+    std::fs::write(dir.path().join("rt.hbs"), "{{nohelper status}}").unwrap();
+    let config = format!(
+        "[templates]\ndir = \"{}\"\n[channels.c]\ntype = \"console\"\ntemplate = \"rt\"\n\
+         [[rules]]\nname = \"a\"\nchannels = [\"c\"]\n\
+         [[rules]]\nname = \"b\"\nchannels = [\"c\"]\n[rules.when]\npipeline = \"a[b\"\n",
+        dir.path().display()
+    );
+    let (_d, path) = write_config(&config);
+    let text = stdout(&herald(&["check", "--config", path.to_str().unwrap()]));
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].starts_with("templates: ") && lines[0].contains("broken.hbs"), "{text}");
+    assert!(lines[1].starts_with("rules[1].when.pipeline: invalid glob"), "{text}");
+
+    std::fs::remove_file(dir.path().join("broken.hbs")).unwrap();
+    let text = stdout(&herald(&["check", "--config", path.to_str().unwrap()]));
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "rt fails the same way for both rules: once\n{text}");
+    assert!(lines[0].starts_with("rules[1].when.pipeline: invalid glob"), "{text}");
+    assert!(lines[1].starts_with("rules[0].channels[0]: ") && lines[1].contains("nohelper"), "{text}");
 }
 
 #[test]

@@ -7,18 +7,46 @@
 
 use super::ConfigError;
 
-/// Stands where an unset variable was, so that the value holding it can be found once the text
-/// is parsed (a private-use character: no config has it, and TOML takes it in any string).
-pub const UNSET: char = '\u{E000}';
+/// Open and close the mark left where an unset variable was, around its index in
+/// [`Interpolated::unset`], so that the value or key holding it can be found once the text is
+/// parsed (private-use characters: no config has them, and TOML takes them in any string).
+pub const UNSET_OPEN: char = '\u{E000}';
+pub const UNSET_CLOSE: char = '\u{E001}';
+
+/// The config text with every variable replaced.
+#[derive(Debug, Default)]
+pub struct Interpolated {
+    pub text: String,
+    pub errors: Vec<ConfigError>,
+    /// Each unset variable, in order: its name, and the index of its error in `errors`.
+    pub unset: Vec<(String, usize)>,
+    /// The values taken from the environment, which no error may echo: they may be secrets.
+    pub values: Vec<String>,
+}
 
 /// Interpolates `text`, looking variables up with `env`. Every unset variable is reported, each
-/// with its line, and replaced by [`UNSET`] so that parsing can go on and report further
-/// errors; the reader then empties each value that holds it.
-pub fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> (String, Vec<ConfigError>) {
-    let mut out = String::with_capacity(text.len());
-    let mut errors = Vec::new();
+/// with its line, and marked (see [`UNSET_OPEN`]) so that parsing can go on and report further
+/// errors; the reader then empties each value that holds a mark.
+pub fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Interpolated {
+    let mut done = Interpolated { text: String::with_capacity(text.len()), ..Default::default() };
+    let out = &mut done.text;
+    let errors = &mut done.errors;
+    // The closing quotes of a multi-line `content` string still open.
+    let mut content_until: Option<&str> = None;
     for (idx, line) in text.split_inclusive('\n').enumerate() {
-        if line.trim_start().starts_with('#') || is_content_line(line) {
+        if let Some(close) = content_until {
+            out.push_str(line);
+            if line.contains(close) {
+                content_until = None;
+            }
+            continue;
+        }
+        if line.trim_start().starts_with('#') {
+            out.push_str(line);
+            continue;
+        }
+        if is_content_line(line) {
+            content_until = opens_multiline(line);
             out.push_str(line);
             continue;
         }
@@ -44,10 +72,16 @@ pub fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> (String,
                             ));
                         } else {
                             match (env(name).filter(|v| !(v.is_empty() && default.is_some())), default) {
-                                (Some(v), _) => out.push_str(&v),
+                                (Some(v), _) => {
+                                    out.push_str(&v);
+                                    done.values.push(v);
+                                }
                                 (None, Some(d)) => out.push_str(d),
                                 (None, None) => {
-                                    out.push(UNSET);
+                                    out.push(UNSET_OPEN);
+                                    out.push_str(&done.unset.len().to_string());
+                                    out.push(UNSET_CLOSE);
+                                    done.unset.push((name.to_string(), errors.len()));
                                     errors.push(ConfigError::new(
                                         format!("line {}", idx + 1),
                                         format!("environment variable {name} is not set (write ${{{name}:-default}} for a fallback)"),
@@ -73,7 +107,12 @@ pub fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> (String,
         }
         out.push_str(rest);
     }
-    (out, errors)
+    done
+}
+
+/// The closing quotes, when `line` opens a multi-line string it does not close.
+fn opens_multiline(line: &str) -> Option<&'static str> {
+    ["\"\"\"", "\'\'\'"].into_iter().find(|q| line.matches(q).count() == 1)
 }
 
 /// `content = ...`: the value is interpolated per event, from the event.
@@ -100,8 +139,8 @@ mod tests {
     }
 
     fn run(text: &str) -> (String, Vec<String>) {
-        let (out, errs) = interpolate(text, &env);
-        (out, errs.iter().map(|e| e.to_string()).collect())
+        let done = interpolate(text, &env);
+        (done.text, done.errors.iter().map(|e| e.to_string()).collect())
     }
 
     #[test]
@@ -116,6 +155,10 @@ mod tests {
             ("# url = \"${MISSING}\"", "# url = \"${MISSING}\""),
             ("a = \"${TOKEN}${TOKEN}\"\n", "a = \"abcabc\"\n"),
             ("content = \"Commit: ${CI_COMMIT_TITLE}\"", "content = \"Commit: ${CI_COMMIT_TITLE}\""),
+            (
+                "content = \"\"\"\nEnv: ${DEPLOY_ENV}\n\"\"\"\nurl = \"${TOKEN}\"\n",
+                "content = \"\"\"\nEnv: ${DEPLOY_ENV}\n\"\"\"\nurl = \"abc\"\n",
+            ),
             ("contents = \"${TOKEN}\"", "contents = \"abc\""),
         ];
         for (input, want) in cases {

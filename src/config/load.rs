@@ -12,7 +12,7 @@ use std::path::Path;
 
 use serde::de::DeserializeOwned;
 
-use super::interpolate::{interpolate, UNSET};
+use super::interpolate::{interpolate, Interpolated, UNSET_CLOSE, UNSET_OPEN};
 use super::model::*;
 use super::{ConfigError, Rate};
 use crate::event::Status;
@@ -79,7 +79,7 @@ pub fn read(path: &Path) -> Result<Read, Vec<ConfigError>> {
 
 /// Reads config text as far as it goes, with `${VAR}` looked up through `env`.
 pub fn read_text(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Read, Vec<ConfigError>> {
-    let (text, found) = interpolate(text, env);
+    let Interpolated { text, errors: found, unset, values } = interpolate(text, env);
     let mut errors = Errors { list: found, reported: Vec::new() };
     let mut table: toml::Table = match toml::from_str(&text) {
         Ok(t) => t,
@@ -88,8 +88,16 @@ pub fn read_text(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Rea
             return Err(errors.list);
         }
     };
-    for field in empty_unset(&mut table) {
-        errors.reported.push((field, 0));
+    for (k, field) in mark_unset(&mut table, &unset) {
+        // The error is told where the value is, not only its line.
+        let e = &mut errors.list[unset[k].1];
+        *e = ConfigError::new(
+            &field,
+            e.message.replacen("is not set (", &format!("is not set ({}; ", e.path), 1),
+        );
+        // Reported: what later checks find about the emptied value only follows from it.
+        let found = errors.list.len();
+        errors.reported.push((field, found));
     }
     let mut server = ServerConfig::default();
     let mut delivery = DeliveryConfig::default();
@@ -99,8 +107,9 @@ pub fn read_text(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Rea
     // Every [channels.<name>] given, even one with errors of its own: a rule naming it is not
     // also told the channel is unknown.
     let mut declared = BTreeSet::new();
-    // Likewise every [sources.<name>] given.
+    // Likewise every [sources.<name>] and [people.<key>] given.
     let mut declared_sources = BTreeSet::new();
+    let mut declared_people: BTreeSet<String> = BTreeSet::new();
     let mut rules = Vec::new();
     let mut people = BTreeMap::new();
     let mut templates_read = true;
@@ -108,9 +117,8 @@ pub fn read_text(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Rea
         match key.as_str() {
             "server" => server = typed(&key, value, &mut errors).unwrap_or_default(),
             "templates" => {
-                let before = errors.list.len();
                 templates = typed(&key, value, &mut errors).unwrap_or_default();
-                templates_read = errors.list.len() == before;
+                templates_read = !errors.was_reported("templates.dir");
             }
             "delivery" => delivery = typed(&key, value, &mut errors).unwrap_or_default(),
             "sources" => {
@@ -122,7 +130,10 @@ pub fn read_text(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Rea
                 channels = parse_channels(value, &mut errors)
             }
             "rules" => rules = parse_rules(value, &mut errors),
-            "people" => people = parse_people(value, &mut errors),
+            "people" => {
+                declared_people = value.as_table().map(|t| t.keys().cloned().collect()).unwrap_or_default();
+                people = parse_people(value, &mut errors)
+            }
             other => errors.push(ConfigError::new(
                 other,
                 "unknown key (expected server, delivery, templates, sources, channels, rules or people)",
@@ -139,7 +150,7 @@ pub fn read_text(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Rea
     check_rules(&rules, &declared, &declared_sources, &mut errors);
     for rule in &rules {
         for (j, key) in rule.mention.people.iter().enumerate() {
-            if !people.contains_key(key) {
+            if !declared_people.contains(key) {
                 errors.push(ConfigError::new(
                     format!("rules[{}].mention.people[{j}]", rule.at),
                     format!("unknown person \"{key}\""),
@@ -153,38 +164,87 @@ pub fn read_text(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Rea
     let reported = errors.reported.iter().map(|(field, _)| field.clone()).collect();
     Ok(Read {
         config: Config { people, server, delivery, templates_dir: templates.dir, sources, channels, rules },
-        errors: errors.into_list(),
+        errors: hide_values(errors.into_list(), &values),
         templates_read,
         reported,
     })
 }
 
-/// Empties every string that holds an unset variable, and returns the key path of each.
-fn empty_unset(table: &mut toml::Table) -> Vec<String> {
-    fn walk(value: &mut toml::Value, path: String, out: &mut Vec<String>) {
-        match value {
-            toml::Value::String(s) if s.contains(UNSET) => {
-                s.clear();
-                out.push(path);
+/// Takes the mark of each unset variable out of the strings that hold one, as if the variable
+/// were empty, and returns the key path of each, with the variable's index in `unset`. A key
+/// that holds one gets `${NAME}` back in its place.
+fn mark_unset(table: &mut toml::Table, unset: &[(String, usize)]) -> Vec<(usize, String)> {
+    fn marks(s: &str) -> impl Iterator<Item = (usize, std::ops::Range<usize>)> + '_ {
+        s.match_indices(UNSET_OPEN).filter_map(move |(start, _)| {
+            let len = s[start..].find(UNSET_CLOSE)?;
+            let k = s[start + UNSET_OPEN.len_utf8()..start + len].parse().ok()?;
+            Some((k, start..start + len + UNSET_CLOSE.len_utf8()))
+        })
+    }
+    fn walk_table(
+        t: &mut toml::Table,
+        path: &str,
+        unset: &[(String, usize)],
+        out: &mut Vec<(usize, String)>,
+    ) {
+        let marked: Vec<String> = t.keys().filter(|k| k.contains(UNSET_OPEN)).cloned().collect();
+        for key in marked {
+            let mut named = key.clone();
+            for (k, range) in marks(&key).collect::<Vec<_>>().into_iter().rev() {
+                let name = unset.get(k).map_or("?", |(n, _)| n.as_str());
+                named.replace_range(range, &format!("${{{name}}}"));
             }
-            toml::Value::Table(t) => {
-                for (k, v) in t.iter_mut() {
-                    walk(v, format!("{path}.{k}"), out);
+            if let Some(v) = t.remove(&key) {
+                t.insert(named, v);
+            }
+        }
+        for (k, v) in t.iter_mut() {
+            walk(v, if path.is_empty() { k.clone() } else { format!("{path}.{k}") }, unset, out);
+        }
+    }
+    fn walk(
+        value: &mut toml::Value,
+        path: String,
+        unset: &[(String, usize)],
+        out: &mut Vec<(usize, String)>,
+    ) {
+        match value {
+            toml::Value::String(s) if s.contains(UNSET_OPEN) => {
+                let found: Vec<_> = marks(s).collect();
+                for (k, range) in found.into_iter().rev() {
+                    s.replace_range(range, "");
+                    out.push((k, path.clone()));
                 }
             }
+            toml::Value::Table(t) => walk_table(t, &path, unset, out),
             toml::Value::Array(items) => {
                 for (i, v) in items.iter_mut().enumerate() {
-                    walk(v, format!("{path}[{i}]"), out);
+                    walk(v, format!("{path}[{i}]"), unset, out);
                 }
             }
             _ => {}
         }
     }
     let mut out = Vec::new();
-    for (k, v) in table.iter_mut() {
-        walk(v, k.clone(), &mut out);
-    }
+    walk_table(table, "", unset, &mut out);
     out
+}
+
+/// The errors, with every value taken from the environment hidden: serde's messages quote
+/// what they reject, and an interpolated value may be a secret. Short values (a port, a flag)
+/// are left alone, so as not to hide words of the messages.
+fn hide_values(errors: Vec<ConfigError>, values: &[String]) -> Vec<ConfigError> {
+    let hidden: Vec<&String> = values.iter().filter(|v| v.chars().count() >= 6).collect();
+    errors
+        .into_iter()
+        .map(|mut e| {
+            for v in &hidden {
+                e.path = e.path.replace(v.as_str(), "***");
+                e.message = e.message.replace(v.as_str(), "***");
+            }
+            e
+        })
+        .collect()
 }
 
 /// The errors found so far, and the values already reported: a mistyped value is taken out of
@@ -229,7 +289,7 @@ fn syntax_error(text: &str, e: &toml::de::Error) -> ConfigError {
         Some(span) => {
             let before = &text[..span.start.min(text.len())];
             let line = before.matches('\n').count() + 1;
-            let col = before.len() - before.rfind('\n').map_or(0, |p| p + 1) + 1;
+            let col = before[before.rfind('\n').map_or(0, |p| p + 1)..].chars().count() + 1;
             format!("line {line}, column {col}")
         }
         None => "config".to_string(),
@@ -248,6 +308,8 @@ fn typed<T: DeserializeOwned>(path: &str, mut value: toml::Value, errors: &mut E
     let mut unknown: Vec<String> = Vec::new();
     // Fields taken out so far, as (path of their table, key): serde then reports them missing.
     let mut taken: Vec<(String, String)> = Vec::new();
+    // The same, as key paths from the top.
+    let mut taken_paths: Vec<String> = Vec::new();
     for _ in 0..MAX_PASSES {
         let mut on_unknown = |p: serde_ignored::Path<'_>| {
             let p = p.to_string();
@@ -260,6 +322,8 @@ fn typed<T: DeserializeOwned>(path: &str, mut value: toml::Value, errors: &mut E
         let e = match result {
             Ok(v) => {
                 report_unknown(path, &unknown, errors);
+                // Only what is found after this table is a consequence of its taken-out fields.
+                errors.reported.extend(taken_paths.into_iter().map(|f| (f, errors.list.len())));
                 return Some(v);
             }
             Err(e) => e,
@@ -277,13 +341,14 @@ fn typed<T: DeserializeOwned>(path: &str, mut value: toml::Value, errors: &mut E
         match take_out(&mut value, e.path()) {
             Some((table, key)) => {
                 let field = if table == "." { key.clone() } else { format!("{table}.{key}") };
-                errors.reported.push((join(path, &field), errors.list.len()));
+                taken_paths.push(join(path, &field));
                 taken.push((table, key));
             }
             None => break,
         }
     }
     report_unknown(path, &unknown, errors);
+    errors.reported.extend(taken_paths.into_iter().map(|f| (f, errors.list.len())));
     None
 }
 
@@ -292,7 +357,9 @@ const MAX_PASSES: usize = 64;
 
 fn report_unknown(path: &str, unknown: &[String], errors: &mut Errors) {
     for key in unknown {
-        errors.push(ConfigError::new(join(path, key), "unknown key"));
+        // serde_ignored names an optional table's inside with a `?` segment.
+        let key = key.replace(".?", "").replace("?.", "");
+        errors.push(ConfigError::new(join(path, &key), "unknown key"));
     }
 }
 
@@ -332,8 +399,21 @@ fn join(path: &str, inner: &str) -> String {
 }
 
 /// toml's value errors end with a newline; keep the first line.
+/// The longest `timeout_ms` a channel may have: no robot or mail server needs more.
+const MAX_TIMEOUT_MS: i64 = 600_000;
+
+/// serde's message, on one line, without the value it quotes (`invalid type: string "…"`):
+/// the value may be a secret, written in the file or interpolated into it.
 fn clean_serde_message(msg: &str) -> String {
-    msg.lines().next().unwrap_or(msg).trim().to_string()
+    let first = msg.lines().next().unwrap_or(msg).trim();
+    for kind in ["invalid type: string \"", "invalid value: string \""] {
+        if let Some(rest) = first.strip_prefix(kind) {
+            if let Some(end) = rest.rfind("\", expected ") {
+                return format!("{}{}", &kind[..kind.len() - 2], &rest[end + 1..]);
+            }
+        }
+    }
+    first.to_string()
 }
 
 fn parse_sources(value: toml::Value, errors: &mut Errors) -> BTreeMap<String, SourceConfig> {
@@ -457,26 +537,29 @@ fn parse_channels(value: toml::Value, errors: &mut Errors) -> Vec<ChannelConfig>
         };
         let mut common = ChannelCommon::default();
         match t.remove("timeout_ms") {
-            Some(toml::Value::Integer(ms)) if ms > 0 => common.timeout_ms = ms as u64,
-            Some(_) => {
-                errors.push(ConfigError::new(format!("{path}.timeout_ms"), "expected a positive integer"))
+            Some(toml::Value::Integer(ms)) if (1..=MAX_TIMEOUT_MS).contains(&ms) => {
+                common.timeout_ms = ms as u64
             }
+            Some(_) => errors.push(ConfigError::new(
+                format!("{path}.timeout_ms"),
+                format!("expected a whole number of milliseconds from 1 to {MAX_TIMEOUT_MS} (10 minutes)"),
+            )),
             None => {}
         }
         if let Some(v) = t.remove("rate") {
-            let list = match v {
-                toml::Value::Array(items) => items,
-                one => vec![one],
+            let (list, listed) = match v {
+                toml::Value::Array(items) => (items, true),
+                one => (vec![one], false),
             };
             let mut rates = Vec::new();
-            for item in list {
+            for (i, item) in list.into_iter().enumerate() {
+                let at = if listed { format!("{path}.rate[{i}]") } else { format!("{path}.rate") };
                 match item.as_str().map(Rate::parse) {
                     Some(Ok(r)) => rates.push(r),
-                    Some(Err(e)) => errors.push(ConfigError::new(format!("{path}.rate"), e)),
-                    None => errors.push(ConfigError::new(
-                        format!("{path}.rate"),
-                        "expected a rate like \"20/min\" or a list of them",
-                    )),
+                    Some(Err(e)) => errors.push(ConfigError::new(at, e)),
+                    None => {
+                        errors.push(ConfigError::new(at, "expected a rate like \"20/min\" or a list of them"))
+                    }
                 }
             }
             common.rate = Some(rates);

@@ -227,11 +227,12 @@ impl Gateway {
         let mut errors = Vec::new();
         let mut warnings = Vec::new();
         let dir = config.templates_dir.as_deref().filter(|_| templates);
-        let renderer = match Renderer::new(dir) {
-            Ok(r) => Arc::new(r),
+        // Templates that do not compile are reported, and the rest is checked on the built-ins.
+        let (renderer, templates) = match Renderer::new(dir) {
+            Ok(r) => (Arc::new(r), templates),
             Err(errs) => {
                 errors.extend(errs.into_iter().map(|e| ConfigError::new("templates", e)));
-                return Err(errors);
+                (Arc::new(Renderer::new(None).map_err(|_| errors.clone())?), false)
             }
         };
         let http = reqwest::Client::builder()
@@ -273,6 +274,7 @@ impl Gateway {
         let samples = [Event::sample(), Event::new("flow", Status::Running, "RUNNING", false)];
         let directory = Directory::new(&config.people);
         let mut checked: Vec<(String, String)> = Vec::new();
+        let mut reported: Vec<(&str, String, String)> = Vec::new();
         for rule in &config.rules {
             let i = rule.at;
             if let Some(t) = &rule.template {
@@ -295,9 +297,14 @@ impl Gateway {
                         content: rule.content.as_deref().map(|c| render::interpolate_content(c, sample)),
                         public_url: config.server.public_url.as_deref(),
                     });
-                    errors.extend(
-                        found.into_iter().map(|e| ConfigError::new(format!("rules[{i}].channels[{j}]"), e)),
-                    );
+                    // A template that fails the same way for every rule that reaches it through
+                    // this channel is reported for the first.
+                    for e in found {
+                        if !reported.contains(&(name.as_str(), template.clone(), e.clone())) {
+                            reported.push((name.as_str(), template.clone(), e.clone()));
+                            errors.push(ConfigError::new(format!("rules[{i}].channels[{j}]"), e));
+                        }
+                    }
                 }
                 // Platform limits apply to the ids people resolve to, too.
                 let resolved = directory.resolve_people(&rule.mention, ch.kind());
