@@ -357,11 +357,9 @@ impl Channel for Email {
         if mention.mobiles.is_empty() && mention.user_ids.is_empty() && !mention.all {
             return vec![];
         }
-        vec![format!(
-            "channel {:?}: email cannot @mention by mobile or user id, nor everyone; those are ignored \
-             (people are added as recipients by their email)",
-            self.name
-        )]
+        vec!["email cannot @mention by mobile or user id, nor everyone; those are ignored \
+              (people are added as recipients by their email)"
+            .to_string()]
     }
 
     fn rate_key(&self) -> &str {

@@ -228,7 +228,7 @@ impl Channel for Webhook {
         if mention.is_empty() {
             return vec![];
         }
-        vec![format!("channel {:?}: a webhook has no mention field; the mention is ignored", self.name)]
+        vec!["a webhook has no mention field; the mention is ignored".to_string()]
     }
 
     fn rate_key(&self) -> &str {

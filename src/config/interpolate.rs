@@ -1,9 +1,10 @@
 //! `${VAR}` interpolation of the config text, before TOML parsing.
 //!
 //! `${VAR}` is an error when VAR is unset, `${VAR:-default}` falls back to the default (also
-//! when VAR is empty, as in POSIX shells), and `$${` writes a literal `${`. Lines whose first
-//! non-blank character is `#` are comments and are left as written, so a commented-out line
-//! never needs its variables set.
+//! when VAR is empty, as in POSIX shells), and `$${` writes a literal `${`. Comments (from a
+//! `#` outside any string to the end of its line) are left as written, so a commented-out line
+//! never needs its variables set. An unset variable outside a string is left as a quoted mark,
+//! so that the file still parses and its other errors are found too.
 
 use super::ConfigError;
 
@@ -33,6 +34,7 @@ pub fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Interpol
     let errors = &mut done.errors;
     // The closing quotes of a multi-line `content` string still open.
     let mut content_until: Option<&str> = None;
+    let mut quotes = Quotes::default();
     for (idx, line) in text.split_inclusive('\n').enumerate() {
         if let Some(close) = content_until {
             out.push_str(line);
@@ -41,17 +43,19 @@ pub fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Interpol
             }
             continue;
         }
-        if line.trim_start().starts_with('#') {
-            out.push_str(line);
-            continue;
-        }
-        if is_content_line(line) {
+        if !quotes.in_string() && is_content_line(line) {
             content_until = opens_multiline(line);
             out.push_str(line);
             continue;
         }
         let mut rest = line;
+        let mut comment = false;
         while let Some(pos) = rest.find('$') {
+            if quotes.follow(&rest[..pos]) {
+                // The rest of the line is a comment: left as written.
+                comment = true;
+                break;
+            }
             out.push_str(&rest[..pos]);
             let after = &rest[pos..];
             if let Some(literal) = after.strip_prefix("$${") {
@@ -78,9 +82,14 @@ pub fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Interpol
                                 }
                                 (None, Some(d)) => out.push_str(d),
                                 (None, None) => {
+                                    // Outside a string the mark is quoted, so that the TOML still
+                                    // parses: its value is then reported as the unset variable's.
+                                    let quote = if quotes.in_string() { "" } else { "\"" };
+                                    out.push_str(quote);
                                     out.push(UNSET_OPEN);
                                     out.push_str(&done.unset.len().to_string());
                                     out.push(UNSET_CLOSE);
+                                    out.push_str(quote);
                                     done.unset.push((name.to_string(), errors.len()));
                                     errors.push(ConfigError::new(
                                         format!("line {}", idx + 1),
@@ -105,9 +114,62 @@ pub fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Interpol
                 rest = &after[1..];
             }
         }
+        if !comment {
+            quotes.follow(rest);
+        }
         out.push_str(rest);
+        quotes.end_line();
     }
     done
+}
+
+/// Which TOML string, if any, the text followed so far is inside.
+#[derive(Debug, Default)]
+struct Quotes {
+    open: Option<&'static str>,
+}
+
+impl Quotes {
+    /// Follows `s`; true when it reaches a `#` outside any string, where a comment begins.
+    fn follow(&mut self, s: &str) -> bool {
+        let at = |i: usize, q: &str| s.get(i..).is_some_and(|r| r.starts_with(q));
+        let mut i = 0;
+        while i < s.len() {
+            match self.open {
+                None if at(i, "#") => return true,
+                None => {
+                    if let Some(q) = ["\"\"\"", "\'\'\'", "\"", "'"].into_iter().find(|q| at(i, q)) {
+                        self.open = Some(q);
+                        i += q.len();
+                        continue;
+                    }
+                }
+                Some(q) if q.starts_with('"') && at(i, "\\") => {
+                    i += 2;
+                    continue;
+                }
+                Some(q) if at(i, q) => {
+                    self.open = None;
+                    i += q.len();
+                    continue;
+                }
+                Some(_) => {}
+            }
+            i += 1;
+        }
+        false
+    }
+
+    fn in_string(&self) -> bool {
+        self.open.is_some()
+    }
+
+    /// At a line's end, only a multi-line string is still open.
+    fn end_line(&mut self) {
+        if matches!(self.open, Some("\"" | "'")) {
+            self.open = None;
+        }
+    }
 }
 
 /// The closing quotes, when `line` opens a multi-line string it does not close.
@@ -160,6 +222,13 @@ mod tests {
                 "content = \"\"\"\nEnv: ${DEPLOY_ENV}\n\"\"\"\nurl = \"abc\"\n",
             ),
             ("contents = \"${TOKEN}\"", "contents = \"abc\""),
+            ("a = 1 # was ${MISSING}\n", "a = 1 # was ${MISSING}\n"),
+            ("a = \"# ${TOKEN}\" # ${MISSING}\n", "a = \"# abc\" # ${MISSING}\n"),
+            (
+                "a = '''\n# ${TOKEN} \"\n'''\nb = 1 # ${MISSING}\n",
+                "a = '''\n# abc \"\n'''\nb = 1 # ${MISSING}\n",
+            ),
+            ("a = \"\\\" ${TOKEN}\"\n", "a = \"\\\" abc\"\n"),
         ];
         for (input, want) in cases {
             let (out, errs) = run(input);
@@ -174,6 +243,15 @@ mod tests {
         assert_eq!(errs.len(), 2);
         assert!(errs[0].starts_with("line 1: environment variable ONE is not set"), "{errs:?}");
         assert!(errs[1].starts_with("line 3: environment variable TWO is not set"), "{errs:?}");
+    }
+
+    #[test]
+    fn an_unset_variable_outside_a_string_is_left_as_a_quoted_mark() {
+        let done = interpolate("port = ${NOPE}\nname = \"x-${NOPE}\"\n", &env);
+        let mark = |k: usize| format!("{UNSET_OPEN}{k}{UNSET_CLOSE}");
+        assert_eq!(done.text, format!("port = \"{}\"\nname = \"x-{}\"\n", mark(0), mark(1)));
+        assert_eq!(done.unset, [("NOPE".to_string(), 0), ("NOPE".to_string(), 1)]);
+        assert!(toml::from_str::<toml::Table>(&done.text).is_ok(), "it still parses");
     }
 
     #[test]
