@@ -380,7 +380,7 @@ fn serve_refuses_a_bad_config_before_opening_the_port() {
 #[test]
 fn check_reports_each_problem_once_and_none_that_only_follows_from_another() {
     // (config, the lines `check` prints, in order)
-    let cases: [(&str, &[&str]); 6] = [
+    let cases: [(&str, &[&str]); 7] = [
         // An unset variable empties its value: the empty signing key is not a second error.
         (
             "[channels.audit]\ntype = \"webhook\"\nurl = \"https://audit.example.com/ci\"\n\
@@ -463,6 +463,34 @@ status = "failed"
                 "rules[0].channels[1]: unknown channel \"nope\"",
                 "rules[0].when.status[0]: unknown status \"failed\"",
                 "rules[1].when.status[0]: unknown status \"failed\"",
+            ],
+        ),
+        // A channel that cannot be built says everything that is wrong with it at once.
+        (
+            r#"
+[channels.hook]
+type = "webhook"
+url = "https://h.example.com/"
+headers = { "Bad Header" = "v", X-Ok = "a\nb" }
+secret = "whsec_!!"
+[channels.mail]
+type = "email"
+smtp = "smtp://mail.example.com?tls=required"
+from = "ci@example.com"
+to = ["dev@example.com"]
+ca_file = "/no/such.pem"
+[channels.mail2]
+type = "email"
+smtp = "smtp://mail.example.com?tls=bogus"
+from = "ci@example.com"
+to = ["dev@example.com"]
+"#,
+            &[
+                "channels.hook.headers: \"Bad Header\" is not a valid header name",
+                "channels.hook.headers.X-Ok: the value is not a valid header value",
+                "channels.hook.secret: the part after \"whsec_\" is not valid base64",
+                "channels.mail.ca_file: /no/such.pem: ",
+                "channels.mail2.smtp: invalid URL: ",
             ],
         ),
         // A channel's missing template is reported with the channel, not again per rule.

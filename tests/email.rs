@@ -353,7 +353,12 @@ async fn the_password_never_reaches_debug_display_or_errors() {
     let no_tls = config(&url("smtp", PASSWORD, 2525, ""), Some(Path::new("/nonexistent/ca.pem")));
     let bad_scheme = config(&url("smtpx", PASSWORD, 2525, ""), None);
     for bad in [missing_ca, bad_from, no_tls, bad_scheme] {
-        let err = Email::new("m", bad, TIMEOUT, &deps()).expect_err("invalid config").to_string();
+        let err = Email::new("m", bad, TIMEOUT, &deps())
+            .expect_err("invalid config")
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
         printed.push(err);
     }
     for text in &printed {

@@ -240,7 +240,12 @@ async fn no_secret_reaches_debug_display_or_errors() {
     bad_value.headers.insert("X-Key".into(), Secret::new(format!("{TOKEN}\n")));
     for bad in [bad_key, bad_scheme, bad_value] {
         printed.push(
-            Webhook::new("x", bad, Duration::from_secs(1), &deps()).expect_err("invalid config").to_string(),
+            Webhook::new("x", bad, Duration::from_secs(1), &deps())
+                .expect_err("invalid config")
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
         );
     }
     for text in &printed {

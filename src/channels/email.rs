@@ -55,65 +55,55 @@ pub struct Email {
 }
 
 impl Email {
-    /// Validates the SMTP URL, the addresses and the CA file. An error never shows the password.
+    /// Validates the SMTP URL, the addresses and the CA file, each error at its key. An error
+    /// never shows the password.
     pub fn new(
         name: &str,
         cfg: EmailConfig,
         timeout: Duration,
         deps: &ChannelDeps,
-    ) -> Result<Self, BuildError> {
+    ) -> Result<Self, Vec<BuildError>> {
         let url = cfg.smtp.expose();
         let secrets = crate::secret::url_secrets(url);
         let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
         let fail = |field: &str, what: &str, e: &dyn std::fmt::Display| {
             BuildError::new(field, format!("{what}{}", scrub(&e.to_string(), &refs)))
         };
+        let mut errors = Vec::new();
 
-        let mut builder = Transport::from_url(url.as_str())
-            .map_err(|e| fail("smtp", "invalid URL: ", &e))?
-            .timeout(Some(timeout));
+        let mode = keep(TlsMode::of(url), &mut errors);
+        // One error for the URL: lettre is asked only about one whose scheme and TLS are known.
+        let builder = mode.and_then(|_| {
+            let built = Transport::from_url(url.as_str()).map_err(|e| fail("smtp", "invalid URL: ", &e));
+            keep(built, &mut errors)
+        });
         let host = url.host_str().unwrap_or_default().to_string();
-        let mode = TlsMode::of(url)?;
-        if let Some(path) = &cfg.ca_file {
-            let pem =
-                std::fs::read(path).map_err(|e| fail("ca_file", &format!("{}: ", path.display()), &e))?;
-            if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
-                return Err(BuildError::new(
-                    "ca_file",
-                    format!("{}: no PEM certificate found", path.display()),
-                ));
-            }
-            let cert = Certificate::from_pem(&pem).map_err(|e| fail("ca_file", "", &e))?;
-            let params = TlsParameters::builder(host.clone())
-                .add_root_certificate(cert)
-                .build()
-                .map_err(|e| fail("ca_file", "", &e))?;
-            builder = builder.tls(match mode {
-                TlsMode::Required => Tls::Required(params),
-                TlsMode::Opportunistic => Tls::Opportunistic(params),
-                TlsMode::Implicit => Tls::Wrapper(params),
-                TlsMode::None => {
-                    return Err(BuildError::new(
-                        "ca_file",
-                        "set, but the smtp URL uses no TLS (add ?tls=required or use smtps://)",
-                    ))
-                }
-            });
-        }
-        let port = url.port().unwrap_or(mode.default_port());
+        let tls = match (&cfg.ca_file, mode) {
+            (Some(path), Some(mode)) => keep(tls_trusting(path, &host, mode, &fail), &mut errors),
+            _ => None,
+        };
 
         let mailbox = |field: String, s: &str| -> Result<Mailbox, BuildError> {
             s.parse::<Mailbox>().map_err(|e| BuildError::new(field, format!("invalid address {s:?}: {e}")))
         };
-        let from = mailbox("from".into(), &cfg.from)?;
-        let list = |field: &str, list: &[String]| -> Result<Vec<Mailbox>, BuildError> {
-            list.iter().enumerate().map(|(i, s)| mailbox(format!("{field}[{i}]"), s)).collect()
+        let from = keep(mailbox("from".into(), &cfg.from), &mut errors);
+        let mut list = |field: &str, list: &[String]| -> Vec<Mailbox> {
+            let parsed = list.iter().enumerate().map(|(i, s)| mailbox(format!("{field}[{i}]"), s));
+            parsed.filter_map(|r| keep(r, &mut errors)).collect()
         };
-        let to = list("to", &cfg.to)?;
-        let cc = list("cc", &cfg.cc)?;
-        if to.is_empty() && cc.is_empty() {
-            return Err(BuildError::new("to", "at least one recipient is required"));
+        let to = list("to", &cfg.to);
+        let cc = list("cc", &cfg.cc);
+        if cfg.to.is_empty() && cfg.cc.is_empty() {
+            errors.push(BuildError::new("to", "at least one recipient is required"));
         }
+        let (Some(builder), Some(mode), Some(from), true) = (builder, mode, from, errors.is_empty()) else {
+            return Err(errors);
+        };
+        let mut builder = builder.timeout(Some(timeout));
+        if let Some(tls) = tls {
+            builder = builder.tls(tls);
+        }
+        let port = url.port().unwrap_or(mode.default_port());
 
         Ok(Email {
             name: name.to_string(),
@@ -224,6 +214,40 @@ enum TlsMode {
     Opportunistic,
     Required,
     Implicit,
+}
+
+/// `r`'s value, or `None` with its error kept.
+fn keep<T>(r: Result<T, BuildError>, errors: &mut Vec<BuildError>) -> Option<T> {
+    r.map_err(|e| errors.push(e)).ok()
+}
+
+/// TLS that trusts the CA certificate in `path` for `host`.
+fn tls_trusting(
+    path: &std::path::Path,
+    host: &str,
+    mode: TlsMode,
+    fail: &dyn Fn(&str, &str, &dyn std::fmt::Display) -> BuildError,
+) -> Result<Tls, BuildError> {
+    let pem = std::fs::read(path).map_err(|e| fail("ca_file", &format!("{}: ", path.display()), &e))?;
+    if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+        return Err(BuildError::new("ca_file", format!("{}: no PEM certificate found", path.display())));
+    }
+    let cert = Certificate::from_pem(&pem).map_err(|e| fail("ca_file", "", &e))?;
+    let params = TlsParameters::builder(host.to_string())
+        .add_root_certificate(cert)
+        .build()
+        .map_err(|e| fail("ca_file", "", &e))?;
+    Ok(match mode {
+        TlsMode::Required => Tls::Required(params),
+        TlsMode::Opportunistic => Tls::Opportunistic(params),
+        TlsMode::Implicit => Tls::Wrapper(params),
+        TlsMode::None => {
+            return Err(BuildError::new(
+                "ca_file",
+                "set, but the smtp URL uses no TLS (add ?tls=required or use smtps://)",
+            ))
+        }
+    })
 }
 
 impl TlsMode {

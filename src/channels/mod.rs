@@ -254,8 +254,8 @@ impl BuildError {
     }
 }
 
-/// Builds a channel from its validated config.
-pub fn build(cfg: &ChannelConfig, deps: &ChannelDeps) -> Result<Arc<dyn Channel>, BuildError> {
+/// Builds a channel from its validated config; every error, when it cannot be.
+pub fn build(cfg: &ChannelConfig, deps: &ChannelDeps) -> Result<Arc<dyn Channel>, Vec<BuildError>> {
     let timeout = Duration::from_millis(cfg.common.timeout_ms);
     let ch: Arc<dyn Channel> = match &cfg.spec {
         ChannelSpec::Dingtalk(c) => Arc::new(dingtalk::Dingtalk::new(&cfg.name, c.clone(), timeout, deps)),

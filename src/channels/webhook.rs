@@ -51,37 +51,39 @@ pub struct Webhook {
 }
 
 impl Webhook {
-    /// Validates the URL, the headers and the signing key. An error never shows a secret.
+    /// Validates the URL, the headers and the signing key, each error at its key. An error
+    /// never shows a secret.
     pub fn new(
         name: &str,
         cfg: WebhookConfig,
         timeout: Duration,
         deps: &ChannelDeps,
-    ) -> Result<Self, BuildError> {
+    ) -> Result<Self, Vec<BuildError>> {
+        let mut errors = Vec::new();
         let url = cfg.url.expose();
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(BuildError::new("url", format!("scheme {:?} is not http or https", url.scheme())));
+            errors.push(BuildError::new("url", format!("scheme {:?} is not http or https", url.scheme())));
         }
         let mut secrets = crate::secret::url_secrets(url);
 
         let mut headers = Vec::new();
         for (k, v) in &cfg.headers {
-            reqwest::header::HeaderName::from_bytes(k.as_bytes())
-                .map_err(|_| BuildError::new("headers", format!("{k:?} is not a valid header name")))?;
-            reqwest::header::HeaderValue::from_str(v.expose()).map_err(|_| {
-                BuildError::new(format!("headers.{k}"), "the value is not a valid header value")
-            })?;
+            if reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err() {
+                errors.push(BuildError::new("headers", format!("{k:?} is not a valid header name")));
+            } else if reqwest::header::HeaderValue::from_str(v.expose()).is_err() {
+                errors.push(BuildError::new(format!("headers.{k}"), "the value is not a valid header value"));
+            }
             secrets.push(v.expose().to_string());
             headers.push((k.clone(), v.clone()));
         }
 
-        let key = match &cfg.secret {
-            None => None,
-            Some(s) => {
-                secrets.push(s.expose().to_string());
-                Some(decode_key(s.expose())?)
-            }
-        };
+        let key = cfg.secret.as_ref().and_then(|s| {
+            secrets.push(s.expose().to_string());
+            decode_key(s.expose()).map_err(|e| errors.push(e)).ok()
+        });
+        if !errors.is_empty() {
+            return Err(errors);
+        }
 
         Ok(Webhook {
             name: name.to_string(),

@@ -256,9 +256,11 @@ impl Gateway {
                 Ok(ch) => {
                     built.insert(cfg.name.clone(), ch);
                 }
-                Err(e) => {
-                    errors.push(ConfigError::new(format!("channels.{}.{}", cfg.name, e.field), e.message))
-                }
+                Err(found) => errors.extend(
+                    found
+                        .into_iter()
+                        .map(|e| ConfigError::new(format!("channels.{}.{}", cfg.name, e.field), e.message)),
+                ),
             }
         }
         let rules = match RuleSet::compile(&config.rules) {
