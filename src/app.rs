@@ -105,6 +105,7 @@ pub fn validate(read: config::Read) -> Result<(Config, Compiled), Vec<ConfigErro
             let new = |e: &ConfigError| !read.repeats(e) && !read.errors.iter().any(|r| r.path == e.path);
             let found: Vec<ConfigError> =
                 compiled.err().unwrap_or_default().into_iter().filter(new).collect();
+            let found = read.hide(found);
             let mut errors = read.errors;
             errors.extend(found);
             Err(errors)

@@ -543,6 +543,29 @@ fn a_template_that_does_not_compile_leaves_the_rest_checked_and_a_failing_one_is
 }
 
 #[test]
+fn check_never_prints_a_value_from_the_environment() {
+    let (_dir, path) = write_config(
+        "[channels.c]\ntype = \"console\"\n[channels.h]\ntype = \"webhook\"\nurl = \"https://h/\"\n\
+         headers = { \"${HEADER_NAME}\" = \"v\" }\n\
+         [[rules]]\nname = \"r\"\nchannels = [\"c\"]\ntemplate = \"${TEMPLATE}\"\n[rules.when]\npipeline = \"${PIPELINE}\"\n",
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["check", "--config", path.to_str().unwrap()])
+        .env("TEMPLATE", "secret-template-name")
+        .env("PIPELINE", "secret-pipeline[")
+        .env("HEADER_NAME", "Secret Header Name")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert_eq!(text.lines().count(), 3, "{text}");
+    assert!(text.contains("rules[0].template: template \"***\" not found"), "{text}");
+    for secret in ["secret-template-name", "secret-pipeline", "Secret Header Name"] {
+        assert!(!text.contains(secret), "{secret} printed:\n{text}");
+    }
+}
+
+#[test]
 fn serve_finds_every_error_before_it_touches_the_store() {
     let (dir, path) = write_config(
         "[server]\ndata_dir = \"data\"\n[channels.c]\ntype = \"console\"\n\

@@ -23,30 +23,59 @@ pub struct Interpolated {
     pub unset: Vec<(String, usize)>,
     /// The values taken from the environment, which no error may echo: they may be secrets.
     pub values: Vec<String>,
+    /// Makes this text's marks its own: a config cannot write one that is taken for a mark.
+    pub nonce: u64,
+}
+
+/// The mark of the `k`th unset variable.
+pub fn mark(nonce: u64, k: usize) -> String {
+    format!("{UNSET_OPEN}{nonce:x}.{k}{UNSET_CLOSE}")
+}
+
+impl Interpolated {
+    /// The index in `unset` of the mark at the start of `s` (which starts with [`UNSET_OPEN`]),
+    /// and the mark's length; `None` when it is not one of this text's marks.
+    pub fn mark_at(&self, s: &str) -> Option<(usize, usize)> {
+        let len = s.find(UNSET_CLOSE)? + UNSET_CLOSE.len_utf8();
+        let inner = &s[UNSET_OPEN.len_utf8()..len - UNSET_CLOSE.len_utf8()];
+        let (nonce, k) = inner.split_once('.')?;
+        let k: usize = k.parse().ok()?;
+        (u64::from_str_radix(nonce, 16).ok()? == self.nonce && k < self.unset.len()).then_some((k, len))
+    }
 }
 
 /// Interpolates `text`, looking variables up with `env`. Every unset variable is reported, each
 /// with its line, and marked (see [`UNSET_OPEN`]) so that parsing can go on and report further
 /// errors; the reader then empties each value that holds a mark.
 pub fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Interpolated {
-    let mut done = Interpolated { text: String::with_capacity(text.len()), ..Default::default() };
+    let mut done =
+        Interpolated { text: String::with_capacity(text.len()), nonce: rand::random(), ..Default::default() };
     let out = &mut done.text;
     let errors = &mut done.errors;
-    // The closing quotes of a multi-line `content` string still open.
-    let mut content_until: Option<&str> = None;
     let mut quotes = Quotes::default();
+    // Inside a rule's `content` string, over several lines.
+    let mut in_content = false;
+    // The header of the table the lines are in (`[[rules]]`, `[channels.x]`).
+    let mut table = "";
     for (idx, line) in text.split_inclusive('\n').enumerate() {
-        if let Some(close) = content_until {
+        if in_content {
+            quotes.follow(line);
+            in_content = quotes.in_string();
             out.push_str(line);
-            if line.contains(close) {
-                content_until = None;
-            }
             continue;
         }
-        if !quotes.in_string() && is_content_line(line) {
-            content_until = opens_multiline(line);
-            out.push_str(line);
-            continue;
+        if !quotes.in_string() {
+            let head = line.trim();
+            if head.starts_with('[') {
+                table = head.split('#').next().unwrap_or(head).trim();
+            }
+            if table == "[[rules]]" && is_content_line(line) {
+                quotes.follow(line);
+                in_content = quotes.in_string();
+                quotes.end_line();
+                out.push_str(line);
+                continue;
+            }
         }
         let mut rest = line;
         let mut comment = false;
@@ -70,9 +99,10 @@ pub fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Interpol
                             None => (expr, None),
                         };
                         if !valid_name(name) {
+                            // Only the name: a default may be a secret.
                             errors.push(ConfigError::new(
                                 format!("line {}", idx + 1),
-                                format!("\"${{{expr}}}\" is not a valid variable reference"),
+                                format!("\"{name}\" is not a valid variable name (letters, digits and _, not starting with a digit)"),
                             ));
                         } else {
                             match (env(name).filter(|v| !(v.is_empty() && default.is_some())), default) {
@@ -86,9 +116,7 @@ pub fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Interpol
                                     // parses: its value is then reported as the unset variable's.
                                     let quote = if quotes.in_string() { "" } else { "\"" };
                                     out.push_str(quote);
-                                    out.push(UNSET_OPEN);
-                                    out.push_str(&done.unset.len().to_string());
-                                    out.push(UNSET_CLOSE);
+                                    out.push_str(&mark(done.nonce, done.unset.len()));
                                     out.push_str(quote);
                                     done.unset.push((name.to_string(), errors.len()));
                                     errors.push(ConfigError::new(
@@ -151,6 +179,12 @@ impl Quotes {
                 Some(q) if at(i, q) => {
                     self.open = None;
                     i += q.len();
+                    // A multi-line string may end with one or two more of its quotes inside it.
+                    for _ in 0..2 {
+                        if q.len() == 3 && at(i, &q[..1]) {
+                            i += 1;
+                        }
+                    }
                     continue;
                 }
                 Some(_) => {}
@@ -172,12 +206,8 @@ impl Quotes {
     }
 }
 
-/// The closing quotes, when `line` opens a multi-line string it does not close.
-fn opens_multiline(line: &str) -> Option<&'static str> {
-    ["\"\"\"", "\'\'\'"].into_iter().find(|q| line.matches(q).count() == 1)
-}
-
-/// `content = ...`: the value is interpolated per event, from the event.
+/// `content = ...` (in a `[[rules]]` table): the value is interpolated per event, from the
+/// event.
 fn is_content_line(line: &str) -> bool {
     line.trim_start().strip_prefix("content").is_some_and(|rest| rest.trim_start().starts_with('='))
 }
@@ -216,10 +246,16 @@ mod tests {
             ("a = \"cost $5\"", "a = \"cost $5\""),
             ("# url = \"${MISSING}\"", "# url = \"${MISSING}\""),
             ("a = \"${TOKEN}${TOKEN}\"\n", "a = \"abcabc\"\n"),
-            ("content = \"Commit: ${CI_COMMIT_TITLE}\"", "content = \"Commit: ${CI_COMMIT_TITLE}\""),
+            ("[[rules]]\ncontent = \"Commit: ${CI_COMMIT_TITLE}\"", "[[rules]]\ncontent = \"Commit: ${CI_COMMIT_TITLE}\""),
+            // Only a rule's content is the event's; `content` elsewhere is the config's.
+            ("[rules.when.params]\ncontent = \"${TOKEN}\"", "[rules.when.params]\ncontent = \"abc\""),
             (
-                "content = \"\"\"\nEnv: ${DEPLOY_ENV}\n\"\"\"\nurl = \"${TOKEN}\"\n",
-                "content = \"\"\"\nEnv: ${DEPLOY_ENV}\n\"\"\"\nurl = \"abc\"\n",
+                "[[rules]]\ncontent = \"don't ''' here\"\nname = \"${TOKEN}\"\n",
+                "[[rules]]\ncontent = \"don't ''' here\"\nname = \"abc\"\n",
+            ),
+            (
+                "[[rules]]\ncontent = \"\"\"\nEnv: \\\"\"\" ${DEPLOY_ENV}\n\"\"\"\"\nurl = \"${TOKEN}\" # \"${DEPLOY_ENV}\n",
+                "[[rules]]\ncontent = \"\"\"\nEnv: \\\"\"\" ${DEPLOY_ENV}\n\"\"\"\"\nurl = \"abc\" # \"${DEPLOY_ENV}\n",
             ),
             ("contents = \"${TOKEN}\"", "contents = \"abc\""),
             ("a = 1 # was ${MISSING}\n", "a = 1 # was ${MISSING}\n"),
@@ -248,7 +284,7 @@ mod tests {
     #[test]
     fn an_unset_variable_outside_a_string_is_left_as_a_quoted_mark() {
         let done = interpolate("port = ${NOPE}\nname = \"x-${NOPE}\"\n", &env);
-        let mark = |k: usize| format!("{UNSET_OPEN}{k}{UNSET_CLOSE}");
+        let mark = |k: usize| mark(done.nonce, k);
         assert_eq!(done.text, format!("port = \"{}\"\nname = \"x-{}\"\n", mark(0), mark(1)));
         assert_eq!(done.unset, [("NOPE".to_string(), 0), ("NOPE".to_string(), 1)]);
         assert!(toml::from_str::<toml::Table>(&done.text).is_ok(), "it still parses");

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use serde::de::DeserializeOwned;
 
-use super::interpolate::{interpolate, Interpolated, UNSET_CLOSE, UNSET_OPEN};
+use super::interpolate::{interpolate, Interpolated, UNSET_OPEN};
 use super::model::*;
 use super::{ConfigError, Rate};
 use crate::event::Status;
@@ -34,9 +34,17 @@ pub struct Read {
     /// The values already reported (mistyped, or holding an unset variable), read as absent or
     /// empty: an error a later check finds at or under one of them only repeats it.
     pub reported: Vec<String>,
+    /// The values taken from the environment, hidden in every error.
+    values: Vec<String>,
 }
 
 impl Read {
+    /// `errors` with every value taken from the environment hidden, for errors found later
+    /// (compiling what was read).
+    pub fn hide(&self, errors: Vec<ConfigError>) -> Vec<ConfigError> {
+        hide_values(errors, &self.values)
+    }
+
     /// Whether `e` is about a value already reported.
     pub fn repeats(&self, e: &ConfigError) -> bool {
         self.reported.iter().any(|field| is_at_or_under(&e.path, field))
@@ -79,25 +87,29 @@ pub fn read(path: &Path) -> Result<Read, Vec<ConfigError>> {
 
 /// Reads config text as far as it goes, with `${VAR}` looked up through `env`.
 pub fn read_text(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Read, Vec<ConfigError>> {
-    let Interpolated { text, errors: found, unset, values } = interpolate(text, env);
-    let mut errors = Errors { list: found, reported: Vec::new() };
+    let mut done = interpolate(text, env);
+    let text = std::mem::take(&mut done.text);
+    let mut errors = Errors { list: std::mem::take(&mut done.errors), reported: Vec::new() };
     let mut table: toml::Table = match toml::from_str(&text) {
         Ok(t) => t,
         Err(e) => {
             errors.push(syntax_error(&text, &e));
-            return Err(errors.list);
+            return Err(hide_values(errors.list, &done.values));
         }
     };
-    for (k, field) in mark_unset(&mut table, &unset) {
+    for (k, field, mark) in mark_unset(&mut table, &done) {
         // The error is told where the value is, not only its line.
-        let e = &mut errors.list[unset[k].1];
+        let e = &mut errors.list[done.unset[k].1];
         *e = ConfigError::new(
             &field,
             e.message.replacen("is not set (", &format!("is not set ({}; ", e.path), 1),
         );
-        // Reported: what later checks find about the emptied value only follows from it.
-        let found = errors.list.len();
-        errors.reported.push((field, found));
+        // Reported: what later checks find about the emptied value only follows from it. A
+        // key keeps `${NAME}` in its place, and what is found under it is its own.
+        if mark == Mark::InValue {
+            let found = errors.list.len();
+            errors.reported.push((field, found));
+        }
     }
     let mut server = ServerConfig::default();
     let mut delivery = DeliveryConfig::default();
@@ -164,7 +176,8 @@ pub fn read_text(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Rea
     let reported = errors.reported.iter().map(|(field, _)| field.clone()).collect();
     Ok(Read {
         config: Config { people, server, delivery, templates_dir: templates.dir, sources, channels, rules },
-        errors: hide_values(errors.into_list(), &values),
+        errors: hide_values(errors.into_list(), &done.values),
+        values: done.values,
         templates_read,
         reported,
     })
@@ -173,61 +186,74 @@ pub fn read_text(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Rea
 /// Takes the mark of each unset variable out of the strings that hold one, as if the variable
 /// were empty, and returns the key path of each, with the variable's index in `unset`. A key
 /// that holds one gets `${NAME}` back in its place.
-fn mark_unset(table: &mut toml::Table, unset: &[(String, usize)]) -> Vec<(usize, String)> {
-    fn marks(s: &str) -> impl Iterator<Item = (usize, std::ops::Range<usize>)> + '_ {
-        s.match_indices(UNSET_OPEN).filter_map(move |(start, _)| {
-            let len = s[start..].find(UNSET_CLOSE)?;
-            let k = s[start + UNSET_OPEN.len_utf8()..start + len].parse().ok()?;
-            Some((k, start..start + len + UNSET_CLOSE.len_utf8()))
-        })
+fn mark_unset(table: &mut toml::Table, done: &Interpolated) -> Vec<(usize, String, Mark)> {
+    /// Takes this text's marks out of `s`: each with its index, replaced by `with(name)`.
+    fn unmark(s: &mut String, done: &Interpolated, with: fn(&str) -> String) -> Vec<usize> {
+        let mut found = Vec::new();
+        let mut from = 0;
+        while let Some(start) = s[from..].find(UNSET_OPEN).map(|i| i + from) {
+            match done.mark_at(&s[start..]) {
+                Some((k, len)) => {
+                    let by = with(&done.unset[k].0);
+                    s.replace_range(start..start + len, &by);
+                    found.push(k);
+                    from = start + by.len();
+                }
+                None => from = start + UNSET_OPEN.len_utf8(),
+            }
+        }
+        found
     }
     fn walk_table(
         t: &mut toml::Table,
         path: &str,
-        unset: &[(String, usize)],
-        out: &mut Vec<(usize, String)>,
+        done: &Interpolated,
+        out: &mut Vec<(usize, String, Mark)>,
     ) {
+        let join = |k: &str| if path.is_empty() { k.to_string() } else { format!("{path}.{k}") };
         let marked: Vec<String> = t.keys().filter(|k| k.contains(UNSET_OPEN)).cloned().collect();
         for key in marked {
             let mut named = key.clone();
-            for (k, range) in marks(&key).collect::<Vec<_>>().into_iter().rev() {
-                let name = unset.get(k).map_or("?", |(n, _)| n.as_str());
-                named.replace_range(range, &format!("${{{name}}}"));
-            }
+            let found = unmark(&mut named, done, |name| format!("${{{name}}}"));
+            out.extend(found.into_iter().map(|k| (k, join(&named), Mark::InKey)));
             if let Some(v) = t.remove(&key) {
                 t.insert(named, v);
             }
         }
         for (k, v) in t.iter_mut() {
-            walk(v, if path.is_empty() { k.clone() } else { format!("{path}.{k}") }, unset, out);
+            walk(v, join(k), done, out);
         }
     }
     fn walk(
         value: &mut toml::Value,
         path: String,
-        unset: &[(String, usize)],
-        out: &mut Vec<(usize, String)>,
+        done: &Interpolated,
+        out: &mut Vec<(usize, String, Mark)>,
     ) {
         match value {
             toml::Value::String(s) if s.contains(UNSET_OPEN) => {
-                let found: Vec<_> = marks(s).collect();
-                for (k, range) in found.into_iter().rev() {
-                    s.replace_range(range, "");
-                    out.push((k, path.clone()));
-                }
+                let found = unmark(s, done, |_| String::new());
+                out.extend(found.into_iter().map(|k| (k, path.clone(), Mark::InValue)));
             }
-            toml::Value::Table(t) => walk_table(t, &path, unset, out),
+            toml::Value::Table(t) => walk_table(t, &path, done, out),
             toml::Value::Array(items) => {
                 for (i, v) in items.iter_mut().enumerate() {
-                    walk(v, format!("{path}[{i}]"), unset, out);
+                    walk(v, format!("{path}[{i}]"), done, out);
                 }
             }
             _ => {}
         }
     }
     let mut out = Vec::new();
-    walk_table(table, "", unset, &mut out);
+    walk_table(table, "", done, &mut out);
     out
+}
+
+/// Where an unset variable was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mark {
+    InValue,
+    InKey,
 }
 
 /// The errors, with every value taken from the environment hidden: serde's messages quote
@@ -402,16 +428,17 @@ fn join(path: &str, inner: &str) -> String {
 /// The longest `timeout_ms` a channel may have: no robot or mail server needs more.
 const MAX_TIMEOUT_MS: i64 = 600_000;
 
-/// serde's message, on one line, without the value it quotes (`invalid type: string "…"`):
-/// the value may be a secret, written in the file or interpolated into it.
+/// serde's message, on one line, without the value it quotes (`invalid type: string "…"`,
+/// `integer \`…\``): the value may be a secret, written in the file or interpolated into it.
 fn clean_serde_message(msg: &str) -> String {
     let first = msg.lines().next().unwrap_or(msg).trim();
-    for kind in ["invalid type: string \"", "invalid value: string \""] {
-        if let Some(rest) = first.strip_prefix(kind) {
-            if let Some(end) = rest.rfind("\", expected ") {
-                return format!("{}{}", &kind[..kind.len() - 2], &rest[end + 1..]);
-            }
-        }
+    for prefix in ["invalid type: ", "invalid value: "] {
+        let Some(rest) = first.strip_prefix(prefix) else { continue };
+        let Some(end) = rest.rfind(", expected ") else { continue };
+        let kind = &rest[..end];
+        let kind =
+            kind.find([' ']).filter(|&i| kind[i + 1..].starts_with(['"', '`'])).map_or(kind, |i| &kind[..i]);
+        return format!("{prefix}{kind}{}", &rest[end..]);
     }
     first.to_string()
 }

@@ -399,7 +399,7 @@ bypas = ["failure"]
 "#;
     let errors: Vec<String> = parse(text, &env).unwrap_err().iter().map(|e| e.to_string()).collect();
     let want = [
-        "line 11: environment variable NOPE_NAME is not set",
+        "channels.${NOPE_NAME}: environment variable NOPE_NAME is not set (line 11;",
         "channels.${NOPE_NAME}.keyword: unknown key",
         "channels.a.timeout_ms: expected a whole number of milliseconds from 1 to 600000",
         "channels.a.headers: invalid type: string, expected a map",
@@ -419,6 +419,28 @@ bypas = ["failure"]
             assert!(!e.contains(leak), "{leak:?} in {e}");
         }
     }
+}
+
+#[test]
+fn a_config_cannot_forge_the_mark_of_an_unset_variable() {
+    let mark = "\\uE0000.0\\uE001";
+    let text = format!(
+        "[server]\nlisten = \"{mark}\"\nadmin_token = 98765432101\n[channels.c]\ntype = \"${{NOPE}}\"\n"
+    );
+    let read = read_text(&text, &env).unwrap();
+    let errors: Vec<String> = read.errors.iter().map(|e| e.to_string()).collect();
+    assert!(
+        errors[0].starts_with("channels.c.type: environment variable NOPE is not set (line 5;"),
+        "{errors:#?}"
+    );
+    assert!(
+        errors.iter().any(|e| e == "server.admin_token: invalid type: integer, expected a string"),
+        "{errors:#?}"
+    );
+    assert!(
+        errors.iter().any(|e| e.starts_with("server.listen: ")),
+        "the forged mark is just text: {errors:#?}"
+    );
 }
 
 #[test]
