@@ -55,8 +55,8 @@ pub fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Interpol
     let mut quotes = Quotes::default();
     // Inside a rule's `content` string, over several lines.
     let mut in_content = false;
-    // The header of the table the lines are in (`[[rules]]`, `[channels.x]`).
-    let mut table = "";
+    // The header of the table the lines are in, without white space or quotes (`[[rules]]`).
+    let mut table = String::new();
     for (idx, line) in text.split_inclusive('\n').enumerate() {
         if in_content {
             quotes.follow(line);
@@ -67,7 +67,8 @@ pub fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Interpol
         if !quotes.in_string() {
             let head = line.trim();
             if head.starts_with('[') {
-                table = head.split('#').next().unwrap_or(head).trim();
+                let header = head.split('#').next().unwrap_or(head);
+                table = header.chars().filter(|c| !c.is_whitespace() && !matches!(c, '"' | '\'')).collect();
             }
             if table == "[[rules]]" && is_content_line(line) {
                 quotes.follow(line);
@@ -247,6 +248,8 @@ mod tests {
             ("# url = \"${MISSING}\"", "# url = \"${MISSING}\""),
             ("a = \"${TOKEN}${TOKEN}\"\n", "a = \"abcabc\"\n"),
             ("[[rules]]\ncontent = \"Commit: ${CI_COMMIT_TITLE}\"", "[[rules]]\ncontent = \"Commit: ${CI_COMMIT_TITLE}\""),
+            ("[[ rules ]] # x\ncontent = \"${CI_COMMIT_TITLE}\"", "[[ rules ]] # x\ncontent = \"${CI_COMMIT_TITLE}\""),
+            ("[[\"rules\"]]\ncontent = \"${CI_COMMIT_TITLE}\"", "[[\"rules\"]]\ncontent = \"${CI_COMMIT_TITLE}\""),
             // Only a rule's content is the event's; `content` elsewhere is the config's.
             ("[rules.when.params]\ncontent = \"${TOKEN}\"", "[rules.when.params]\ncontent = \"abc\""),
             (

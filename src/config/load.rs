@@ -249,6 +249,9 @@ fn mark_unset(table: &mut toml::Table, done: &Interpolated) -> Vec<(usize, Strin
     out
 }
 
+/// The message of an unknown key.
+const UNKNOWN_KEY: &str = "unknown key";
+
 /// Where an unset variable was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mark {
@@ -260,7 +263,9 @@ enum Mark {
 /// what they reject, and an interpolated value may be a secret. Short values (a port, a flag)
 /// are left alone, so as not to hide words of the messages.
 fn hide_values(errors: Vec<ConfigError>, values: &[String]) -> Vec<ConfigError> {
-    let hidden: Vec<&String> = values.iter().filter(|v| v.chars().count() >= 6).collect();
+    let mut hidden: Vec<&String> = values.iter().filter(|v| v.chars().count() >= 6).collect();
+    // Longest first: a value that holds another is hidden whole.
+    hidden.sort_by_key(|v| std::cmp::Reverse(v.len()));
     errors
         .into_iter()
         .map(|mut e| {
@@ -296,7 +301,9 @@ impl Errors {
     /// Every error, less those found after a value was reported that are about that value.
     fn into_list(self) -> Vec<ConfigError> {
         let repeats = |i: usize, e: &ConfigError| {
-            self.reported.iter().any(|(field, found)| i >= *found && is_at_or_under(&e.path, field))
+            // An unknown key is never a consequence: it is wrong whatever its value.
+            e.message != UNKNOWN_KEY
+                && self.reported.iter().any(|(field, found)| i >= *found && is_at_or_under(&e.path, field))
         };
         let mut list = Vec::with_capacity(self.list.len());
         for (i, e) in self.list.iter().enumerate() {
@@ -385,7 +392,7 @@ fn report_unknown(path: &str, unknown: &[String], errors: &mut Errors) {
     for key in unknown {
         // serde_ignored names an optional table's inside with a `?` segment.
         let key = key.replace(".?", "").replace("?.", "");
-        errors.push(ConfigError::new(join(path, &key), "unknown key"));
+        errors.push(ConfigError::new(join(path, &key), UNKNOWN_KEY));
     }
 }
 
@@ -436,8 +443,8 @@ fn clean_serde_message(msg: &str) -> String {
         let Some(rest) = first.strip_prefix(prefix) else { continue };
         let Some(end) = rest.rfind(", expected ") else { continue };
         let kind = &rest[..end];
-        let kind =
-            kind.find([' ']).filter(|&i| kind[i + 1..].starts_with(['"', '`'])).map_or(kind, |i| &kind[..i]);
+        // `string "…"`, `integer \`…\``, `floating point \`…\``: the kind, without the value.
+        let kind = [" \"", " `"].iter().filter_map(|q| kind.find(q)).min().map_or(kind, |i| &kind[..i]);
         return format!("{prefix}{kind}{}", &rest[end..]);
     }
     first.to_string()

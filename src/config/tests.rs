@@ -444,6 +444,31 @@ fn a_config_cannot_forge_the_mark_of_an_unset_variable() {
 }
 
 #[test]
+fn an_unset_variable_hides_neither_an_unknown_key_nor_a_secret_holding_another() {
+    let env = |name: &str| match name {
+        "SHORT" => Some("deploy".to_string()),
+        "LONG" => Some("deploy-Pass-9876".to_string()),
+        "FLOAT" => Some("98765.43210".to_string()),
+        _ => None,
+    };
+    let text = "[server]\ndata_dir = \"${SHORT}\"\nlisten = \"${LONG}\"\n\
+                [delivery]\nmax_attempts = ${FLOAT}\n\
+                [channels.c]\ntype = \"console\"\nsecert = \"${NOPE}\"\n";
+    let errors: Vec<String> = read_text(text, &env).unwrap().errors.iter().map(|e| e.to_string()).collect();
+    let want = [
+        "channels.c.secert: environment variable NOPE is not set (line 8;",
+        "channels.c.secert: unknown key",
+        "delivery.max_attempts: invalid type: floating point, expected u32",
+        "server.listen: \"***\" is not an address",
+    ];
+    for w in want {
+        assert!(errors.iter().any(|e| e.starts_with(w)), "missing {w:?} in {errors:#?}");
+    }
+    assert_eq!(errors.len(), want.len(), "{errors:#?}");
+    assert!(!errors.iter().any(|e| e.contains("Pass") || e.contains("98765")), "{errors:#?}");
+}
+
+#[test]
 fn a_rule_after_a_rejected_one_keeps_its_path() {
     let text = "[channels.c]\ntype = \"console\"\n\
                 [[rules]]\nname = 5\nchannels = [\"c\"]\n\
