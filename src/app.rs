@@ -101,10 +101,8 @@ pub fn validate(read: config::Read) -> Result<(Config, Compiled), Vec<ConfigErro
     match Gateway::compile_checking(&read.config, read.templates_read) {
         Ok(compiled) if read.errors.is_empty() => Ok((read.config, compiled)),
         compiled => {
-            // One error per value: building a channel checks some values reading checked too.
-            let new = |e: &ConfigError| !read.repeats(e) && !read.errors.iter().any(|r| r.path == e.path);
             let found: Vec<ConfigError> =
-                compiled.err().unwrap_or_default().into_iter().filter(new).collect();
+                compiled.err().unwrap_or_default().into_iter().filter(|e| !read.repeats(e)).collect();
             let found = read.hide(found);
             let mut errors = read.errors;
             errors.extend(found);

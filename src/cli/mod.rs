@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
-use crate::app::{self, Options, StartError};
+use crate::app::{self, Options};
 use crate::channels::Attempt;
 use crate::clock::SystemClock;
 use crate::config::{self, Config, ConfigError};
@@ -128,10 +128,6 @@ fn serve(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
             Ok(running) => {
                 running.wait().await;
                 Ok(ExitCode::SUCCESS)
-            }
-            Err(StartError::Config(errors)) => {
-                print_errors(&errors);
-                Ok(ExitCode::from(2))
             }
             Err(e) => Err(e.into()),
         }

@@ -12,7 +12,7 @@ use super::ConfigError;
 /// [`Interpolated::unset`], so that the value or key holding it can be found once the text is
 /// parsed (private-use characters: no config has them, and TOML takes them in any string).
 pub const UNSET_OPEN: char = '\u{E000}';
-pub const UNSET_CLOSE: char = '\u{E001}';
+const UNSET_CLOSE: char = '\u{E001}';
 
 /// The config text with every variable replaced.
 #[derive(Debug, Default)]

@@ -45,18 +45,14 @@ impl Read {
         hide_values(errors, &self.values)
     }
 
-    /// Whether `e` is about a value already reported.
+    /// Whether `e`, found later, only repeats what reading found: it is about a value already
+    /// reported, or at the very path of an error (building a channel checks some values that
+    /// reading checked too).
     pub fn repeats(&self, e: &ConfigError) -> bool {
         self.reported.iter().any(|field| is_at_or_under(&e.path, field))
+            || self.errors.iter().any(|r| r.path == e.path)
     }
-}
 
-/// Whether the key path `path` is `field` or inside it.
-fn is_at_or_under(path: &str, field: &str) -> bool {
-    path.strip_prefix(field).is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
-}
-
-impl Read {
     /// The config, if it has no error.
     pub fn complete(self) -> Result<Config, Vec<ConfigError>> {
         if self.errors.is_empty() {
@@ -65,6 +61,11 @@ impl Read {
             Err(self.errors)
         }
     }
+}
+
+/// Whether the key path `path` is `field` or inside it.
+fn is_at_or_under(path: &str, field: &str) -> bool {
+    path.strip_prefix(field).is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
 }
 
 /// Reads and validates a config file, with `${VAR}` taken from the process environment.
@@ -121,7 +122,7 @@ pub fn read_text(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Rea
     let mut declared = BTreeSet::new();
     // Likewise every [sources.<name>] and [people.<key>] given.
     let mut declared_sources = BTreeSet::new();
-    let mut declared_people: BTreeSet<String> = BTreeSet::new();
+    let mut declared_people = BTreeSet::new();
     let mut rules = Vec::new();
     let mut people = BTreeMap::new();
     let mut templates_read = true;
@@ -134,16 +135,16 @@ pub fn read_text(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Rea
             }
             "delivery" => delivery = typed(&key, value, &mut errors).unwrap_or_default(),
             "sources" => {
-                declared_sources = value.as_table().map(|t| t.keys().cloned().collect()).unwrap_or_default();
+                declared_sources = keys(&value);
                 sources = parse_sources(value, &mut errors)
             }
             "channels" => {
-                declared = value.as_table().map(|t| t.keys().cloned().collect()).unwrap_or_default();
+                declared = keys(&value);
                 channels = parse_channels(value, &mut errors)
             }
             "rules" => rules = parse_rules(value, &mut errors),
             "people" => {
-                declared_people = value.as_table().map(|t| t.keys().cloned().collect()).unwrap_or_default();
+                declared_people = keys(&value);
                 people = parse_people(value, &mut errors)
             }
             other => errors.push(ConfigError::new(
@@ -181,6 +182,12 @@ pub fn read_text(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Rea
         templates_read,
         reported,
     })
+}
+
+/// The keys of a table (of channels, sources or people), even those whose own tables have
+/// errors: a rule that names one is not also told it is unknown.
+fn keys(value: &toml::Value) -> BTreeSet<String> {
+    value.as_table().map(|t| t.keys().cloned().collect()).unwrap_or_default()
 }
 
 /// Takes the mark of each unset variable out of the strings that hold one, as if the variable
@@ -300,18 +307,13 @@ impl Errors {
 
     /// Every error, less those found after a value was reported that are about that value.
     fn into_list(self) -> Vec<ConfigError> {
+        let Errors { list, reported } = self;
         let repeats = |i: usize, e: &ConfigError| {
             // An unknown key is never a consequence: it is wrong whatever its value.
             e.message != UNKNOWN_KEY
-                && self.reported.iter().any(|(field, found)| i >= *found && is_at_or_under(&e.path, field))
+                && reported.iter().any(|(field, found)| i >= *found && is_at_or_under(&e.path, field))
         };
-        let mut list = Vec::with_capacity(self.list.len());
-        for (i, e) in self.list.iter().enumerate() {
-            if !repeats(i, e) {
-                list.push(e.clone());
-            }
-        }
-        list
+        list.into_iter().enumerate().filter(|(i, e)| !repeats(*i, e)).map(|(_, e)| e).collect()
     }
 }
 
@@ -431,7 +433,6 @@ fn join(path: &str, inner: &str) -> String {
     }
 }
 
-/// toml's value errors end with a newline; keep the first line.
 /// The longest `timeout_ms` a channel may have: no robot or mail server needs more.
 const MAX_TIMEOUT_MS: i64 = 600_000;
 
