@@ -6,6 +6,8 @@
 //! never needs its variables set. An unset variable outside a string is left as a quoted mark,
 //! so that the file still parses and its other errors are found too.
 
+use std::ops::Range;
+
 use super::ConfigError;
 
 /// Open and close the mark left where an unset variable was, around its index in
@@ -25,6 +27,9 @@ pub struct Interpolated {
     pub values: Vec<String>,
     /// Makes this text's marks its own: a config cannot write one that is taken for a mark.
     pub nonce: u64,
+    /// Each replacement made, in order: where it is in `text`, and where its reference is in
+    /// the text as written, so that a position found in `text` is told as written.
+    replaced: Vec<(Range<usize>, Range<usize>)>,
 }
 
 /// The mark of the `k`th unset variable.
@@ -42,6 +47,22 @@ impl Interpolated {
         let k: usize = k.parse().ok()?;
         (u64::from_str_radix(nonce, 16).ok()? == self.nonce && k < self.unset.len()).then_some((k, len))
     }
+
+    /// The offset in the text as written of `at`, an offset in [`Interpolated::text`]: a
+    /// position inside a replaced value is told as the start of its `${…}`.
+    pub fn written_offset(&self, at: usize) -> usize {
+        let mut shift = 0isize;
+        for (out, written) in &self.replaced {
+            if at < out.start {
+                break;
+            }
+            if at < out.end {
+                return written.start;
+            }
+            shift = written.end as isize - out.end as isize;
+        }
+        at.saturating_add_signed(shift)
+    }
 }
 
 /// Interpolates `text`, looking variables up with `env`. Every unset variable is reported, each
@@ -57,7 +78,9 @@ pub fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Interpol
     let mut in_content = false;
     // The header of the table the lines are in, without white space or quotes (`[[rules]]`).
     let mut table = String::new();
+    let mut line_start = 0;
     for (idx, line) in text.split_inclusive('\n').enumerate() {
+        let written_at = |rest: &str| line_start + line.len() - rest.len();
         if in_content {
             quotes.follow(line);
             in_content = quotes.in_string();
@@ -88,9 +111,11 @@ pub fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Interpol
             }
             out.push_str(&rest[..pos]);
             let after = &rest[pos..];
+            let (out_start, written_start) = (out.len(), written_at(after));
             if let Some(literal) = after.strip_prefix("$${") {
                 out.push_str("${");
                 rest = literal;
+                done.replaced.push((out_start..out.len(), written_start..written_at(rest)));
             } else if let Some(body) = after.strip_prefix("${") {
                 match body.find('}') {
                     Some(end) => {
@@ -128,6 +153,7 @@ pub fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Interpol
                             }
                         }
                         rest = &body[end + 1..];
+                        done.replaced.push((out_start..out.len(), written_start..written_at(rest)));
                     }
                     None => {
                         errors.push(ConfigError::new(
@@ -148,6 +174,7 @@ pub fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Interpol
         }
         out.push_str(rest);
         quotes.end_line();
+        line_start += line.len();
     }
     done
 }

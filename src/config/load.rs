@@ -89,12 +89,13 @@ pub fn read(path: &Path) -> Result<Read, Vec<ConfigError>> {
 /// Reads config text as far as it goes, with `${VAR}` looked up through `env`.
 pub fn read_text(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Read, Vec<ConfigError>> {
     let mut done = interpolate(text, env);
-    let text = std::mem::take(&mut done.text);
+    let interpolated = std::mem::take(&mut done.text);
     let mut errors = Errors { list: std::mem::take(&mut done.errors), reported: Vec::new() };
-    let mut table: toml::Table = match toml::from_str(&text) {
+    let mut table: toml::Table = match toml::from_str(&interpolated) {
         Ok(t) => t,
         Err(e) => {
-            errors.push(syntax_error(&text, &e));
+            let at = e.span().map(|span| done.written_offset(span.start));
+            errors.push(syntax_error(text, at, &e));
             return Err(hide_values(errors.list, &done.values));
         }
     };
@@ -317,12 +318,16 @@ impl Errors {
     }
 }
 
-/// A TOML syntax error with its line and column, without echoing the line (it may hold an
-/// interpolated secret).
-fn syntax_error(text: &str, e: &toml::de::Error) -> ConfigError {
-    let at = match e.span() {
-        Some(span) => {
-            let before = &text[..span.start.min(text.len())];
+/// A TOML syntax error with its line and column in `text`, the config as written (`at`, its
+/// offset there), without echoing the line (it may hold an interpolated secret).
+fn syntax_error(text: &str, at: Option<usize>, e: &toml::de::Error) -> ConfigError {
+    let at = match at {
+        Some(at) => {
+            let mut at = at.min(text.len());
+            while !text.is_char_boundary(at) {
+                at -= 1;
+            }
+            let before = &text[..at];
             let line = before.matches('\n').count() + 1;
             let col = before[before.rfind('\n').map_or(0, |p| p + 1)..].chars().count() + 1;
             format!("line {line}, column {col}")

@@ -215,6 +215,32 @@ fn syntax_errors_give_a_position_but_not_the_line() {
 }
 
 #[test]
+fn a_syntax_error_is_placed_in_the_config_as_written() {
+    let multi_line = |name: &str| match name {
+        "LONG" => Some("a much longer value than its reference".to_string()),
+        "LINES" => Some("one\ntwo\nthree".to_string()),
+        _ => None,
+    };
+    let at = |text: &str| {
+        let errors = parse(text, &multi_line).unwrap_err();
+        errors
+            .iter()
+            .find(|e| e.message.starts_with("TOML syntax error"))
+            .expect("a syntax error")
+            .path
+            .clone()
+    };
+    // After a value longer than its `${…}`, on the same line: the column as written.
+    assert_eq!(at("a = \"${LONG}\" oops\n"), "line 1, column 15");
+    // After a value of several lines: the line as written.
+    assert_eq!(at("a = '''${LINES}'''\nb = \"${LONG}\"\nc = oops\n"), "line 3, column 5");
+    // An unset variable's mark and a literal `$${` are replacements too.
+    assert_eq!(at("a = \"${UNSET}$${x}\" oops\n"), "line 1, column 21");
+    // Inside a replaced value: its `${`.
+    assert_eq!(at("a = ${LINES}\n"), "line 1, column 5");
+}
+
+#[test]
 fn secrets_never_appear_in_errors_or_debug() {
     let text =
         "[channels.a]\ntype = \"email\"\nsmtp = \"http://user:${DT_SECRET}@x\"\nfrom = \"bad\"\nto = []\n\
