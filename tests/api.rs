@@ -289,6 +289,14 @@ async fn bad_inputs_get_the_specified_codes_and_change_nothing() {
             401,
             "wrong token",
         ),
+        (
+            "/hooks/jenkins?token=also-wrong",
+            "application/json",
+            fixture("jenkins-tikal-started.json"),
+            Some("Bearer nope"),
+            401,
+            "wrong token",
+        ),
         ("/hooks/flow", "application/json", vec![b' '; 5000], None, 413, "4096"),
     ];
     for (path, ct, body, auth, want, needle) in cases {
@@ -354,6 +362,18 @@ async fn tokens_work_in_the_query_or_as_bearer_and_never_reach_the_event() {
     assert_eq!(resp.status(), 202);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["status"], "started");
+    // The right ?token= is enough beside a Bearer header the sender adds of its own (the Job
+    // Status plugin sends one, configured in Jenkins).
+    let resp = s
+        .client
+        .post(format!("{}/hooks/jenkins-status?token=hook-token-2", s.base))
+        .header("Authorization", "Bearer test-token-configured-in-jenkins")
+        .header("Content-Type", "application/json")
+        .body(fixture("jenkins-jobstatus-complete-success.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202, "{}", resp.text().await.unwrap());
     settled(&s.outbox).await;
     for d in s.outbox.all() {
         let stored = serde_json::to_string(&d.message).unwrap();

@@ -515,6 +515,13 @@ fn check_source(path: &str, name: &str, format: Format, src: &SourceConfig, erro
             ));
         }
     }
+    if src.secret.is_some() && format != Format::Github {
+        errors.push(ConfigError::new(
+            format!("{path}.secret"),
+            "only the github source takes secret (it verifies X-Hub-Signature-256); for a shared token use token, \
+             sent as ?token=, Authorization: Bearer or X-Gitlab-Token",
+        ));
+    }
     if let Some(base) = &src.base_url {
         if format != Format::Jenkins {
             errors.push(ConfigError::new(

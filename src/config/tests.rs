@@ -507,3 +507,14 @@ fn a_rule_after_a_rejected_one_keeps_its_path() {
     );
     assert_eq!(errors.len(), 2, "{errors:#?}");
 }
+
+#[test]
+fn only_the_github_source_takes_a_secret() {
+    let text = "[sources.jenkins]\ntoken = \"a\"\nsecret = \"b\"\n[sources.github]\nsecret = \"c\"\n";
+    let errors: Vec<String> = parse(text, &env).unwrap_err().iter().map(|e| e.to_string()).collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with("sources.jenkins.secret: only the github source takes secret"),
+        "{errors:?}"
+    );
+}
