@@ -233,3 +233,43 @@ async fn without_the_governor_the_mock_would_throttle() {
         "throttled messages are retried after the lockout, not lost"
     );
 }
+
+#[tokio::test]
+async fn a_robot_locked_out_by_another_sender_is_left_alone_until_the_lockout_ends() {
+    let robot = MockRobot::start(
+        Platform::Dingtalk,
+        MockOptions { rate_limit: Some(RateLimit::dingtalk()), ..MockOptions::signed(SECRET) },
+    );
+    let cfg = config(&robot.url(), "");
+    let clock = Arc::new(ManualClock::new(SystemClock.now_ms()));
+    let start = clock.now_ms();
+    let lockout_end = start + 600_000;
+    // Another sender sharing the robot has just tripped its limit: Herald's own window is
+    // empty, so only the platform's answer can tell it.
+    robot.lock_out(lockout_end);
+    let outbox = Arc::new(MemoryOutbox::new());
+    let gateway =
+        Gateway::build(&cfg, outbox.clone(), clock.clone()).map_err(|e| format!("{e:?}")).unwrap().gateway;
+    for i in 0..60 {
+        gateway.accept(flow_event(1000 + i)).await.unwrap();
+    }
+    let worker = app::worker(&cfg, &gateway, outbox.clone(), clock.clone(), None);
+    drive::until_all_final(&worker, outbox.as_ref(), &clock).await;
+
+    let seen = robot.requests();
+    let sent_at = |s: &support::robots::Seen| s.query("timestamp").unwrap().parse::<i64>().unwrap();
+    // The first free slots went out together, before any answer came back; after the first
+    // 130101 nothing more is sent until the lockout ends, and then everything is accepted.
+    assert!(seen.iter().any(|s| s.code == Some(130101)), "the mock was locked out");
+    for s in &seen {
+        let at = sent_at(s);
+        assert!(at == start || at >= lockout_end, "a request {} ms into the lockout", at - start);
+        assert_eq!(s.accepted, at >= lockout_end, "sent {} ms after the start", at - start);
+    }
+    assert!(outbox.all().iter().all(|d| matches!(d.state, DeliveryState::Delivered | DeliveryState::Merged)));
+    let texts = robot.markdown_texts();
+    for i in 0..60u64 {
+        let tag = format!("#{}", 1000 + i);
+        assert!(texts.iter().any(|t| t.contains(&tag)), "event {tag} is in no message");
+    }
+}

@@ -51,6 +51,10 @@ pub struct Governor {
     rates: HashMap<String, Vec<Rate>>,
     /// Per robot, the free slot its latest backlog summary was made for.
     summarized: Mutex<HashMap<String, Millis>>,
+    /// Per robot, until when its platform asked for no more sends (a rate-limit code or
+    /// Retry-After): another sender sharing the robot, or a restart, can trip a limit Herald's
+    /// own pace does not, and every send before then would only extend a lockout.
+    paused: Mutex<HashMap<String, Millis>>,
 }
 
 impl Governor {
@@ -61,11 +65,15 @@ impl Governor {
             .filter(|(_, r)| !r.is_empty())
             .map(|(k, r)| (k.clone(), r.iter().map(|r| Window::new(*r)).collect()))
             .collect();
-        Governor { robots: Mutex::new(robots), rates, summarized: Mutex::default() }
+        Governor { robots: Mutex::new(robots), rates, summarized: Mutex::default(), paused: Mutex::default() }
     }
 
     /// Takes a sending slot for `key` at `now`, or says when the next slot frees.
     pub fn acquire(&self, key: &str, now: Millis) -> Result<(), Millis> {
+        let paused = self.paused_until(key, now);
+        if paused > now {
+            return Err(paused);
+        }
         let mut robots = self.robots.lock().expect("governor lock");
         let Some(windows) = robots.get_mut(key) else { return Ok(()) };
         windows.iter_mut().for_each(|w| w.expire(now));
@@ -75,6 +83,27 @@ impl Governor {
         }
         windows.iter_mut().for_each(|w| w.sent.push_back(now));
         Ok(())
+    }
+
+    /// Sends nothing more to `key` before `until`: its platform answered with a rate-limit
+    /// code or a Retry-After. A later pause only ever extends an earlier one.
+    pub fn pause(&self, key: &str, until: Millis) {
+        let mut paused = self.paused.lock().expect("governor lock");
+        let at = paused.entry(key.to_string()).or_insert(until);
+        *at = (*at).max(until);
+    }
+
+    /// Until when `key` is paused, or `now` when it is not.
+    fn paused_until(&self, key: &str, now: Millis) -> Millis {
+        let mut paused = self.paused.lock().expect("governor lock");
+        match paused.get(key) {
+            Some(until) if *until > now => *until,
+            Some(_) => {
+                paused.remove(key);
+                now
+            }
+            None => now,
+        }
     }
 
     /// Whether a backlog summary may still be made for `key`'s free slot `slot` (what
@@ -112,9 +141,11 @@ impl Governor {
     /// How long `backlog` more messages take to send at the robot's limits, the first one
     /// waiting for the next free slot.
     pub fn drain_time(&self, key: &str, backlog: usize, now: Millis) -> Duration {
+        let paused = (self.paused_until(key, now) - now) as u64;
         let robots = self.robots.lock().expect("governor lock");
-        let Some(windows) = robots.get(key) else { return Duration::ZERO };
-        let wait_first = windows.iter().map(|w| w.free_at(now) - now).max().unwrap_or(0).max(0) as u64;
+        let Some(windows) = robots.get(key) else { return Duration::from_millis(paused) };
+        let wait_first =
+            (windows.iter().map(|w| w.free_at(now) - now).max().unwrap_or(0).max(0) as u64).max(paused);
         let steady = windows
             .iter()
             .map(|w| (backlog.saturating_sub(1) as u64 / w.count as u64) * w.period_ms as u64)
@@ -180,6 +211,22 @@ mod tests {
         assert_eq!(g.longest_window(), Duration::from_millis(63_000));
         assert_eq!(g.acquire("robot", 100), Err(63_000));
         assert_eq!(g.acquire("robot", 63_000), Ok(()));
+    }
+
+    #[test]
+    fn a_paused_robot_sends_nothing_until_the_pause_ends() {
+        let g = governor(vec![Rate::per_minute(20)]);
+        assert_eq!(g.acquire("robot", 0), Ok(()));
+        g.pause("robot", 600_000);
+        g.pause("robot", 60_000);
+        assert_eq!(g.acquire("robot", 1_000), Err(600_000), "a shorter pause does not shorten it");
+        assert_eq!(g.drain_time("robot", 1, 1_000), Duration::from_millis(599_000));
+        assert_eq!(g.acquire("robot", 600_000), Ok(()));
+        // A robot with no limit of its own (a webhook answering 429) pauses too.
+        g.pause("other", 5_000);
+        assert_eq!(g.acquire("other", 0), Err(5_000));
+        assert_eq!(g.drain_time("other", 3, 0), Duration::from_millis(5_000));
+        assert_eq!(g.acquire("other", 5_000), Ok(()));
     }
 
     #[test]

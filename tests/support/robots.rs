@@ -262,6 +262,13 @@ impl MockRobot {
         &self.token
     }
 
+    /// Locks the robot out until `until_ms` (the platform's clock, see [`RateLimit`]), as if
+    /// another sender sharing it had tripped its limit: each request before then is answered
+    /// with the limit's code.
+    pub fn lock_out(&self, until_ms: i64) {
+        self.state.lock().unwrap().limiter.locked_until = until_ms;
+    }
+
     /// Answers the next `n` requests (after any already scripted) with `reply`.
     pub fn script(&self, n: usize, reply: Reply) {
         self.state.lock().unwrap().script.extend(std::iter::repeat_n(reply, n));
