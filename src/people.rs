@@ -167,6 +167,17 @@ impl Directory {
         out
     }
 
+    /// What `mention.author` can add on a channel of type `kind`: the id of every person who
+    /// could be an event's author. A channel's mention check sees from this what an author
+    /// mention may bring (a mobile a message type drops, say) before any event arrives.
+    pub fn author_candidates(&self, kind: ChannelKind) -> Mention {
+        let mut out = Mention::default();
+        for key in self.people.keys() {
+            self.add(&mut out, key, kind);
+        }
+        out
+    }
+
     /// Adds one person's id for `kind` to `out`, if they have one.
     fn add(&self, out: &mut Mention, key: &str, kind: ChannelKind) {
         let Some(person) = self.people.get(key) else { return };

@@ -197,6 +197,49 @@ user_ids = ["zhangsan"]
 }
 
 #[test]
+fn check_warns_about_an_author_mention_a_message_type_would_drop() {
+    let (_dir, path) = write_config(
+        r#"
+[channels.card]
+type = "dingtalk"
+url = "https://oapi.dingtalk.com/robot/send?access_token=t"
+msgtype = "actionCard"
+
+[channels.wecom-md]
+type = "wecom"
+url = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k"
+
+[channels.wecom-text]
+type = "wecom"
+url = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k2"
+msgtype = "text"
+
+[people.li]
+email = "li@example.com"
+dingtalk_mobile = "13800000000"
+wecom_mobile = "13900000000"
+
+[[rules]]
+name = "a"
+channels = ["card", "wecom-md", "wecom-text"]
+[rules.mention]
+author = true
+"#,
+    );
+    let out = herald(&["check", "--config", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let warnings = String::from_utf8_lossy(&out.stderr);
+    let wanted = [
+        "warning: rules[0].mention: channel \"card\": mention.author: dingtalk actionCard messages cannot mention",
+        "warning: rules[0].mention: channel \"wecom-md\": mention.author: wecom markdown messages cannot mention by mobile",
+    ];
+    for w in wanted {
+        assert!(warnings.lines().any(|l| l.starts_with(w)), "missing {w:?} in\n{warnings}");
+    }
+    assert_eq!(warnings.lines().count(), 2, "WeCom text carries mobiles:\n{warnings}");
+}
+
+#[test]
 fn check_reports_template_typos_found_by_rendering() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("broken.hbs"), "{{pipline}} {{#if status}}x{{/if}}").unwrap();

@@ -310,8 +310,18 @@ impl Gateway {
                 }
                 // Platform limits apply to the ids people resolve to, too.
                 let resolved = directory.resolve_people(&rule.mention, ch.kind());
-                let found = directory.check(&rule.mention, ch.kind());
-                for w in found.into_iter().chain(ch.check_mention(&resolved)) {
+                let mut found = directory.check(&rule.mention, ch.kind());
+                found.extend(ch.check_mention(&resolved));
+                // The author is known only per event: what any person could add as the author
+                // is checked too, and said once.
+                if rule.mention.author {
+                    for w in ch.check_mention(&directory.author_candidates(ch.kind())) {
+                        if !found.contains(&w) {
+                            found.push(format!("mention.author: {w}"));
+                        }
+                    }
+                }
+                for w in found {
                     warnings.push(ConfigError::new(
                         format!("rules[{i}].mention"),
                         format!("channel \"{name}\": {w}"),
