@@ -273,3 +273,56 @@ async fn a_robot_locked_out_by_another_sender_is_left_alone_until_the_lockout_en
         assert!(texts.iter().any(|t| t.contains(&tag)), "event {tag} is in no message");
     }
 }
+
+/// A manual clock that moves on by `jump` at its `at_read`-th read: the time a slow commit
+/// takes between the worker's reading the clock and its sending.
+struct JumpClock {
+    clock: Arc<ManualClock>,
+    reads: std::sync::atomic::AtomicUsize,
+    at_read: usize,
+    jump: Duration,
+}
+
+impl Clock for JumpClock {
+    fn now_ms(&self) -> herald::clock::Millis {
+        if self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == self.at_read {
+            self.clock.advance(self.jump);
+        }
+        self.clock.now_ms()
+    }
+}
+
+#[tokio::test]
+async fn a_send_counts_from_when_it_goes_out_not_from_before_a_slow_commit() {
+    // 5 a second, and the platform counts each request's signed timestamp.
+    let limit = RateLimit { limit: 5, window: Duration::from_secs(1), ..RateLimit::dingtalk() };
+    let robot = MockRobot::start(
+        Platform::Dingtalk,
+        MockOptions { rate_limit: Some(limit), ..MockOptions::signed(SECRET) },
+    );
+    let cfg = config(&robot.url(), "rate = \"5/s\"");
+    let manual = Arc::new(ManualClock::new(SystemClock.now_ms()));
+    let outbox = Arc::new(MemoryOutbox::new());
+    let gateway =
+        Gateway::build(&cfg, outbox.clone(), manual.clone()).map_err(|e| format!("{e:?}")).unwrap().gateway;
+    for i in 0..10 {
+        gateway.accept(flow_event(1000 + i)).await.unwrap();
+    }
+    // The worker's first step reads the clock, then 600 ms pass (a commit waiting on a slow
+    // disk, say) before it sends the first five: their window runs from when they went out.
+    let clock = Arc::new(JumpClock {
+        clock: manual.clone(),
+        reads: Default::default(),
+        at_read: 2,
+        jump: Duration::from_millis(600),
+    });
+    let worker = app::worker(&cfg, &gateway, outbox.clone(), clock, None);
+    drive::until_all_final(&worker, outbox.as_ref(), &manual).await;
+    let seen = robot.requests();
+    assert_eq!(seen.len(), 10, "each sent once");
+    assert!(
+        seen.iter().all(|s| s.accepted),
+        "no request was throttled: {:?}",
+        seen.iter().map(|s| s.code).collect::<Vec<_>>()
+    );
+}

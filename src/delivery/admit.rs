@@ -1,6 +1,10 @@
 //! Which of the deliveries taken go out now: held messages released together become one
 //! summary, the rate governor holds back what a robot cannot take yet (without counting an
 //! attempt), and a robot backlog that cannot drain within `max_wait` is merged into one summary.
+//!
+//! The governor is asked for each delivery at the moment its attempt starts ([`Worker::gate`]),
+//! never before a wait for the store: a send is counted at the time it goes out, so a slow
+//! commit cannot squeeze two windows' sends into one.
 
 use std::collections::BTreeMap;
 
@@ -9,35 +13,44 @@ use crate::clock::Millis;
 use crate::event::new_event_id;
 use crate::outbox::{Delivery, NewDelivery};
 
+/// What the governor held back, per robot: when its next slot frees, and the deliveries.
+#[derive(Debug, Default)]
+pub(super) struct Held(BTreeMap<String, (Millis, Vec<String>)>);
+
 impl Worker {
-    /// The deliveries to attempt now, backlog summaries first and the rest in the order taken;
-    /// the others are merged or deferred.
-    pub(super) async fn admit(&self, due: Vec<Delivery>, now: Millis) -> Vec<Delivery> {
+    /// The deliveries taken, ready for [`gate`](Self::gate): held messages released together
+    /// merged into summaries, and backlog summaries first.
+    pub(super) async fn prepare(&self, due: Vec<Delivery>, now: Millis) -> Vec<Delivery> {
         let mut due = self.release_holds(due, now).await;
         // A summary goes before the robot's other messages due with it: it is the oldest news,
         // and what is held back after it joins the next one.
         due.sort_by_key(|d| d.headline.covers.is_none());
-        // The governor decides, in order, which deliveries go now; the rest wait for their
-        // robot's next free slot, without counting an attempt.
-        let mut sends = Vec::with_capacity(due.len());
-        // Per robot held back: when its next slot frees, and what waits for it.
-        let mut held: BTreeMap<&str, (Millis, Vec<String>)> = BTreeMap::new();
-        for d in due {
-            let key = self.channels.get(&d.channel).map(|c| c.rate_key());
-            match key.map(|k| (k, self.governor.acquire(k, now))) {
-                Some((key, Err(ready))) => {
-                    held.entry(key).or_insert_with(|| (ready, Vec::new())).1.push(d.id)
-                }
-                _ => sends.push(d),
+        due
+    }
+
+    /// Takes a sending slot of `d`'s robot now, just before its attempt starts, and returns
+    /// `d`; or holds it back until the robot's next free slot, without counting an attempt.
+    pub(super) fn gate(&self, d: Delivery, held: &mut Held) -> Option<Delivery> {
+        let Some(key) = self.robot_of(&d) else { return Some(d) };
+        match self.governor.acquire(key, self.clock.now_ms()) {
+            Ok(()) => Some(d),
+            Err(ready) => {
+                held.0.entry(key.to_string()).or_insert_with(|| (ready, Vec::new())).1.push(d.id);
+                None
             }
         }
-        for (key, (ready, mut ids)) in held {
+    }
+
+    /// Puts what the governor held back into the store until its robot's next free slot, and
+    /// merges a robot's backlog into a summary when it cannot drain within `max_wait`.
+    pub(super) async fn hold_back(&self, held: Held, now: Millis) {
+        for (key, (ready, mut ids)) in held.0 {
             // Held back until just after the robot's next slot, so that a summary made for that
             // slot (due at `ready` itself) is leased before them and takes it.
             let after = ready + 1;
             // The robot's deliveries still queued in memory wait too: deferred into the store
             // with the rest, they count toward its backlog and can join its summary.
-            if let Some(robot) = self.robots.get(key) {
+            if let Some(robot) = self.robots.get(&key) {
                 ids.extend(
                     self.handoff
                         .take_matching(|d| robot.channels.contains(&d.channel))
@@ -51,9 +64,8 @@ impl Worker {
                     tracing::error!(held = ids.len(), error = %e, "deferring held-back deliveries failed")
                 }
             }
-            self.summarize_backlog(key, now, ready).await;
+            self.summarize_backlog(&key, now, ready).await;
         }
-        sends
     }
 
     /// Held deliveries come due together (quiet hours ended, a group's wait passed): when

@@ -34,6 +34,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use admit::Held;
 pub use backoff::RetryPolicy;
 use governor::Governor;
 use handoff::Handoff;
@@ -223,7 +224,10 @@ impl Worker {
         let now = self.clock.now_ms();
         let (due, _) = self.take(self.batch, now, true, &[], |_| true).await;
         let n = due.len();
-        let sends = self.admit(due, now).await;
+        let mut held = Held::default();
+        let sends: Vec<Delivery> =
+            self.prepare(due, now).await.into_iter().filter_map(|d| self.gate(d, &mut held)).collect();
+        self.hold_back(held, now).await;
         futures_util::future::join_all(sends.into_iter().map(|d| self.attempt(d))).await;
         n
     }
@@ -250,8 +254,11 @@ impl Worker {
             }
             inflight.reap();
             let now = me.clock.now_ms();
+            let mut held = Held::default();
             for (d, slot) in parked.ready(&slots, now) {
-                me.spawn_attempt(&mut inflight, d, Some(slot));
+                if let Some(d) = me.gate(d, &mut held) {
+                    me.spawn_attempt(&mut inflight, d, Some(slot));
+                }
             }
             if skipped.iter().any(|key| slots.room(key) > 0 && !parked.holds(key)) {
                 skipped.clear();
@@ -287,19 +294,27 @@ impl Worker {
                         .collect();
                 }
                 let taken = due.len();
-                for d in me.admit(due, now).await {
+                for d in me.prepare(due, now).await {
                     // A delivery to a channel that is gone needs no slot: it is dead at once.
                     match me.robot_of(&d) {
                         None => me.spawn_attempt(&mut inflight, d, None),
+                        // Parked before the governor is asked: it counts a send when it starts.
                         Some(key) => match slots.take(key) {
-                            Some(slot) => me.spawn_attempt(&mut inflight, d, Some(slot)),
+                            Some(slot) => {
+                                if let Some(d) = me.gate(d, &mut held) {
+                                    me.spawn_attempt(&mut inflight, d, Some(slot));
+                                }
+                            }
                             None => parked.park(key, d, now + me.lease_ms() / 2),
                         },
                     }
                 }
+                me.hold_back(held, now).await;
                 if taken == free {
                     continue;
                 }
+            } else {
+                me.hold_back(held, now).await;
             }
             let now = me.clock.now_ms();
             let wait = me.handoff.store_due().saturating_sub(now).clamp(1, POLL_MS);
