@@ -74,8 +74,8 @@ impl HttpResponse {
 pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 /// Sends one request. `Err` holds the `Outcome` for a failure that happened before any answer
-/// (always transient) or for an answer that is a failure whatever the platform (5xx, 429).
-/// `secrets` are scrubbed from every message.
+/// (always transient); any answer, whatever its status, is `Ok`, for the caller to judge (a
+/// robot's body says more than its status). `secrets` are scrubbed from every message.
 pub async fn send(
     client: &reqwest::Client,
     req: HttpRequest,
@@ -116,17 +116,7 @@ pub async fn send(
             return Err(Outcome { http_status: Some(status), ..Outcome::transient(detail) });
         }
     };
-    let resp = HttpResponse { status, retry_after, body };
-    if status == 429 || status == 408 || (500..=599).contains(&status) {
-        let detail = format!("HTTP {status}: {}", scrub(&resp.body_snippet(), &all_secrets()));
-        return Err(Outcome {
-            verdict: Verdict::Transient { retry_after: resp.retry_after },
-            http_status: Some(status),
-            code: None,
-            detail,
-        });
-    }
-    Ok(resp)
+    Ok(HttpResponse { status, retry_after, body })
 }
 
 /// The answer's body, up to `max` bytes; the connection is dropped rather than read further.
@@ -162,16 +152,20 @@ pub fn parse_retry_after(v: &str) -> Option<Duration> {
     v.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
-/// The verdict for a non-2xx answer that `send` passed through (3xx, 4xx but 408/429).
+/// The verdict for a non-2xx answer by its status alone: 5xx, 429 and 408 are worth retrying
+/// (after `Retry-After`, when given), and so is a redirect (DingTalk answers throttled senders
+/// with one; a redirect is never success); any other 4xx is permanent.
 pub fn non_success(resp: &HttpResponse, secrets: &[&str]) -> Outcome {
     let detail = format!("HTTP {}: {}", resp.status, scrub(&resp.body_snippet(), secrets));
-    // DingTalk answers throttled senders with redirects; a redirect is never success.
-    let verdict = if (300..400).contains(&resp.status) {
+    let status = resp.status;
+    let verdict = if status == 429 || status == 408 || (500..=599).contains(&status) {
+        Verdict::Transient { retry_after: resp.retry_after }
+    } else if (300..400).contains(&status) {
         Verdict::Transient { retry_after: None }
     } else {
         Verdict::Permanent
     };
-    Outcome { verdict, http_status: Some(resp.status), code: None, detail }
+    Outcome { verdict, http_status: Some(status), code: None, detail }
 }
 
 #[cfg(test)]
@@ -198,5 +192,14 @@ mod tests {
         let r = |status| HttpResponse { status, retry_after: None, body: b"nope".to_vec() };
         assert_eq!(non_success(&r(404), &[]).verdict, Verdict::Permanent);
         assert!(matches!(non_success(&r(302), &[]).verdict, Verdict::Transient { .. }));
+        for status in [408, 429, 500, 503] {
+            assert!(matches!(non_success(&r(status), &[]).verdict, Verdict::Transient { .. }), "{status}");
+        }
+        let later = HttpResponse { retry_after: Some(Duration::from_secs(30)), ..r(429) };
+        assert_eq!(
+            non_success(&later, &[]).verdict,
+            Verdict::Transient { retry_after: Some(Duration::from_secs(30)) }
+        );
+        assert_eq!(non_success(&r(400), &[]).verdict, Verdict::Permanent);
     }
 }

@@ -131,7 +131,10 @@ pub(crate) async fn deliver(
 /// - 2xx: the platform's code decides (`read` finds it, `classify` maps it). A 2xx without a
 ///   readable code is **transient**: it is not proof of delivery, and the message is resent.
 ///   DingTalk's `msgUuid` makes such a resend safe there.
-/// - 3xx/4xx: `http::non_success` decides; the platform's code and message are kept if present.
+/// - Any other status: `http::non_success` decides by the status, unless the body has a
+///   platform code that [`classify`] says is worth retrying (a Lark 11232 under HTTP 429, a
+///   DingTalk -1 under a 4xx): then it is retried, after the longer of the two waits. The
+///   platform's code and message are kept when present.
 pub(crate) fn judge(
     resp: &HttpResponse,
     read: fn(&serde_json::Value) -> Option<Answer>,
@@ -142,6 +145,13 @@ pub(crate) fn judge(
     if !(200..300).contains(&resp.status) {
         let mut out = http::non_success(resp, secrets);
         if let Some(a) = answer {
+            if let Verdict::Transient { retry_after: by_code } = classify(a.code, &a.msg) {
+                let by_status = match out.verdict {
+                    Verdict::Transient { retry_after } => retry_after,
+                    _ => None,
+                };
+                out.verdict = Verdict::Transient { retry_after: by_code.max(by_status) };
+            }
             out.code = Some(a.code);
             out.detail = format!("HTTP {}: {}", resp.status, scrub(&a.msg, secrets));
         }
@@ -215,7 +225,13 @@ mod tests {
             (200, r#"{"ok":true}"#, transient.clone(), None),
             (400, r#"{"errcode":9,"errmsg":"nope"}"#, Verdict::Permanent, Some(9)),
             (404, "not found", Verdict::Permanent, None),
-            (302, "", transient, None),
+            (302, "", transient.clone(), None),
+            // The body's code counts whatever the status: a code worth retrying is retried
+            // after its own wait, and a 5xx stays worth retrying whatever its code says.
+            (400, r#"{"errcode":7,"errmsg":"slow"}"#, classify(7, ""), Some(7)),
+            (429, r#"{"errcode":7,"errmsg":"slow"}"#, classify(7, ""), Some(7)),
+            (503, r#"{"errcode":9,"errmsg":"nope"}"#, transient.clone(), Some(9)),
+            (503, "busy", transient, None),
         ];
         for (status, body, verdict, code) in cases {
             let out = judge(&resp(status, body), read_errcode, classify, &["tok-secret-1"]);
