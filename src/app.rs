@@ -139,24 +139,43 @@ pub async fn start_compiled(
         body_timeout: opts.body_timeout,
         admin_token: config.server.admin_token.clone(),
     });
-    let mut server = HttpServer::new(move || App::new().app_data(state.clone()).configure(http::configure))
+    // Signals are Herald's own (see `stop_on_signal`), not actix's.
+    let server = HttpServer::new(move || App::new().app_data(state.clone()).configure(http::configure))
         .workers(2)
-        .shutdown_timeout(SHUTDOWN_GRACE.as_secs());
-    if !opts.signals {
-        server = server.disable_signals();
-    }
-    let server = server
+        .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
+        .disable_signals()
         .bind(&config.server.listen)
         .map_err(|source| StartError::Bind { addr: config.server.listen.clone(), source })?;
     let addr = server.addrs()[0];
     let server = server.run();
     let handle = server.handle();
     let server_task = tokio::spawn(server);
+    if opts.signals {
+        tokio::spawn(stop_on_signal(handle.clone()));
+    }
 
     let worker = spawn_worker(worker(config, &gateway, opts.outbox, opts.clock, opts.retry), shutdown_rx)
         .map_err(StartError::Worker)?;
     tracing::info!(%addr, channels = gateway.channels.len(), rules = gateway.rules.rules().len(), "Herald is listening");
     Ok(Running { addr, gateway, server: handle, server_task, worker, shutdown, listeners })
+}
+
+/// Stops the server gracefully on SIGTERM or SIGINT alike: it stops accepting and lets the
+/// requests it is reading finish (actix's own handling would cut them off on SIGINT, and a
+/// webhook half-read is lost to its sender). `Running::wait` then stops the rest.
+async fn stop_on_signal(server: actix_web::dev::ServerHandle) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
+        tracing::error!("cannot listen for SIGTERM and SIGINT: stop Herald with SIGKILL (it loses nothing)");
+        return;
+    };
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!("{name} received: stopping gracefully");
+    server.stop(true).await;
 }
 
 /// Runs the worker on a thread and runtime of its own, at a lower priority than the accept

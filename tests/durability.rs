@@ -120,14 +120,24 @@ fn wait_all(sink: &WebhookSink, ids: &[String], within: Duration) {
 
 /// Sends SIGTERM and waits for a clean exit (status 0) within 30 s.
 fn terminate(herald: &mut Herald) {
+    signal(herald, "TERM");
+    exits_cleanly(herald);
+}
+
+/// Sends `SIG<name>`.
+fn signal(herald: &Herald, name: &str) {
     let pid = herald.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(Command::new("kill").args([&format!("-{name}"), &pid]).status().unwrap().success());
+}
+
+/// Waits for a clean exit (status 0) within 30 s.
+fn exits_cleanly(herald: &mut Herald) {
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
         if let Some(s) = herald.child.try_wait().unwrap() {
             break s;
         }
-        assert!(Instant::now() < deadline, "herald did not stop on SIGTERM");
+        assert!(Instant::now() < deadline, "herald did not stop on its signal");
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "a graceful stop exits 0: {status:?}");
@@ -206,6 +216,42 @@ async fn sigterm_finishes_in_flight_attempts_and_keeps_the_rest() {
     let twice: Vec<(String, usize)> = arrivals(&sink).into_iter().filter(|(_, n)| *n > 1).collect();
     assert!(twice.is_empty(), "attempts finished before the stop were made again: {twice:?}");
     drop(herald);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_like_sigterm_lets_a_webhook_being_received_finish() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    for name in ["INT", "TERM"] {
+        let sink = WebhookSink::start(None);
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = write_config(dir.path(), &sink.url("/ci"), port);
+        let mut herald = start(&config, port).await;
+        // A sender half-way through its body when the signal comes (Ctrl-C is SIGINT).
+        let body = flow_body(7);
+        let (first, rest) = body.split_at(body.len() / 2);
+        let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let head = format!(
+            "POST /hooks/flow HTTP/1.1\r\nHost: herald\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        conn.write_all(head.as_bytes()).await.unwrap();
+        conn.write_all(first).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        signal(&herald, name);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        conn.write_all(rest).await.unwrap();
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 202"), "SIG{name}: {answer}");
+        let event_id = answer.split("\"event_id\":\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+        exits_cleanly(&mut herald);
+        // Stored before the 202, so delivered by now or by the next start.
+        let herald = start(&config, port).await;
+        wait_all(&sink, &[event_id], Duration::from_secs(20));
+        drop(herald);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
