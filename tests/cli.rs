@@ -670,6 +670,31 @@ async fn deliveries_without_a_config_read_the_store_of_the_embedded_quickstart()
     assert_eq!(listed["deliveries"][0]["channel"], "stdout", "{listed}");
 }
 
+#[tokio::test]
+async fn deliveries_need_only_the_store_s_directory_from_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    store_with(dir.path(), &[("d1", None)]).await;
+    // The service's secrets are not in an operator's shell; other errors do not matter here.
+    let config = dir.path().join("herald.toml");
+    std::fs::write(
+        &config,
+        "[server]\ndata_dir = \"data\"\n[channels.ding]\ntype = \"dingtalk\"\n\
+         url = \"https://oapi.dingtalk.com/robot/send?access_token=${DT_TOKEN_NOT_SET_HERE}\"\n\
+         [[rules]]\nname = \"all\"\nchannels = [\"ding\"]\n",
+    )
+    .unwrap();
+    let out = herald_in(dir.path(), &["deliveries", "list", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed["deliveries"][0]["id"], "d1", "{listed}");
+    // An error in data_dir itself still stops it, with the error.
+    std::fs::write(&config, "[server]\ndata_dir = \"${DATA_DIR_NOT_SET_HERE}\"\n").unwrap();
+    let out = herald_in(dir.path(), &["deliveries", "list"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("server.data_dir: environment variable DATA_DIR_NOT_SET_HERE is not set"), "{err}");
+}
+
 /// A store in `dir/data` (where the embedded quickstart config keeps it) holding one delivery
 /// per (id, what its one attempt led to); `None` leaves it pending.
 async fn store_with(dir: &Path, deliveries: &[(&str, Option<herald::outbox::Next>)]) {

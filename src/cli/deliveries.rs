@@ -62,16 +62,26 @@ pub enum Action {
     },
 }
 
+/// Opens the store of the config at `path` (found as `serve` finds it). Only `server.data_dir`
+/// is needed, so only an error there stops the command: it is run from an operator's shell,
+/// which seldom has the service's secrets (`${DT_TOKEN}`) in its environment.
 fn open(path: Option<&Path>) -> anyhow::Result<SqliteOutbox> {
-    let cfg = super::config_or_default(path).map_err(|errors| {
+    let invalid = |errors: Vec<&crate::config::ConfigError>| {
         let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
         anyhow::anyhow!("invalid config:\n{}", lines.join("\n"))
-    })?;
-    let db = cfg.server.data_dir.join("herald.db");
+    };
+    let read = super::read_config(path).1.map_err(|errors| invalid(errors.iter().collect()))?;
+    let at_data_dir: Vec<_> =
+        read.errors.iter().filter(|e| e.path == "server" || e.path.starts_with("server.data_dir")).collect();
+    if !at_data_dir.is_empty() {
+        return Err(invalid(at_data_dir));
+    }
+    let data_dir = &read.config.server.data_dir;
+    let db = data_dir.join("herald.db");
     if !db.exists() {
         bail!("no store at {} (server.data_dir): has Herald run with this config?", db.display());
     }
-    SqliteOutbox::open_shared(&cfg.server.data_dir).map_err(|e| anyhow::anyhow!("{e}"))
+    SqliteOutbox::open_shared(data_dir).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// Runs one `deliveries` action. The options are checked before the store is opened.

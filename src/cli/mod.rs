@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
 use crate::app::{self, Options};
 use crate::channels::Attempt;
 use crate::clock::SystemClock;
-use crate::config::{self, Config, ConfigError};
+use crate::config::{self, ConfigError};
 use crate::ingest::{self, Format, Inbound};
 use crate::outbox::memory::MemoryOutbox;
 use crate::outbox::sqlite::SqliteOutbox;
@@ -98,11 +98,6 @@ fn read_config(path: Option<&Path>) -> (String, Result<config::Read, Vec<ConfigE
             (name, config::read_text(EMBEDDED_DEFAULT, &|name| std::env::var(name).ok()))
         }
     }
-}
-
-/// `read_config`, for commands that need a config without errors.
-fn config_or_default(path: Option<&Path>) -> Result<Config, Vec<ConfigError>> {
-    read_config(path).1?.complete()
 }
 
 fn serve(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
