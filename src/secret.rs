@@ -139,6 +139,34 @@ pub fn url_secrets(url: &url::Url) -> Vec<String> {
     out
 }
 
+/// What to scrub from text that may echo a header value: the value, and the credential in it
+/// without its scheme (`Bearer <token>`: an echo may show the token alone), and for `Basic`
+/// the decoded `user:password` and the password.
+pub fn header_secrets(value: &str) -> Vec<String> {
+    use base64::Engine;
+    const SCHEMES: [&str; 4] = ["bearer", "basic", "token", "apikey"];
+    let value = value.trim();
+    let mut out = vec![value.to_string()];
+    let split =
+        value.split_once(' ').filter(|(scheme, _)| SCHEMES.iter().any(|s| scheme.eq_ignore_ascii_case(s)));
+    if let Some((scheme, credential)) = split {
+        let credential = credential.trim();
+        out.push(credential.to_string());
+        let decoded = scheme
+            .eq_ignore_ascii_case("basic")
+            .then(|| base64::engine::general_purpose::STANDARD.decode(credential).ok())
+            .flatten()
+            .and_then(|b| String::from_utf8(b).ok());
+        if let Some(pair) = decoded {
+            if let Some((_, password)) = pair.split_once(':') {
+                out.push(password.to_string());
+            }
+            out.push(pair);
+        }
+    }
+    out
+}
+
 /// Replaces every occurrence of each secret in `text` with `***`.
 ///
 /// Used on text that comes back from a platform or a transport (error messages, response
@@ -154,6 +182,20 @@ pub fn scrub(text: &str, secrets: &[&str]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_header_s_credential_is_scrubbed_without_its_scheme_too() {
+        let secrets = header_secrets("Bearer s3cr3t-token");
+        let echoed = "invalid token s3cr3t-token (sent: Bearer s3cr3t-token)";
+        let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        assert_eq!(scrub(echoed, &refs), "invalid token *** (sent: ***)");
+        // Basic: user:password, base64; an echo may show the password alone.
+        let secrets = header_secrets("Basic YWxpY2U6cGFzc3dvcmQtMQ==");
+        let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        assert_eq!(scrub("bad password password-1 for alice", &refs), "bad password *** for alice");
+        assert_eq!(header_secrets("plain-key-value"), ["plain-key-value"]);
+        assert_eq!(header_secrets("payments team"), ["payments team"], "not a credential scheme");
+    }
 
     #[test]
     fn secrets_print_redacted() {

@@ -73,7 +73,7 @@ impl Webhook {
             } else if reqwest::header::HeaderValue::from_str(v.expose()).is_err() {
                 errors.push(BuildError::new(format!("headers.{k}"), "the value is not a valid header value"));
             }
-            secrets.push(v.expose().to_string());
+            secrets.extend(crate::secret::header_secrets(v.expose()));
             headers.push((k.clone(), v.clone()));
         }
 
