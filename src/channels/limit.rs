@@ -105,6 +105,10 @@ fn repair_markdown(s: &mut String) {
         return;
     }
     let line_start = s.rfind('\n').map_or(0, |i| i + 1);
+    // A cut right after a closing fence: its backticks are not a code span to balance.
+    if s[line_start..].trim_start().starts_with("```") {
+        return;
+    }
     // Links, tags and emphasis do not span lines in chat markdown: only the last line can hold
     // a construct the cut opened.
     let mut line = s[line_start..].to_string();
@@ -233,6 +237,15 @@ mod tests {
         let got = fit(&text, 1000, Flavor::Markdown);
         assert!(got.len() <= 1000);
         assert!(got.ends_with(&format!("\n```{MARKER}")), "{got}");
+        assert!(!in_open_fence(&got));
+    }
+
+    #[test]
+    fn a_cut_right_after_a_closing_fence_keeps_it() {
+        let text = "## Log\n```\nerror: line\n```\nafter the block, long enough to be cut";
+        let cut_at = text.find("```\nafter").unwrap() + 3;
+        let got = fit(text, cut_at + MARKER.len(), Flavor::Markdown);
+        assert_eq!(got, format!("{}{MARKER}", &text[..cut_at]));
         assert!(!in_open_fence(&got));
     }
 
