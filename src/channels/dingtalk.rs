@@ -58,7 +58,7 @@ pub struct Content<'a> {
     /// Used by `markdown` (chat list preview) and `actionCard`.
     pub title: &'a str,
     pub text: &'a str,
-    /// The actionCard button's target.
+    /// The actionCard button's target: the build, else the pipeline.
     pub build_url: Option<&'a str>,
 }
 
@@ -200,11 +200,7 @@ impl Channel for Dingtalk {
             _ => robot::render_part(renderer, input, self.kind(), "title", &mut errors),
         };
         let text = robot::render_part(renderer, input, self.kind(), self.cfg.msgtype.as_str(), &mut errors);
-        let content = Content {
-            title: &title,
-            text: &text,
-            build_url: robot::link_target(input.event.build_url.as_deref()),
-        };
+        let content = Content { title: &title, text: &text, build_url: robot::event_link(input.event) };
         let json = build_body(self.cfg.msgtype, robot::keyword(&self.cfg.keyword), &content, input.mention);
         Message { body: MessageBody::Json { json }, template_errors: errors }
     }

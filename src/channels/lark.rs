@@ -60,7 +60,7 @@ pub struct Content<'a> {
     /// The card header or post title; unused by `text`.
     pub title: &'a str,
     pub text: &'a str,
-    /// The target of the card button and the post link.
+    /// The target of the card button and the post link: the build, else the pipeline.
     pub build_url: Option<&'a str>,
     /// Colours the card header.
     pub status: Status,
@@ -238,7 +238,7 @@ impl Channel for Lark {
         let content = Content {
             title: &title,
             text: &text,
-            build_url: robot::link_target(input.event.build_url.as_deref()),
+            build_url: robot::event_link(input.event),
             status: input.event.status,
         };
         let json = build_body(self.cfg.msgtype, robot::keyword(&self.cfg.keyword), &content, input.mention);

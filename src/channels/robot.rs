@@ -28,6 +28,13 @@ pub(crate) fn link_target(url: Option<&str>) -> Option<&str> {
     })
 }
 
+/// Where a robot's button or link for an event goes: the build, else the pipeline (a Job
+/// Status sender with `JOB_URL` but no `BUILD_URL`, say), each only when [`link_target`]
+/// takes it.
+pub(crate) fn event_link(event: &crate::event::Event) -> Option<&str> {
+    link_target(event.build_url.as_deref()).or_else(|| link_target(event.pipeline_url.as_deref()))
+}
+
 /// Renders one part for a prepared event; a template failure is added to `errors`.
 pub(crate) fn render_part(
     renderer: &Renderer,
@@ -187,6 +194,20 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn an_event_links_to_its_build_else_its_pipeline() {
+        let mut event = crate::event::Event::sample();
+        event.build_url = Some("https://ci.example.com/job/x/42/".into());
+        event.pipeline_url = Some("https://ci.example.com/job/x/".into());
+        assert_eq!(event_link(&event), Some("https://ci.example.com/job/x/42/"));
+        event.build_url = Some("job/x/42/".into());
+        assert_eq!(event_link(&event), Some("https://ci.example.com/job/x/"), "a relative build URL");
+        event.build_url = None;
+        assert_eq!(event_link(&event), Some("https://ci.example.com/job/x/"));
+        event.pipeline_url = None;
+        assert_eq!(event_link(&event), None);
+    }
 
     #[test]
     fn only_absolute_web_urls_are_linked() {
