@@ -326,3 +326,38 @@ async fn a_send_counts_from_when_it_goes_out_not_from_before_a_slow_commit() {
         seen.iter().map(|s| s.code).collect::<Vec<_>>()
     );
 }
+
+#[tokio::test]
+async fn a_webhook_asking_for_a_pause_gets_its_messages_after_it_each_as_it_is() {
+    use support::webhook_sink::{Reply, WebhookSink};
+    let sink = WebhookSink::start(None);
+    sink.script([Reply { retry_after: Some("120".into()), ..Reply::status(429) }]);
+    let text = format!(
+        "[channels.hook]\ntype = \"webhook\"\nurl = \"{}\"\n[[rules]]\nname = \"all\"\nchannels = [\"hook\"]\n",
+        sink.url("/ci")
+    );
+    let cfg = config::parse(&text, &|_| None).expect("valid config");
+    let clock = Arc::new(ManualClock::new(SystemClock.now_ms()));
+    let start = clock.now_ms();
+    let outbox = Arc::new(MemoryOutbox::new());
+    let gateway =
+        Gateway::build(&cfg, outbox.clone(), clock.clone()).map_err(|e| format!("{e:?}")).unwrap().gateway;
+    let worker = app::worker(&cfg, &gateway, outbox.clone(), clock.clone(), None);
+    gateway.accept(flow_event(1)).await.unwrap();
+    assert_eq!(worker.step().await, 1, "the first is sent, and answered 429 Retry-After: 120");
+    for i in 0..9 {
+        gateway.accept(flow_event(100 + i)).await.unwrap();
+    }
+    drive::until_all_final(&worker, outbox.as_ref(), &clock).await;
+    // Nothing is merged: a webhook's receiver reads one event at a time, so its messages wait
+    // out the pause and go as they are; and none goes before the pause ends.
+    let all = outbox.all();
+    assert_eq!(all.len(), 10, "no summary was made");
+    for d in &all {
+        assert_eq!(d.state, DeliveryState::Delivered, "{}", d.id);
+        let (_, attempts) = outbox.get(&d.id).unwrap();
+        let last = attempts.last().unwrap();
+        assert!(last.at >= start + 120_000, "delivered {} ms into the pause", last.at - start);
+    }
+    assert_eq!(sink.requests().len(), 11);
+}

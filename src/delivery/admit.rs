@@ -131,7 +131,10 @@ impl Worker {
     /// Merges a robot's backlog into one summary when draining it at the robot's limits would
     /// take longer than `max_wait`; at most one summary per free slot of the robot.
     async fn summarize_backlog(&self, key: &str, now: Millis, ready: Millis) {
-        let Some(robot) = self.robots.get(key) else { return };
+        // A robot without limits of its own is held back only while its platform asked for a
+        // pause (a webhook's 429 and Retry-After): its messages wait, each as it is, since a
+        // webhook's receiver reads them one event at a time.
+        let Some(robot) = self.robots.get(key).filter(|r| !r.rates.is_empty()) else { return };
         if !self.governor.may_summarize(key, ready) {
             return;
         }
