@@ -197,6 +197,47 @@ user_ids = ["zhangsan"]
 }
 
 #[test]
+fn a_mistyped_required_value_does_not_keep_the_rest_of_its_table_from_being_checked() {
+    let (_dir, path) = write_config(
+        r#"
+[channels.ding]
+type = "dingtalk"
+url = 5
+msgtype = "markdwn"
+template = "no-such-template"
+
+[channels.mail]
+type = "email"
+smtp = 7
+from = "not an address"
+to = []
+
+[[rules]]
+name = "a"
+channels = ["ding", "mail"]
+[rules.when]
+status = 5
+"#,
+    );
+    let out = herald(&["check", "--config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    let want = [
+        "channels.ding.url: invalid type: integer, expected a string",
+        "channels.ding.msgtype: unknown variant `markdwn`",
+        "channels.ding.template: template \"no-such-template\" not found",
+        "channels.mail.smtp: invalid type: integer, expected a string",
+        "channels.mail.from: invalid address \"not an address\"",
+        "channels.mail.to: at least one recipient is required",
+        "rules[0].when.status: invalid type",
+    ];
+    for w in want {
+        assert!(text.lines().any(|l| l.starts_with(w)), "missing {w:?} in\n{text}");
+    }
+    assert_eq!(text.lines().count(), want.len(), "each error once, and nothing about the stand-ins:\n{text}");
+}
+
+#[test]
 fn check_warns_about_an_author_mention_a_message_type_would_drop() {
     let (_dir, path) = write_config(
         r#"

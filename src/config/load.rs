@@ -343,13 +343,19 @@ fn syntax_error(text: &str, at: Option<usize>, e: &toml::de::Error) -> ConfigErr
 /// deserialized again, until it passes or nothing more can be taken out: a table with three
 /// mistyped values gets three errors, not one per run of `herald check`. The table read
 /// without its mistyped fields is returned, so that the checks after this one still check the
-/// rest of it; `None` when a field it cannot do without was taken out.
+/// rest of it. A field the table cannot do without gets a stand-in of the type it expected (a
+/// channel's `url = 5` does not keep its template and addresses from being checked); what is
+/// found about a stand-in is a consequence, never reported. `None` when a required field
+/// could have none.
 fn typed<T: DeserializeOwned>(path: &str, mut value: toml::Value, errors: &mut Errors) -> Option<T> {
     let mut unknown: Vec<String> = Vec::new();
-    // Fields taken out so far, as (path of their table, key): serde then reports them missing.
-    let mut taken: Vec<(String, String)> = Vec::new();
+    // Fields taken out so far, as (path of their table, key, a stand-in of the type expected
+    // there until it is used): serde then reports them missing.
+    let mut taken: Vec<(String, String, Option<toml::Value>)> = Vec::new();
     // The same, as key paths from the top.
     let mut taken_paths: Vec<String> = Vec::new();
+    // The paths (inside this table) of the stand-ins put in.
+    let mut stood_in: Vec<String> = Vec::new();
     for _ in 0..MAX_PASSES {
         let mut on_unknown = |p: serde_ignored::Path<'_>| {
             let p = p.to_string();
@@ -370,11 +376,20 @@ fn typed<T: DeserializeOwned>(path: &str, mut value: toml::Value, errors: &mut E
         };
         let inner = e.path().to_string();
         let message = clean_serde_message(&e.inner().to_string());
-        let needed =
-            taken.iter().any(|(table, key)| *table == inner && message == format!("missing field `{key}`"));
-        if !needed {
+        let needed = taken
+            .iter_mut()
+            .find(|(table, key, _)| *table == inner && message == format!("missing field `{key}`"));
+        if let Some((_, key, stand_in)) = needed {
+            if let Some(v) = stand_in.take() {
+                if let Some(table) = table_at(&mut value, e.path()) {
+                    stood_in.push(if inner == "." { key.clone() } else { format!("{inner}.{key}") });
+                    table.insert(key.clone(), v);
+                    continue;
+                }
+            }
+        } else if !stood_in.contains(&inner) {
             let at = if inner == "." { path.to_string() } else { join(path, &inner) };
-            errors.push(ConfigError::new(at, message));
+            errors.push(ConfigError::new(at, message.clone()));
         }
         // For a field its table cannot do without, taken out already, that table goes too when
         // it is itself a field (an optional `[rules.quiet]`, say); at the top nothing is left.
@@ -382,7 +397,9 @@ fn typed<T: DeserializeOwned>(path: &str, mut value: toml::Value, errors: &mut E
             Some((table, key)) => {
                 let field = if table == "." { key.clone() } else { format!("{table}.{key}") };
                 taken_paths.push(join(path, &field));
-                taken.push((table, key));
+                // A stand-in that does not do either is not tried again.
+                let stand_in = if stood_in.contains(&field) { None } else { stand_in(&message) };
+                taken.push((table, key, stand_in));
             }
             None => break,
         }
@@ -390,6 +407,37 @@ fn typed<T: DeserializeOwned>(path: &str, mut value: toml::Value, errors: &mut E
     report_unknown(path, &unknown, errors);
     errors.reported.extend(taken_paths.into_iter().map(|f| (f, errors.list.len())));
     None
+}
+
+/// A value of the type a serde error says was expected: a string that also reads as a URL,
+/// the first of an enum's variants, an empty list or table, `false`, `1`.
+fn stand_in(message: &str) -> Option<toml::Value> {
+    let expected = message.rsplit_once("expected ")?.1;
+    if let Some(variant) = expected.split('`').nth(1).filter(|_| expected.contains('`')) {
+        return Some(toml::Value::String(variant.to_string()));
+    }
+    Some(match expected.trim() {
+        "a string" | "string" | "a URL" => toml::Value::String("http://stand-in.invalid/".into()),
+        "a boolean" => toml::Value::Boolean(false),
+        "a sequence" => toml::Value::Array(Vec::new()),
+        "a map" => toml::Value::Table(toml::Table::new()),
+        t if t.starts_with('u') || t.starts_with('i') || t.contains("integer") => toml::Value::Integer(1),
+        _ => return None,
+    })
+}
+
+/// The table at `at` in `value` (`.` is `value` itself).
+fn table_at<'v>(value: &'v mut toml::Value, at: &serde_path_to_error::Path) -> Option<&'v mut toml::Table> {
+    use serde_path_to_error::Segment;
+    let mut current = value;
+    for segment in at.iter() {
+        current = match segment {
+            Segment::Map { key } => current.as_table_mut()?.get_mut(key)?,
+            Segment::Seq { index } => current.as_array_mut()?.get_mut(*index)?,
+            _ => return None,
+        };
+    }
+    current.as_table_mut()
 }
 
 /// More passes than any table here has keys.
