@@ -151,7 +151,15 @@ fn add_text(open: &mut [Element], s: &str, here: u64) -> Result<(), IngestError>
     Ok(())
 }
 
+#[cfg(test)]
+thread_local! {
+    /// How many elements `convert` was called on, for the test that it is each once.
+    static CONVERTED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 fn convert(element: &Element) -> Value {
+    #[cfg(test)]
+    CONVERTED.with(|n| n.set(n.get() + 1));
     let Some(first) = element.children.first().map(|c| &c.name) else {
         return if element.self_closing { Value::Null } else { Value::String(element.text.clone()) };
     };
@@ -188,17 +196,22 @@ fn convert(element: &Element) -> Value {
 }
 
 /// XStream's map: every child is an `<entry>` with a text key element and one value element.
+/// The shape is decided before anything is converted, so each element is converted once (a
+/// body of near-maps nested inside each other would otherwise cost twice per level).
 fn as_entry_map(element: &Element) -> Option<Map<String, Value>> {
-    let mut map = Map::new();
-    for entry in &element.children {
-        match (entry.name.as_str(), entry.children.as_slice()) {
-            ("entry", [key, value]) if key.children.is_empty() => {
-                map.insert(key.text.clone(), convert(value));
-            }
-            _ => return None,
-        }
+    let is_entry = |e: &Element| {
+        e.name == "entry" && matches!(e.children.as_slice(), [key, _] if key.children.is_empty())
+    };
+    if !element.children.iter().all(is_entry) {
+        return None;
     }
-    Some(map)
+    Some(
+        element
+            .children
+            .iter()
+            .map(|entry| (entry.children[0].text.clone(), convert(&entry.children[1])))
+            .collect(),
+    )
 }
 
 #[cfg(test)]
@@ -218,6 +231,33 @@ mod tests {
             IngestError::Malformed(m) => m,
             other => panic!("expected Malformed, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn near_maps_nested_deep_are_converted_in_linear_time() {
+        // Each level is an <entry> that is not quite a map (a second child that is no entry):
+        // converting the entry before knowing that would double the work per level.
+        let levels = 20;
+        let mut xml = String::from("<r>");
+        for _ in 0..levels {
+            xml.push_str("<a><entry><k>x</k>");
+        }
+        xml.push_str("<v/>");
+        for _ in 0..levels {
+            xml.push_str("</entry><b/></a>");
+        }
+        xml.push_str("</r>");
+        CONVERTED.with(|n| n.set(0));
+        let v = conv(&xml);
+        // <r>, then <a>, <entry>, <k> and <b> per level, and the innermost <v/>.
+        let elements = 1 + levels * 4 + 1;
+        assert_eq!(CONVERTED.with(|n| n.get()), elements, "each element converted once");
+        let mut at = &v;
+        for _ in 0..levels {
+            at = &at["a"]["entry"];
+        }
+        assert_eq!(at["k"], "x");
+        assert!(at["v"].is_null() && at.get("v").is_some(), "the innermost value: {at}");
     }
 
     #[test]
