@@ -20,7 +20,7 @@
 //! names. `startsAt` is part of the delivery id because a fingerprint is a hash of the labels:
 //! an alert that resolves and fires again is a new incident with the same fingerprint, while
 //! Alertmanager's repeats of one incident keep the same `startsAt` and are de-duplicated.
-//! Every event's `raw` is the whole notification.
+//! Every event's `raw` is the notification with `alerts` cut to that event's own alert.
 
 use std::collections::BTreeMap;
 
@@ -47,9 +47,18 @@ pub(crate) fn parse_events(req: &Inbound<'_>) -> Result<Vec<Event>, IngestError>
     let count = alerts.array_opt()?.ok_or_else(|| missing("alerts"))?.len();
     let mut events = Vec::with_capacity(count);
     for i in 0..count {
-        let mut event = alert(&root, &alerts.index(i))?;
-        event.raw = raw.clone();
-        events.push(event);
+        events.push(alert(&root, &alerts.index(i))?);
+    }
+    // Each event's `raw` is the notification with `alerts` cut to its own alert: a copy of the
+    // whole body in each would cost alerts × body, in memory and in the store.
+    let mut raw = raw;
+    let all = raw.get_mut("alerts").map(serde_json::Value::take);
+    if let Some(serde_json::Value::Array(all)) = all {
+        for (event, own) in events.iter_mut().zip(all) {
+            let mut view = raw.clone();
+            view["alerts"] = serde_json::Value::Array(vec![own]);
+            event.raw = view;
+        }
     }
     Ok(events)
 }

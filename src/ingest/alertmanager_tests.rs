@@ -54,7 +54,9 @@ fn firing_fixture_gives_one_event_per_alert() {
             Some("https://wiki.example.com/runbooks/ci-failing")
         );
         assert_eq!(e.params.get("summary"), None, "annotations are prefixed");
-        assert_eq!(e.raw["truncatedAlerts"], 0, "raw is the whole notification");
+        assert_eq!(e.raw["truncatedAlerts"], 0, "raw is the notification");
+        assert_eq!(e.raw["alerts"].as_array().unwrap().len(), 1, "with its own alert only");
+        assert_eq!(e.raw["alerts"][0]["labels"]["instance"], instance);
     }
     let ids: Vec<&str> = events.iter().filter_map(|e| e.delivery_id.as_deref()).collect();
     let want = serde_json::to_string(&[GROUP_KEY, "firing", "5c1f9a2e7b3d4c60", "2024-06-12T09:48:00.123Z"])
