@@ -362,6 +362,12 @@ async fn tokens_work_in_the_query_or_as_bearer_and_never_reach_the_event() {
     assert_eq!(resp.status(), 202);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["status"], "started");
+    // The plugin's GET form appends `?<its parameters>` to the URL it was given, token and all.
+    let url = format!("{}/hooks/jenkins-status?token=hook-token-2?{}", s.base, query.trim());
+    let resp = s.client.get(url).send().await.unwrap();
+    assert_eq!(resp.status(), 202, "{}", resp.text().await.unwrap());
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["status"], "started");
     // The right ?token= is enough beside a Bearer header the sender adds of its own (the Job
     // Status plugin sends one, configured in Jenkins).
     let resp = s

@@ -54,7 +54,11 @@ async fn handle(
         actix_web::rt::time::timeout(state.body_timeout, read_limited(&req, payload, state.max_body_bytes))
             .await
             .map_err(|_| HookError::BodyTimeout(state.body_timeout))??;
-    let query = strip_token(req.query_string());
+    // A sender that appends its own `?…` to a URL that already has a query (the Job Status
+    // plugin's GET form, to `…?token=S`) leaves a second `?` where a `&` belongs; a value's own
+    // `?` comes percent-encoded.
+    let raw_query = req.query_string().replace('?', "&");
+    let query = strip_token(&raw_query);
     let headers = req
         .headers()
         .iter()
@@ -62,7 +66,7 @@ async fn handle(
         .collect();
     let inbound = Inbound { method: req.method().as_str(), headers, query: &query, body: &body };
     let peer = req.peer_addr().map(|a| a.ip());
-    let accepted = match state.gateway.receive(format.as_deref(), &inbound, req.query_string(), peer).await {
+    let accepted = match state.gateway.receive(format.as_deref(), &inbound, &raw_query, peer).await {
         Ok(a) => a,
         Err(e) => {
             tracing::info!(
