@@ -43,7 +43,7 @@ pub(crate) fn json(body: &[u8]) -> Result<Value, IngestError> {
         match looks_like_xml(text).then(|| super::xml::parse(text)).and_then(Result::ok) {
             Some(doc) => IngestError::Invalid(format!(
                 "this format takes JSON, and the body is XML (root element <{}>)",
-                doc.root
+                super::lenient::short_name(&doc.root)
             )),
             None => IngestError::Malformed(format!("malformed JSON: {e}")),
         }

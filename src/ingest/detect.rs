@@ -8,7 +8,7 @@
 
 use serde_json::Value;
 
-use super::lenient::describe;
+use super::lenient::{describe, short_name};
 use super::{body, xml, Format, Inbound, IngestError};
 
 /// Headers that identify a sender, checked in this order (Gitea and Forgejo also send
@@ -57,7 +57,10 @@ pub(crate) fn detect(req: &Inbound<'_>) -> Result<Format, IngestError> {
         return if doc.root == "job" {
             Ok(Format::Jenkins)
         } else {
-            Err(undetected(format!("XML with root element <{}> is not a known format", doc.root)))
+            Err(undetected(format!(
+                "XML with root element <{}> is not a known format",
+                short_name(&doc.root)
+            )))
         };
     }
     from_shape(&body::json(req.body)?)
@@ -91,9 +94,9 @@ fn from_shape(v: &Value) -> Result<Format, IngestError> {
     if v.get("version").and_then(Value::as_str) == Some("4") && present(v, "/groupKey") {
         return Ok(Format::Alertmanager);
     }
-    let mut keys: Vec<&str> = object.keys().map(String::as_str).take(KEYS_SHOWN).collect();
+    let mut keys: Vec<String> = object.keys().map(|k| short_name(k)).take(KEYS_SHOWN).collect();
     if object.len() > KEYS_SHOWN {
-        keys.push("…");
+        keys.push("…".into());
     }
     Err(undetected(format!("no known body shape (top-level keys: {})", keys.join(", "))))
 }
@@ -187,6 +190,9 @@ mod tests {
     fn unknown_shapes_are_named() {
         let m = undetected_message(detect(&post(br#"{"a":1,"b":{"phase":"x"}}"#)));
         assert_eq!(m, "no known body shape (top-level keys: a, b)");
+        let long = "k".repeat(100_000);
+        let m = undetected_message(detect(&post(format!("{{\"{long}\": 1}}").as_bytes())));
+        assert_eq!(m, format!("no known body shape (top-level keys: {}…)", "k".repeat(40)), "a key is cut");
         let m = undetected_message(detect(&post(br#"{"event":"pipeline","task":{"statusCode":"RUNNING"}}"#)));
         assert!(m.starts_with("no known body shape"));
         let m = undetected_message(detect(&post(br#"{"version":"3","groupKey":"x"}"#)));

@@ -31,7 +31,10 @@ pub(crate) fn parse(req: &Inbound<'_>) -> Result<Event, IngestError> {
     let (raw, keys) = if body::looks_like_xml(req.body) {
         let doc = xml::parse(req.body)?;
         if doc.root != "job" {
-            return Err(IngestError::Invalid(format!("XML root element is <{}>, expected <job>", doc.root)));
+            return Err(IngestError::Invalid(format!(
+                "XML root element is <{}>, expected <job>",
+                super::lenient::short_name(&doc.root)
+            )));
         }
         (doc.value, Keys::Xml)
     } else {

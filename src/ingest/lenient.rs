@@ -207,6 +207,17 @@ pub(crate) fn wrong_type(path: &str, expected: &str, got: &Value) -> IngestError
     IngestError::Invalid(format!("{place}: expected {expected}, got {}", describe(got)))
 }
 
+/// A name from the body (a key, an XML element) as an error message shows it: cut after 40
+/// characters, so an answer or a log line never carries a large part of what was sent.
+pub(crate) fn short_name(name: &str) -> String {
+    const MAX_CHARS: usize = 40;
+    if name.chars().count() <= MAX_CHARS {
+        return name.to_string();
+    }
+    let cut: String = name.chars().take(MAX_CHARS).collect();
+    format!("{cut}…")
+}
+
 /// A short description of a value for error messages: scalars verbatim (long strings cut).
 pub(crate) fn describe(value: &Value) -> String {
     const MAX_CHARS: usize = 40;
