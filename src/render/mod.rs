@@ -163,6 +163,11 @@ impl Renderer {
         let first =
             resolved.and_then(|(key, template)| self.render_key(&key, &template, part, ctx, Mode::Run));
         let error = match first {
+            // Nothing but white space would be an empty message, which a robot refuses or
+            // shows blank (a webhook's body may be empty: its request is the message).
+            Ok(text) if text.trim().is_empty() && (channel_type != "webhook" || PARTS.contains(&part)) => {
+                format!("template \"{name}\" rendered nothing for this event")
+            }
             Ok(text) => return Rendered { text, error: None },
             Err(e) => e.to_string(),
         };

@@ -323,6 +323,27 @@ fn render_never_returns_empty() {
 }
 
 #[test]
+fn a_template_that_renders_nothing_for_an_event_falls_back_and_says_so() {
+    let r = user(&[("ops.hbs", "{{#if (eq status \"failure\")}}Broken: {{pipeline}}{{/if}}\n")]);
+    let success = json!({"status": "success", "pipeline": "p", "build_number": 7});
+    for (t, part) in [("wecom", "markdown"), ("dingtalk", "markdown"), ("email", "text"), ("console", "text")]
+    {
+        let out = r.render("ops", t, part, &success);
+        assert!(!out.text.trim().is_empty(), "{t}/{part}: an empty message");
+        assert_eq!(
+            out.error.as_deref(),
+            Some("template \"ops\" rendered nothing for this event"),
+            "{t}/{part}"
+        );
+    }
+    let failure = json!({"status": "failure", "pipeline": "p"});
+    assert_eq!(r.render("ops", "wecom", "markdown", &failure).text, "Broken: p");
+    // A webhook's body may be empty: the request itself is the message.
+    let out = r.render("ops", "webhook", "body", &success);
+    assert_eq!((out.text.as_str(), out.error), ("", None));
+}
+
+#[test]
 fn public_interpolation_and_context() {
     let e = Event::sample();
     assert_eq!(interpolate_content("${pipeline}@${DEPLOY_ENV} $${x}", &e), "payments-api@staging ${x}");
