@@ -391,6 +391,29 @@ channels = ["log"]
 }
 
 #[test]
+fn render_routes_as_a_gateway_with_no_history_would() {
+    let (_dir, path) = write_config(
+        r#"
+[channels.out]
+type = "console"
+
+[[rules]]
+name = "first failure"
+channels = ["out"]
+[rules.when]
+transition = "first_failure"
+"#,
+    );
+    let fixture = "tests/fixtures/inbound/flow-task-fail.json";
+    let out = herald(&["render", "--config", path.to_str().unwrap(), "--source", "flow", fixture, "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["rules"], serde_json::json!(["first failure"]), "{v}");
+    assert_eq!(v["event"]["transition"], "first_failure", "{}", v["event"]);
+    assert_eq!(v["event"]["failure_streak"], 1, "{}", v["event"]);
+}
+
+#[test]
 fn check_without_a_config_checks_the_embedded_one_serve_would_run() {
     let dir = tempfile::tempdir().unwrap();
     let out = herald_in(dir.path(), &["check"]);

@@ -190,11 +190,14 @@ fn render(path: &Path, source: &str, file: &Path, json: bool) -> anyhow::Result<
     // of a request that carries several (Alertmanager).
     let base_url = built.gateway.sources.get(format.name()).and_then(|s| s.base_url.as_ref());
     let source = ingest::Source { name: format.name(), format, generic: None, base_url };
-    let event = ingest::parse_events(&source, &inbound)
+    let mut event = ingest::parse_events(&source, &inbound)
         .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?
         .into_iter()
         .next()
         .ok_or_else(|| anyhow::anyhow!("{}: the payload holds no event", file.display()))?;
+    // Routed as a gateway with no history of this pipeline would route it: a final failure is
+    // a first failure (`when.transition`), with a streak of one.
+    crate::state::observe(None, &mut event, crate::clock::Clock::now_ms(&SystemClock));
     let planned = built.gateway.plan(&event);
     let requests: Vec<serde_json::Value> = planned
         .iter()
