@@ -391,6 +391,52 @@ channels = ["log"]
 }
 
 #[test]
+fn check_renders_the_summary_template_of_every_channel_that_can_merge_messages() {
+    let templates = tempfile::tempdir().unwrap();
+    std::fs::write(templates.path().join("summary.hbs"), "{{summary.titel}}\n").unwrap();
+    let (_dir, path) = write_config(&format!(
+        r#"
+[templates]
+dir = "{}"
+
+[channels.ding]
+type = "dingtalk"
+url = "https://oapi.dingtalk.com/robot/send?access_token=t"
+
+[channels.quiet-hook]
+type = "webhook"
+url = "https://hooks.example.com/ci"
+
+[channels.hook]
+type = "webhook"
+url = "https://hooks.example.com/other"
+
+[[rules]]
+name = "a"
+channels = ["ding", "hook"]
+
+[[rules]]
+name = "nights"
+channels = ["quiet-hook"]
+[rules.quiet]
+from = "22:00"
+to = "07:00"
+"#,
+        templates.path().display()
+    ));
+    let out = herald(&["check", "--config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let text = stdout(&out);
+    // A robot with limits, and a channel a rule holds messages for; a webhook without limits
+    // or holds never sends a summary.
+    for name in ["ding", "quiet-hook"] {
+        let prefix = format!("channels.{name}: summary: ");
+        assert!(text.lines().any(|l| l.starts_with(&prefix) && l.contains("titel")), "{name}:\n{text}");
+    }
+    assert_eq!(text.lines().count(), 2, "{text}");
+}
+
+#[test]
 fn render_routes_as_a_gateway_with_no_history_would() {
     let (_dir, path) = write_config(
         r#"

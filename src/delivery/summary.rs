@@ -89,17 +89,8 @@ pub fn build(channel: &dyn Channel, items: &[Delivery], title: &str, reason: &st
         .min_by_key(|s| SEVERITY.iter().position(|x| x == s))
         .unwrap_or(Status::Unknown);
     let count = items.len();
-    let mut event = Event::new("herald", worst, "summary", true);
-    event.pipeline = Some(format!("{count} notifications"));
-    event.message = Some(items.iter().map(|d| d.headline.text.as_str()).collect::<Vec<_>>().join("\n"));
-    let mut ctx =
-        render::context(&event, &ContextExtras { channel: Some(channel.name()), ..Default::default() });
-    ctx["summary"] = serde_json::json!({
-        "count": count,
-        "title": title,
-        "reason": reason,
-        "items": items.iter().map(|d| &d.headline).collect::<Vec<_>>(),
-    });
+    let headlines: Vec<&Headline> = items.iter().map(|d| &d.headline).collect();
+    let (event, ctx) = summary_context(channel.name(), worst, &headlines, title, reason);
     // Whoever a covered message would have mentioned is mentioned by the summary.
     let mut mention = Mention::default();
     for d in items {
@@ -114,6 +105,47 @@ pub fn build(channel: &dyn Channel, items: &[Delivery], title: &str, reason: &st
         mentions: Mentioned::from(&mention),
     };
     Summary { message, headline }
+}
+
+/// The event a summary of these headlines is sent as, and its template context: the event's,
+/// with `summary` (`count`, `title`, `reason`, `items`).
+fn summary_context(
+    channel: &str,
+    worst: Status,
+    headlines: &[&Headline],
+    title: &str,
+    reason: &str,
+) -> (Event, serde_json::Value) {
+    let count = headlines.len();
+    let mut event = Event::new("herald", worst, "summary", true);
+    event.pipeline = Some(format!("{count} notifications"));
+    event.message = Some(headlines.iter().map(|h| h.text.as_str()).collect::<Vec<_>>().join("\n"));
+    let mut ctx = render::context(&event, &ContextExtras { channel: Some(channel), ..Default::default() });
+    ctx["summary"] =
+        serde_json::json!({ "count": count, "title": title, "reason": reason, "items": headlines });
+    (event, ctx)
+}
+
+/// A summary's template context for `herald check`: two sample messages, one with a link.
+pub fn sample_context(channel: &str) -> serde_json::Value {
+    let item = |text: &str, url: Option<&str>, status: Status| Headline {
+        text: text.to_string(),
+        url: url.map(str::to_string),
+        status: status.to_string(),
+        covers: None,
+        mentions: Mentioned::default(),
+    };
+    let items = [
+        item(
+            "❌ payments-api #42 failure",
+            Some("https://ci.example.com/job/payments-api/42/"),
+            Status::Failure,
+        ),
+        item("✅ payments-api #43 success", None, Status::Success),
+    ];
+    let headlines: Vec<&Headline> = items.iter().collect();
+    let reason = rate_limit_reason(&[Rate::per_minute(20)], Duration::from_secs(60));
+    summary_context(channel, Status::Failure, &headlines, "2 notifications in one message", &reason).1
 }
 
 #[cfg(test)]

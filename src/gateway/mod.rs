@@ -18,6 +18,7 @@ use crate::clock::{Clock, Millis};
 use crate::config::{Config, ConfigError, GenericSpec, SourceConfig};
 use crate::delivery::handoff::Handoff;
 use crate::delivery::hold::Hold;
+use crate::delivery::summary::{self, SUMMARY_TEMPLATE};
 use crate::event::{self, Event, Status};
 use crate::ingest::{self, Format, Inbound, IngestError};
 use crate::outbox::{Dedup, Delivery, EnqueueWith, Headline, Mentioned, NewDelivery, Outbox, OutboxError};
@@ -345,6 +346,24 @@ impl Gateway {
                 ..Default::default()
             });
             errors.extend(found.into_iter().map(|e| ConfigError::new(format!("channels.{}", cfg.name), e)));
+        }
+        // A channel whose messages can be merged (its robot has limits, or a rule holds them
+        // for quiet hours or a group) renders summaries through the `summary` template.
+        for cfg in &config.channels {
+            let Some(ch) = built.get(&cfg.name) else { continue };
+            let held_by_a_rule = config
+                .rules
+                .iter()
+                .any(|r| r.channels.contains(&cfg.name) && (r.quiet.is_some() || !r.group_by.is_empty()));
+            if !templates || (cfg.rates().is_empty() && !held_by_a_rule) {
+                continue;
+            }
+            let found = ch.check_templates(SUMMARY_TEMPLATE, &summary::sample_context(&cfg.name));
+            errors.extend(
+                found
+                    .into_iter()
+                    .map(|e| ConfigError::new(format!("channels.{}", cfg.name), format!("summary: {e}"))),
+            );
         }
         for (name, src) in &config.sources {
             if (src.tcp.is_some() || src.udp.is_some()) && src.allow_ips.is_empty() {
