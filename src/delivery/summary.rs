@@ -158,7 +158,10 @@ mod tests {
     use crate::render::Renderer;
 
     fn dingtalk() -> Arc<dyn Channel> {
-        let text = "[channels.ding]\ntype = \"dingtalk\"\nurl = \"https://oapi.dingtalk.com/robot/send?access_token=t\"\n";
+        channel("[channels.ding]\ntype = \"dingtalk\"\nurl = \"https://oapi.dingtalk.com/robot/send?access_token=t\"\n")
+    }
+
+    fn channel(text: &str) -> Arc<dyn Channel> {
         let cfg = crate::config::parse(text, &|_| None).expect("valid config");
         let deps = ChannelDeps {
             renderer: Arc::new(Renderer::new(None).expect("templates")),
@@ -199,6 +202,23 @@ mod tests {
         );
         let (_, one_more) = build_fitting(ding.as_ref(), &items[..covered + 1], describe);
         assert_eq!(one_more, covered, "one more line does not fit");
+    }
+
+    #[test]
+    fn a_lark_card_summary_has_its_title_in_the_header_and_no_markdown_heading() {
+        let lark = channel(
+            "[channels.lark]\ntype = \"lark\"\nurl = \"https://open.feishu.cn/open-apis/bot/v2/hook/t\"\n",
+        );
+        let items: Vec<Delivery> =
+            (0..3).map(|i| item(i, &format!("❌ payments-api #{i} failure"))).collect();
+        let built = build(lark.as_ref(), &items, "3 notifications in one message", "held");
+        let body = serde_json::to_value(&built.message.body).unwrap();
+        let text = body.to_string();
+        assert!(!text.contains("####"), "lark_md has no headings: {text}");
+        assert!(text.contains("3 notifications in one message"), "the header: {text}");
+        for i in 0..3 {
+            assert!(text.contains(&format!("#{i} failure")), "{text}");
+        }
     }
 
     #[test]

@@ -77,6 +77,7 @@ pub(super) const BUILTINS: &[(&str, &str)] = builtins![
     "summary.html",
     "summary.dingtalk.text",
     "summary.wecom.text",
+    "summary.lark",
     "summary.lark.text",
     "summary.lark.post",
     "summary.console",
