@@ -69,6 +69,20 @@ pub(super) fn truncate_chars(text: &str, max: usize, marker: &str) -> String {
     out
 }
 
+/// Text as one markdown block quote: every line quoted, blank ones too, so that a sender's
+/// multi-line text (a heading, a rule, a list) stays inside the quote rather than
+/// restructuring the message around it.
+pub(super) fn md_quote(text: &str) -> String {
+    text.trim_end()
+        .lines()
+        .map(|line| match line.trim_end() {
+            "" => ">".to_string(),
+            line => format!("> {line}"),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Text made safe for one markdown table cell: `|` escaped, line breaks turned into spaces.
 pub(super) fn md_cell(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -105,6 +119,16 @@ mod tests {
             assert_eq!(status_emoji(status), emoji, "{status}");
             assert_eq!(status_color(status), colour, "{status}");
         }
+    }
+
+    #[test]
+    fn a_quote_holds_every_line_of_the_text() {
+        assert_eq!(md_quote("Deploy failed"), "> Deploy failed");
+        assert_eq!(
+            md_quote("Deploy failed\r\n\n# Rollback\n---\n- [logs](http://x)\n"),
+            "> Deploy failed\n>\n> # Rollback\n> ---\n> - [logs](http://x)"
+        );
+        assert_eq!(md_quote(""), "");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Template helpers, and the strict-mode guards on the block helpers.
 //!
 //! Value helpers: `status_emoji`, `status_color`, `duration`, `truncate`, `default`, `json`,
-//! `eq`, `upper`, `md_cell`. Block helpers `if`, `unless` and `with` replace Handlebars' own.
+//! `eq`, `upper`, `md_cell`, `md_quote`. Block helpers `if`, `unless` and `with` replace Handlebars' own.
 //!
 //! Strict mode rejects a name the context does not have, in `{{name}}`. The context always
 //! has every known field (absent ones as null), so a missing name is a typo. Handlebars' own
@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use crate::event::Status;
 
-use super::format::{duration_text, md_cell, status_color, status_emoji, truncate_chars};
+use super::format::{duration_text, md_cell, md_quote, status_color, status_emoji, truncate_chars};
 
 /// Registers every helper on `hb`.
 pub(super) fn register(hb: &mut Handlebars<'static>) {
@@ -41,6 +41,7 @@ const VALUE_HELPERS: &[(&str, ValueFn)] = &[
     ("default", default_helper),
     ("json", json_helper),
     ("md_cell", |h, _| Ok(Value::from(md_cell(&text_of(arg(h, 0).map_or(&Value::Null, |p| p.value())))))),
+    ("md_quote", |h, _| Ok(Value::from(md_quote(&text_of(arg(h, 0).map_or(&Value::Null, |p| p.value())))))),
     ("eq", |h, _| Ok(Value::Bool(arg(h, 0).map(PathAndJson::value) == arg(h, 1).map(PathAndJson::value)))),
     ("upper", |h, _| Ok(Value::from(text_of(arg(h, 0).map_or(&Value::Null, |p| p.value())).to_uppercase()))),
 ];
