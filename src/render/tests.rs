@@ -104,7 +104,26 @@ fn builtins_show_the_important_fields() {
     let title = r.try_render("default", "dingtalk", "title", &c).unwrap();
     assert_eq!(title, "❌ payments-api #42 failure");
     let subject = r.try_render("default", "email", "subject", &c).unwrap();
-    assert_eq!(subject, "❌ payments-api #42 failure in test [main]");
+    assert_eq!(subject, "❌ payments-api #42 failure in test › unit tests [main]");
+}
+
+#[test]
+fn a_job_without_a_stage_is_named_and_a_title_without_a_commit_is_labelled() {
+    // A GitHub workflow_job: a task, no stage, no build number, no commit id.
+    let r = Renderer::new(None).unwrap();
+    let mut e = Event::new("github", Status::Failure, "failure", true);
+    e.pipeline = Some("CI".into());
+    e.task = Some("lint".into());
+    e.commit_title = Some("Fix the flaky test".into());
+    e.pipeline_url = Some("https://github.com/acme/app/actions/runs/1".into());
+    let c = context(&e, &ContextExtras::default());
+    let console = r.try_render("default", "console", "text", &c).unwrap();
+    assert!(console.starts_with("❌ CI failure [lint]"), "{console}");
+    let subject = r.try_render("default", "email", "subject", &c).unwrap();
+    assert_eq!(subject, "❌ CI failure in lint");
+    let text = r.try_render("default", "email", "text", &c).unwrap();
+    assert!(text.contains("\nCommit:       Fix the flaky test\n"), "{text}");
+    assert!(text.contains("\n\nPipeline page: https://github.com/acme/app/actions/runs/1\n"), "{text}");
 }
 
 #[test]
