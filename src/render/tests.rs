@@ -498,6 +498,11 @@ fn the_built_in_failure_template_is_the_default_and_where_the_streak_stands() {
         );
         assert_eq!(render("failure", &Event::sample()), render("default", &Event::sample()), "{t}/{part}");
     }
+    // The HTML part, which a mail client shows instead of the text, says it too.
+    let html = |e: &Event| r.try_render("failure", "email", "html", &ctx(e)).unwrap();
+    assert!(html(&still).contains(">Still failing since #40 (3 in a row)</td>"), "{}", html(&still));
+    assert!(html(&first).contains(">First failure after success</td>"), "{}", html(&first));
+    assert!(!html(&Event::sample()).contains(">History<"));
     // The webhook body stays the event as JSON; titles, subjects and the HTML part are the default's.
     let c = ctx(&still);
     for (t, part) in [("webhook", "body"), ("dingtalk", "title"), ("email", "subject"), ("email", "html")] {
