@@ -361,3 +361,50 @@ async fn a_webhook_asking_for_a_pause_gets_its_messages_after_it_each_as_it_is()
     }
     assert_eq!(sink.requests().len(), 11);
 }
+
+#[tokio::test]
+async fn a_lockout_answered_before_a_restart_still_holds_after_it() {
+    let robot = MockRobot::start(
+        Platform::Dingtalk,
+        MockOptions { rate_limit: Some(RateLimit::dingtalk()), ..MockOptions::signed(SECRET) },
+    );
+    let cfg = config(&robot.url(), "");
+    let clock = Arc::new(ManualClock::new(SystemClock.now_ms()));
+    let start = clock.now_ms();
+    let lockout_end = start + 600_000;
+    robot.lock_out(lockout_end);
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let outbox = Arc::new(SqliteOutbox::open(dir.path()).unwrap());
+        let gateway = Gateway::build(&cfg, outbox.clone(), clock.clone())
+            .map_err(|e| format!("{e:?}"))
+            .unwrap()
+            .gateway;
+        gateway.accept(flow_event(7)).await.unwrap();
+        let worker = app::worker(&cfg, &gateway, outbox.clone(), clock.clone(), None);
+        assert_eq!(worker.step().await, 1);
+        outbox.flush().await.unwrap();
+        assert_eq!(robot.requests()[0].code, Some(130101));
+    }
+    // Herald restarts a minute into the lockout, with more to send.
+    clock.advance(Duration::from_secs(60));
+    let outbox = Arc::new(SqliteOutbox::open(dir.path()).unwrap());
+    let gateway =
+        Gateway::build(&cfg, outbox.clone(), clock.clone()).map_err(|e| format!("{e:?}")).unwrap().gateway;
+    for i in 0..5 {
+        gateway.accept(flow_event(100 + i)).await.unwrap();
+    }
+    let worker = app::worker(&cfg, &gateway, outbox.clone(), clock.clone(), None);
+    worker.seed_governor(clock.now_ms()).await;
+    drive::until_all_final(&worker, outbox.as_ref(), &clock).await;
+    let seen = robot.requests();
+    for s in &seen[1..] {
+        let at = s.query("timestamp").unwrap().parse::<i64>().unwrap();
+        assert!(at >= lockout_end, "sent {} s into the lockout", (at - start) / 1000);
+        assert!(s.accepted);
+    }
+    let texts = robot.markdown_texts();
+    for build in [7, 100, 101, 102, 103, 104] {
+        assert!(texts.iter().any(|t| t.contains(&format!("#{build}"))), "#{build} is in no message");
+    }
+}

@@ -49,6 +49,10 @@ use crate::outbox::{Delivery, Outbox};
 /// The most held-back deliveries one summary covers.
 const MAX_SUMMARY_ITEMS: usize = 500;
 
+/// The longest pause a platform asks for (DingTalk's 10-minute lockout): how far back a start
+/// looks for an answer that paused a robot.
+const LONGEST_PAUSE: Duration = Duration::from_secs(10 * 60);
+
 /// The longest the worker goes without looking in the store: a replay made by
 /// `herald deliveries retry` in another process is picked up within this.
 const POLL_MS: Millis = 1_000;
@@ -123,17 +127,17 @@ impl Worker {
     }
 
     /// Counts the attempts made within the longest rate window before `now` against their
-    /// robots, so a restart does not reset a robot's budget.
+    /// robots, and pauses a robot whose answer to one of them asked for a pause that has not
+    /// ended: a restart neither resets a robot's budget nor forgets its lockout.
     pub async fn seed_governor(&self, now: Millis) {
-        let window = self.governor.longest_window().as_millis() as Millis;
-        if window == 0 {
-            return;
-        }
+        let window = self.governor.longest_window().max(LONGEST_PAUSE).as_millis() as Millis;
         match self.outbox.sent_since(now - window).await {
             Ok(sent) => {
-                for (channel, at) in sent {
-                    if let Some(c) = self.channels.get(&channel) {
-                        self.governor.seed(c.rate_key(), at);
+                for s in sent {
+                    let Some(c) = self.channels.get(&s.channel) else { continue };
+                    self.governor.seed(c.rate_key(), s.at);
+                    if let Some(pause) = s.code.and_then(|code| c.pause_for(code)) {
+                        self.governor.pause(c.rate_key(), s.at + pause.as_millis() as Millis);
                     }
                 }
             }

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 
 use super::{
     AttemptRecord, Delivery, DeliveryState, EnqueueWith, Enqueued, ListFilter, NewDelivery, Next, Outbox,
-    OutboxError,
+    OutboxError, Sent,
 };
 use crate::clock::Millis;
 use crate::event::Event;
@@ -253,14 +253,20 @@ impl Outbox for MemoryOutbox {
         Ok(true)
     }
 
-    async fn sent_since(&self, since: Millis) -> Result<Vec<(String, Millis)>, OutboxError> {
+    async fn sent_since(&self, since: Millis) -> Result<Vec<Sent>, OutboxError> {
         let entries = self.entries.lock().expect("outbox lock");
-        let mut sent: Vec<(String, Millis)> = entries
+        let mut sent: Vec<Sent> = entries
             .values()
-            .flat_map(|e| e.attempts.iter().map(|a| (e.delivery.channel.clone(), a.at)))
-            .filter(|(_, at)| *at >= since)
+            .flat_map(|e| {
+                e.attempts.iter().map(|a| Sent {
+                    channel: e.delivery.channel.clone(),
+                    at: a.at,
+                    code: a.code,
+                })
+            })
+            .filter(|s| s.at >= since)
             .collect();
-        sent.sort_by_key(|(_, at)| *at);
+        sent.sort_by_key(|s| s.at);
         Ok(sent)
     }
 

@@ -195,6 +195,15 @@ impl Delivery {
     }
 }
 
+/// An attempt as the rate governor starts from it: its channel, when it was made, and the
+/// platform's code in the answer (a rate-limit code pauses the robot).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sent {
+    pub channel: String,
+    pub at: Millis,
+    pub code: Option<i64>,
+}
+
 /// How one attempt went, for the record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttemptRecord {
@@ -341,9 +350,9 @@ pub trait Outbox: Send + Sync {
     /// Atomically: if `key` was not claimed within `window_ms` before `now`, claims it and
     /// returns true; otherwise false. (Repeat suppression.)
     async fn claim(&self, key: &str, now: Millis, window_ms: i64) -> Result<bool, OutboxError>;
-    /// The channel and time of every attempt made since `since`, oldest first: the rate
-    /// governor starts from them, so a restart does not reset a robot's window.
-    async fn sent_since(&self, since: Millis) -> Result<Vec<(String, Millis)>, OutboxError>;
+    /// Every attempt made since `since`, oldest first: the rate governor starts from them, so
+    /// a restart neither resets a robot's window nor forgets a lockout it answered with.
+    async fn sent_since(&self, since: Millis) -> Result<Vec<Sent>, OutboxError>;
     /// Deliveries, newest first.
     async fn list(&self, filter: &ListFilter) -> Result<Vec<Delivery>, OutboxError>;
     /// One delivery and its attempts, oldest first.

@@ -96,13 +96,23 @@ async fn attempts_since_a_time_name_their_channel(o: Arc<dyn Outbox>) {
     o.finish("b", record(120, "delivered"), Next::Delivered).await.unwrap();
     o.lease(150, 10, 60_000).await.unwrap();
     o.finish("a", record(200, "delivered"), Next::Delivered).await.unwrap();
+    let sent: Vec<(String, i64)> =
+        o.sent_since(110).await.unwrap().into_iter().map(|s| (s.channel, s.at)).collect();
     assert_eq!(
-        o.sent_since(110).await.unwrap(),
+        sent,
         [("mail".to_string(), 120), ("ding".to_string(), 200)],
         "every attempt at or after the time, oldest first"
     );
     assert_eq!(o.sent_since(0).await.unwrap().len(), 3);
     assert!(o.sent_since(201).await.unwrap().is_empty());
+    // With the platform's code in its answer: a rate-limit code pauses the robot after a restart.
+    let throttled = AttemptRecord { code: Some(130101), ..record(300, "transient") };
+    o.enqueue(&event(), &[delivery("c", "ding")], 250, &EnqueueWith::default()).await.unwrap();
+    o.lease(250, 10, 60_000).await.unwrap();
+    o.finish("c", throttled, Next::RetryAt(900_000)).await.unwrap();
+    let last = o.sent_since(300).await.unwrap();
+    assert_eq!(last.len(), 1);
+    assert_eq!((last[0].channel.as_str(), last[0].at, last[0].code), ("ding", 300, Some(130101)));
 }
 
 async fn tracks_are_stored_with_their_event_unless_duplicate(o: Arc<dyn Outbox>) {

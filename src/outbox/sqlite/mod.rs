@@ -26,7 +26,7 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use super::{
-    AttemptRecord, Delivery, EnqueueWith, Enqueued, ListFilter, NewDelivery, Next, Outbox, OutboxError,
+    AttemptRecord, Delivery, EnqueueWith, Enqueued, ListFilter, NewDelivery, Next, Outbox, OutboxError, Sent,
 };
 use crate::channels::{Message, MessageBody};
 use crate::clock::{Clock, Millis, SystemClock};
@@ -346,7 +346,7 @@ impl Outbox for SqliteOutbox {
         self.call(|reply| Op::Claim { key: key.to_string(), now, window_ms, reply }).await
     }
 
-    async fn sent_since(&self, since: Millis) -> Result<Vec<(String, Millis)>, OutboxError> {
+    async fn sent_since(&self, since: Millis) -> Result<Vec<Sent>, OutboxError> {
         self.call(|reply| Op::SentSince { since, reply }).await
     }
 }

@@ -15,7 +15,9 @@ use rusqlite::{params, OptionalExtension, Transaction};
 use super::{db, StoredEvent, StoredNew};
 use crate::channels::{Message, MessageBody};
 use crate::clock::Millis;
-use crate::outbox::{AttemptRecord, Dedup, Delivery, DeliveryState, Enqueued, ListFilter, Next, OutboxError};
+use crate::outbox::{
+    AttemptRecord, Dedup, Delivery, DeliveryState, Enqueued, ListFilter, Next, OutboxError, Sent,
+};
 use crate::state::Track;
 
 /// The columns `row_to_delivery` reads, from `deliveries d JOIN delivery_bodies b`.
@@ -443,11 +445,11 @@ pub fn merge(
 /// Attempts since `since`, oldest first. Attempts are appended in time order, so this reads
 /// the table backwards from its newest row and stops at the first attempt older than `since`
 /// by more than a minute (concurrent attempts finish a little out of order); no index needed.
-pub fn sent_since(tx: &Transaction<'_>, since: Millis) -> Result<Vec<(String, Millis)>, OutboxError> {
+pub fn sent_since(tx: &Transaction<'_>, since: Millis) -> Result<Vec<Sent>, OutboxError> {
     const SLACK_MS: Millis = 60_000;
     let mut stmt = tx
         .prepare_cached(
-            "SELECT d.channel, a.at FROM attempts a JOIN deliveries d ON d.seq = a.delivery_seq \
+            "SELECT d.channel, a.at, a.code FROM attempts a JOIN deliveries d ON d.seq = a.delivery_seq \
              ORDER BY a.rowid DESC",
         )
         .map_err(db)?;
@@ -459,9 +461,9 @@ pub fn sent_since(tx: &Transaction<'_>, since: Millis) -> Result<Vec<(String, Mi
             break;
         }
         if at >= since {
-            out.push((r.get(0).map_err(db)?, at));
+            out.push(Sent { channel: r.get(0).map_err(db)?, at, code: r.get(2).map_err(db)? });
         }
     }
-    out.sort_by_key(|(_, at)| *at);
+    out.sort_by_key(|s| s.at);
     Ok(out)
 }

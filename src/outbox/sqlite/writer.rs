@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 
 use super::{sql, StoredEvent, StoredNew};
 use crate::clock::Millis;
-use crate::outbox::{AttemptRecord, Dedup, Delivery, Enqueued, ListFilter, Next, OutboxError};
+use crate::outbox::{AttemptRecord, Dedup, Delivery, Enqueued, ListFilter, Next, OutboxError, Sent};
 use crate::state::Track;
 
 /// The most operations committed in one transaction.
@@ -111,7 +111,7 @@ pub enum Op {
     },
     SentSince {
         since: Millis,
-        reply: Reply<Vec<(String, Millis)>>,
+        reply: Reply<Vec<Sent>>,
     },
 }
 
