@@ -78,8 +78,11 @@ pub fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Interpol
     let mut in_content = false;
     // The header of the table the lines are in, without white space or quotes (`[[rules]]`).
     let mut table = String::new();
-    let mut line_start = 0;
+    let mut next_line = 0;
     for (idx, line) in text.split_inclusive('\n').enumerate() {
+        // Where this line starts in the text as written (every branch below counts it).
+        let line_start = next_line;
+        next_line += line.len();
         let written_at = |rest: &str| line_start + line.len() - rest.len();
         if in_content {
             quotes.follow(line);
@@ -174,7 +177,6 @@ pub fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Interpol
         }
         out.push_str(rest);
         quotes.end_line();
-        line_start += line.len();
     }
     done
 }

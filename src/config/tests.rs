@@ -238,6 +238,11 @@ fn a_syntax_error_is_placed_in_the_config_as_written() {
     assert_eq!(at("a = \"${UNSET}$${x}\" oops\n"), "line 1, column 21");
     // Inside a replaced value: its `${`.
     assert_eq!(at("a = ${LINES}\n"), "line 1, column 5");
+    // After a rule's content, which is left for each event to fill in.
+    assert_eq!(
+        at("[[rules]]\ncontent = \"Deploy ${NOTES}\"\nchannels = [\"${LONG}\"]\n[oops\n"),
+        "line 4, column 6"
+    );
 }
 
 #[test]
