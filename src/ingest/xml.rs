@@ -78,7 +78,16 @@ struct Element {
     self_closing: bool,
 }
 
+/// A malformed-XML error. The parser's own message may quote names from the body (a
+/// mismatched end tag names both), so it is cut short: an answer or a log line never carries a
+/// large part of what was sent.
 fn malformed(position: u64, what: impl std::fmt::Display) -> IngestError {
+    const MAX_CHARS: usize = 160;
+    let what = what.to_string();
+    let what = match what.char_indices().nth(MAX_CHARS) {
+        Some((cut, _)) => format!("{}…", &what[..cut]),
+        None => what,
+    };
     IngestError::Malformed(format!("malformed XML at byte {position}: {what}"))
 }
 
@@ -120,7 +129,10 @@ fn read_tree(text: &str) -> Result<Element, IngestError> {
         }
     }
     if let Some(unclosed) = open.last() {
-        return Err(malformed(text.len() as u64, format!("element <{}> is not closed", unclosed.name)));
+        return Err(malformed(
+            text.len() as u64,
+            format!("element <{}> is not closed", super::lenient::short_name(&unclosed.name)),
+        ));
     }
     root.ok_or_else(|| IngestError::Malformed("malformed XML: no root element".into()))
 }
@@ -325,6 +337,11 @@ mod tests {
 
     #[test]
     fn malformed_documents_report_a_byte_position() {
+        let long = "n".repeat(100_000);
+        for xml in [format!("<r><{long}>"), format!("<r><{long}>x</{long}x></r>")] {
+            let e = malformed(&xml);
+            assert!(e.len() < 300, "{} bytes of error", e.len());
+        }
         let e = malformed("<r><a>x</b></r>");
         assert!(e.starts_with("malformed XML at byte ") && e.contains("</b>"), "{e}");
         let e = malformed("<r><a>x</a>");
