@@ -162,7 +162,8 @@ pub async fn start_compiled(
 
 /// Stops the server gracefully on SIGTERM or SIGINT alike: it stops accepting and lets the
 /// requests it is reading finish (actix's own handling would cut them off on SIGINT, and a
-/// webhook half-read is lost to its sender). `Running::wait` then stops the rest.
+/// webhook half-read is lost to its sender). `Running::wait` then stops the rest. A second
+/// signal exits at once.
 async fn stop_on_signal(server: actix_web::dev::ServerHandle) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
@@ -174,8 +175,17 @@ async fn stop_on_signal(server: actix_web::dev::ServerHandle) {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
     };
-    tracing::info!("{name} received: stopping gracefully");
-    server.stop(true).await;
+    tracing::info!("{name} received: stopping gracefully (a second signal stops at once)");
+    tokio::spawn(async move { server.stop(true).await });
+    // An operator who presses Ctrl-C again wants out now: what is in flight is stored, and
+    // sent again by the next start.
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    // Straight to stderr: the log's own writer is not flushed by an exit.
+    eprintln!("herald: second {name}: exiting at once; what was in flight is sent again at the next start");
+    std::process::exit(130);
 }
 
 /// Runs the worker on a thread and runtime of its own, at a lower priority than the accept
