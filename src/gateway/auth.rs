@@ -51,7 +51,8 @@ impl Guard {
         }
     }
 
-    /// Every check for an HTTP request. `raw_query` is the query as received.
+    /// Every check for an HTTP request. `raw_query` is the query as received (see
+    /// `Gateway::parse`).
     pub fn check(
         &self,
         name: &str,

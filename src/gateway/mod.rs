@@ -400,7 +400,8 @@ impl Gateway {
 
     /// Resolves the source (detecting the format when `name` is `None`), authenticates the
     /// request, and parses it into its events. `raw_query` is the query as received, token
-    /// included; `req` carries it with the token stripped (see [`strip_token`]).
+    /// included (`http::hooks` reads a Job Status GET's second `?` as `&`); `req` carries it
+    /// with the token stripped (see [`strip_token`]).
     pub fn parse(
         &self,
         name: Option<&str>,

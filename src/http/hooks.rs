@@ -54,10 +54,13 @@ async fn handle(
         actix_web::rt::time::timeout(state.body_timeout, read_limited(&req, payload, state.max_body_bytes))
             .await
             .map_err(|_| HookError::BodyTimeout(state.body_timeout))??;
-    // A sender that appends its own `?…` to a URL that already has a query (the Job Status
-    // plugin's GET form, to `…?token=S`) leaves a second `?` where a `&` belongs; a value's own
-    // `?` comes percent-encoded.
-    let raw_query = req.query_string().replace('?', "&");
+    // The Job Status plugin's GET form appends its own `?…` to the URL it was given, so a URL
+    // with `?token=S` gets a second `?` where a `&` belongs (its values come percent-encoded).
+    // Every other sender's query is read as sent.
+    let appended =
+        format.as_deref() == Some("jenkins-status") && req.method() == actix_web::http::Method::GET;
+    let raw_query =
+        if appended { req.query_string().replace('?', "&") } else { req.query_string().to_string() };
     let query = strip_token(&raw_query);
     let headers = req
         .headers()
