@@ -14,7 +14,7 @@ use sha2::Sha256;
 
 use super::http::HttpRequest;
 use super::limit::{self, Flavor};
-use super::robot;
+use super::robot::{self, Link};
 use super::{Attempt, Channel, ChannelDeps, ChannelKind, Message, MessageBody, Outcome, Prepare};
 use super::{RequestPreview, Verdict};
 use crate::config::{DingtalkConfig, DingtalkMsgType, Mention};
@@ -26,8 +26,6 @@ pub const MAX_BODY_BYTES: usize = 20_000 - 200;
 pub const MAX_TITLE_BYTES: usize = 256;
 /// How long DingTalk blocks a robot that sent more than 20 messages in a minute.
 pub const RATE_LIMIT_WAIT: Duration = Duration::from_secs(10 * 60);
-/// The actionCard button's label.
-pub const BUTTON_TITLE: &str = "View build";
 
 /// A DingTalk robot.
 pub struct Dingtalk {
@@ -58,8 +56,8 @@ pub struct Content<'a> {
     /// Used by `markdown` (chat list preview) and `actionCard`.
     pub title: &'a str,
     pub text: &'a str,
-    /// The actionCard button's target: the build, else the pipeline.
-    pub build_url: Option<&'a str>,
+    /// The actionCard button: to the build, else the pipeline.
+    pub link: Option<Link<'a>>,
 }
 
 /// The stored body: the platform's JSON with the keyword and mentions in place, cut to the size
@@ -79,7 +77,7 @@ pub fn build_body(
             Some(at) => robot::join_paragraph(text, &at),
             None => text.to_string(),
         };
-        shape(msgtype, &title, &robot::text_with_keyword(&text, keyword), mention, content.build_url)
+        shape(msgtype, &title, &robot::text_with_keyword(&text, keyword), mention, content.link)
     };
     let text = limit::fit_measured(content.text, flavor, MAX_BODY_BYTES, |t| json_len(&compose(t)));
     compose(&text)
@@ -100,7 +98,7 @@ fn shape(
     title: &str,
     text: &str,
     mention: &Mention,
-    build_url: Option<&str>,
+    link: Option<Link<'_>>,
 ) -> Value {
     let mut body = match msgtype {
         DingtalkMsgType::Text => json!({ "msgtype": "text", "text": { "content": text } }),
@@ -111,12 +109,12 @@ fn shape(
         // link to put there, the same title and text go as markdown, without mentions as the
         // card would have been.
         DingtalkMsgType::ActionCard => {
-            let Some(url) = build_url else {
+            let Some(link) = link else {
                 return json!({ "msgtype": "markdown", "markdown": { "title": title, "text": text } });
             };
             let card = json!({
                 "title": title, "text": text, "btnOrientation": "0",
-                "singleTitle": BUTTON_TITLE, "singleURL": url,
+                "singleTitle": link.title, "singleURL": link.url,
             });
             return json!({ "msgtype": "actionCard", "actionCard": card });
         }
@@ -200,7 +198,7 @@ impl Channel for Dingtalk {
             _ => robot::render_part(renderer, input, self.kind(), "title", &mut errors),
         };
         let text = robot::render_part(renderer, input, self.kind(), self.cfg.msgtype.as_str(), &mut errors);
-        let content = Content { title: &title, text: &text, build_url: robot::event_link(input.event) };
+        let content = Content { title: &title, text: &text, link: robot::event_link(input.event) };
         let json = build_body(self.cfg.msgtype, robot::keyword(&self.cfg.keyword), &content, input.mention);
         Message { body: MessageBody::Json { json }, template_errors: errors }
     }

@@ -15,7 +15,7 @@ use sha2::Sha256;
 
 use super::http::HttpRequest;
 use super::limit::{self, Flavor};
-use super::robot::{self, Answer};
+use super::robot::{self, Answer, Link};
 use super::{Attempt, Channel, ChannelDeps, ChannelKind, Message, MessageBody, Outcome, Prepare};
 use super::{RequestPreview, Verdict};
 use crate::config::{LarkConfig, LarkMsgType, Mention};
@@ -28,8 +28,6 @@ pub const MAX_BODY_BYTES: usize = 20_000 - 200;
 pub const MAX_TITLE_BYTES: usize = 256;
 /// How long to back off after Lark's `11232` flow control (5 messages a second per bot).
 pub const RATE_LIMIT_WAIT: Duration = Duration::from_secs(5);
-/// The card button's and the post link's label.
-pub const BUTTON_TITLE: &str = "View build";
 
 /// A Lark/Feishu bot.
 pub struct Lark {
@@ -60,8 +58,8 @@ pub struct Content<'a> {
     /// The card header or post title; unused by `text`.
     pub title: &'a str,
     pub text: &'a str,
-    /// The target of the card button and the post link: the build, else the pipeline.
-    pub build_url: Option<&'a str>,
+    /// The card button and the post link: to the build, else the pipeline.
+    pub link: Option<Link<'a>>,
     /// Colours the card header.
     pub status: Status,
 }
@@ -112,12 +110,12 @@ fn card(title: &str, text: &str, keyword: Option<&str>, content: &Content<'_>, m
     let mut elements = vec![
         json!({ "tag": "div", "text": { "tag": "lark_md", "content": robot::text_with_keyword(&text, keyword) } }),
     ];
-    if let Some(url) = content.build_url {
+    if let Some(link) = content.link {
         elements.push(json!({ "tag": "action", "actions": [{
             "tag": "button",
-            "text": { "tag": "plain_text", "content": BUTTON_TITLE },
+            "text": { "tag": "plain_text", "content": link.title },
             "type": "primary",
-            "url": url,
+            "url": link.url,
         }]}));
     }
     json!({
@@ -138,8 +136,8 @@ fn card(title: &str, text: &str, keyword: Option<&str>, content: &Content<'_>, m
 fn post(title: &str, text: &str, keyword: Option<&str>, content: &Content<'_>, mention: &Mention) -> Value {
     let text = robot::text_with_keyword(text, keyword);
     let mut paragraphs: Vec<Value> = text.lines().map(|l| json!([{ "tag": "text", "text": l }])).collect();
-    if let Some(url) = content.build_url {
-        paragraphs.push(json!([{ "tag": "a", "text": BUTTON_TITLE, "href": url }]));
+    if let Some(link) = content.link {
+        paragraphs.push(json!([{ "tag": "a", "text": link.title, "href": link.url }]));
     }
     let mut ats: Vec<Value> = mention.user_ids.iter().map(|u| json!({ "tag": "at", "user_id": u })).collect();
     if mention.all {
@@ -238,7 +236,7 @@ impl Channel for Lark {
         let content = Content {
             title: &title,
             text: &text,
-            build_url: robot::event_link(input.event),
+            link: robot::event_link(input.event),
             status: input.event.status,
         };
         let json = build_body(self.cfg.msgtype, robot::keyword(&self.cfg.keyword), &content, input.mention);

@@ -28,11 +28,32 @@ pub(crate) fn link_target(url: Option<&str>) -> Option<&str> {
     })
 }
 
+/// A robot message's button or link: where it goes, and what it says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Link<'a> {
+    pub url: &'a str,
+    pub title: &'static str,
+}
+
+impl<'a> Link<'a> {
+    /// A link to a build.
+    pub fn build(url: &'a str) -> Link<'a> {
+        Link { url, title: "View build" }
+    }
+
+    /// A link to a pipeline (a job), for an event without a build page of its own.
+    pub fn pipeline(url: &'a str) -> Link<'a> {
+        Link { url, title: "View pipeline" }
+    }
+}
+
 /// Where a robot's button or link for an event goes: the build, else the pipeline (a Job
 /// Status sender with `JOB_URL` but no `BUILD_URL`, say), each only when [`link_target`]
 /// takes it.
-pub(crate) fn event_link(event: &crate::event::Event) -> Option<&str> {
-    link_target(event.build_url.as_deref()).or_else(|| link_target(event.pipeline_url.as_deref()))
+pub(crate) fn event_link(event: &crate::event::Event) -> Option<Link<'_>> {
+    link_target(event.build_url.as_deref())
+        .map(Link::build)
+        .or_else(|| link_target(event.pipeline_url.as_deref()).map(Link::pipeline))
 }
 
 /// Renders one part for a prepared event; a template failure is added to `errors`.
@@ -200,11 +221,12 @@ mod tests {
         let mut event = crate::event::Event::sample();
         event.build_url = Some("https://ci.example.com/job/x/42/".into());
         event.pipeline_url = Some("https://ci.example.com/job/x/".into());
-        assert_eq!(event_link(&event), Some("https://ci.example.com/job/x/42/"));
+        assert_eq!(event_link(&event), Some(Link::build("https://ci.example.com/job/x/42/")));
         event.build_url = Some("job/x/42/".into());
-        assert_eq!(event_link(&event), Some("https://ci.example.com/job/x/"), "a relative build URL");
+        let pipeline = Some(Link { url: "https://ci.example.com/job/x/", title: "View pipeline" });
+        assert_eq!(event_link(&event), pipeline, "a relative build URL");
         event.build_url = None;
-        assert_eq!(event_link(&event), Some("https://ci.example.com/job/x/"));
+        assert_eq!(event_link(&event), pipeline);
         event.pipeline_url = None;
         assert_eq!(event_link(&event), None);
     }

@@ -92,7 +92,7 @@ fn classify_table() {
 #[test]
 fn text_message_mentions_in_field_and_text() {
     let m = mention(&["13800000000"], &["zhangsan"], true);
-    let content = Content { title: "ignored", text: "Build #42 failed", build_url: None };
+    let content = Content { title: "ignored", text: "Build #42 failed", link: None };
     let body = build_body(DingtalkMsgType::Text, None, &content, &m);
     assert_eq!(
         body,
@@ -107,7 +107,7 @@ fn text_message_mentions_in_field_and_text() {
 #[test]
 fn markdown_message_with_keyword_in_title_and_text() {
     let m = mention(&["13800000000"], &[], false);
-    let content = Content { title: "Build #42 failed", text: "### Build #42\nfailed", build_url: None };
+    let content = Content { title: "Build #42 failed", text: "### Build #42\nfailed", link: None };
     let body = build_body(DingtalkMsgType::Markdown, Some("CI"), &content, &m);
     assert_eq!(
         body,
@@ -118,7 +118,7 @@ fn markdown_message_with_keyword_in_title_and_text() {
         })
     );
     // Already there: nothing is added.
-    let content = Content { title: "[CI] Build", text: "CI build failed", build_url: None };
+    let content = Content { title: "[CI] Build", text: "CI build failed", link: None };
     let body = build_body(DingtalkMsgType::Markdown, Some("CI"), &content, &Mention::default());
     assert_eq!(body["markdown"], json!({"title": "[CI] Build", "text": "CI build failed"}));
     assert!(body.get("at").is_none());
@@ -127,8 +127,11 @@ fn markdown_message_with_keyword_in_title_and_text() {
 #[test]
 fn action_card_jumps_to_the_build_and_carries_no_mention() {
     let m = mention(&["13800000000"], &[], true);
-    let content =
-        Content { title: "Build failed", text: "### Build", build_url: Some("https://ci.example.com/42") };
+    let content = Content {
+        title: "Build failed",
+        text: "### Build",
+        link: Some(Link::build("https://ci.example.com/42")),
+    };
     let body = build_body(DingtalkMsgType::ActionCard, None, &content, &m);
     assert_eq!(
         body,
@@ -140,8 +143,14 @@ fn action_card_jumps_to_the_build_and_carries_no_mention() {
             },
         })
     );
+    // Without a build page, the button opens the pipeline, and says so.
+    let to_pipeline =
+        Content { link: Some(Link::pipeline("https://ci.example.com/job/x/")), ..content.clone() };
+    let body = build_body(DingtalkMsgType::ActionCard, None, &to_pipeline, &m);
+    assert_eq!(body["actionCard"]["singleTitle"], "View pipeline");
+    assert_eq!(body["actionCard"]["singleURL"], "https://ci.example.com/job/x/");
     // No link for the button it requires: the same title and text as markdown, no mentions.
-    let content = Content { build_url: None, ..content };
+    let content = Content { link: None, ..content };
     let body = build_body(DingtalkMsgType::ActionCard, None, &content, &m);
     assert_eq!(
         body,
@@ -160,7 +169,8 @@ fn huge_messages_fit_and_keep_mentions_and_keyword() {
     for msgtype in [DingtalkMsgType::Text, DingtalkMsgType::Markdown, DingtalkMsgType::ActionCard] {
         for text in &texts {
             let title = "标题".repeat(500);
-            let content = Content { title: &title, text, build_url: Some("https://ci.example.com/42") };
+            let content =
+                Content { title: &title, text, link: Some(Link::build("https://ci.example.com/42")) };
             let body = build_body(msgtype, Some("CI-KEY"), &content, &m);
             let len = serde_json::to_vec(&body).unwrap().len();
             assert!(len <= MAX_BODY_BYTES && len > MAX_BODY_BYTES - 500, "{msgtype:?}: {len}");

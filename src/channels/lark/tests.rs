@@ -9,7 +9,7 @@ fn mention(mobiles: &[&str], user_ids: &[&str], all: bool) -> Mention {
 }
 
 fn content<'a>(title: &'a str, text: &'a str, build_url: Option<&'a str>) -> Content<'a> {
-    Content { title, text, build_url, status: Status::Failure }
+    Content { title, text, link: build_url.map(Link::build), status: Status::Failure }
 }
 
 #[test]
