@@ -408,3 +408,35 @@ async fn a_lockout_answered_before_a_restart_still_holds_after_it() {
         assert!(texts.iter().any(|t| t.contains(&format!("#{build}"))), "#{build} is in no message");
     }
 }
+
+#[tokio::test]
+async fn a_pause_longer_than_any_platform_asks_for_holds_the_robot_ten_minutes_at_most() {
+    use support::webhook_sink::{Reply, WebhookSink};
+    let sink = WebhookSink::start(None);
+    // A proxy's day-long Retry-After: the delivery it answered waits, the robot does not.
+    sink.script([Reply { retry_after: Some("86400".into()), ..Reply::status(429) }]);
+    let text = format!(
+        "[channels.hook]\ntype = \"webhook\"\nurl = \"{}\"\n[[rules]]\nname = \"all\"\nchannels = [\"hook\"]\n",
+        sink.url("/ci")
+    );
+    let cfg = config::parse(&text, &|_| None).expect("valid config");
+    let clock = Arc::new(ManualClock::new(SystemClock.now_ms()));
+    let start = clock.now_ms();
+    let outbox = Arc::new(MemoryOutbox::new());
+    let gateway =
+        Gateway::build(&cfg, outbox.clone(), clock.clone()).map_err(|e| format!("{e:?}")).unwrap().gateway;
+    let worker = app::worker(&cfg, &gateway, outbox.clone(), clock.clone(), None);
+    gateway.accept(flow_event(1)).await.unwrap();
+    assert_eq!(worker.step().await, 1);
+    for i in 0..3 {
+        gateway.accept(flow_event(100 + i)).await.unwrap();
+    }
+    drive::until(&worker, outbox.as_ref(), &clock, start + 3_600_000).await;
+    let delivered: Vec<_> =
+        outbox.all().into_iter().filter(|d| d.state == DeliveryState::Delivered).collect();
+    assert_eq!(delivered.len(), 3, "the three after it, within the hour");
+    for d in &delivered {
+        let at = outbox.get(&d.id).unwrap().1.last().unwrap().at - start;
+        assert!((600_000..660_000).contains(&at), "sent {at} ms after the pause began");
+    }
+}

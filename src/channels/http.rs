@@ -147,9 +147,14 @@ fn error_chain(e: &reqwest::Error) -> String {
     }
 }
 
-/// `Retry-After` as delay-seconds (the HTTP-date form is rare from robots and ignored).
+/// The longest `Retry-After` honoured: a larger one (a misconfigured proxy's, say) is read as
+/// this, so a delivery is not parked for days, nor its due time overflow.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// `Retry-After` as delay-seconds, at most [`MAX_RETRY_AFTER`] (the HTTP-date form is rare from
+/// robots and ignored).
 pub fn parse_retry_after(v: &str) -> Option<Duration> {
-    v.trim().parse::<u64>().ok().map(Duration::from_secs)
+    v.trim().parse::<u64>().ok().map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER))
 }
 
 /// The verdict for a non-2xx answer by its status alone: 5xx, 429 and 408 are worth retrying
@@ -176,6 +181,11 @@ mod tests {
     fn retry_after_seconds() {
         assert_eq!(parse_retry_after(" 30"), Some(Duration::from_secs(30)));
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(
+            parse_retry_after("18446744073709551615"),
+            Some(MAX_RETRY_AFTER),
+            "capped, not overflowed"
+        );
     }
 
     #[tokio::test]

@@ -35,7 +35,12 @@ impl Worker {
         match self.governor.acquire(key, self.clock.now_ms()) {
             Ok(()) => Some(d),
             Err(ready) => {
-                held.0.entry(key.to_string()).or_insert_with(|| (ready, Vec::new())).1.push(d.id);
+                match held.0.get_mut(key) {
+                    Some((_, ids)) => ids.push(d.id),
+                    None => {
+                        held.0.insert(key.to_string(), (ready, vec![d.id]));
+                    }
+                }
                 None
             }
         }
@@ -43,7 +48,8 @@ impl Worker {
 
     /// Puts what the governor held back into the store until its robot's next free slot, and
     /// merges a robot's backlog into a summary when it cannot drain within `max_wait`.
-    pub(super) async fn hold_back(&self, held: Held, now: Millis) {
+    pub(super) async fn hold_back(&self, held: Held) {
+        let now = self.clock.now_ms();
         for (key, (ready, mut ids)) in held.0 {
             // Held back until just after the robot's next slot, so that a summary made for that
             // slot (due at `ready` itself) is leased before them and takes it.

@@ -31,9 +31,10 @@ impl Worker {
         let latency_ms = started.elapsed().as_millis() as u64;
         let now = self.clock.now_ms();
         // The platform asked for a pause (a rate-limit code, Retry-After): it holds for the
-        // robot, not only for this delivery.
+        // robot, not only for this delivery, up to the longest a platform asks for; a longer
+        // Retry-After keeps only this delivery waiting.
         if let Verdict::Transient { retry_after: Some(wait) } = outcome.verdict {
-            self.governor.pause(channel.rate_key(), now + wait.as_millis() as i64);
+            self.governor.pause(channel.rate_key(), now + wait.min(super::LONGEST_PAUSE).as_millis() as i64);
         }
         let jitter = 0.8 + rand::random::<f64>() * 0.4;
         let next = self.policy.next(&outcome, number, d.scheduled_at, now, jitter);

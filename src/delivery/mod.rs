@@ -231,8 +231,10 @@ impl Worker {
         let mut held = Held::default();
         let sends: Vec<Delivery> =
             self.prepare(due, now).await.into_iter().filter_map(|d| self.gate(d, &mut held)).collect();
-        self.hold_back(held, now).await;
-        futures_util::future::join_all(sends.into_iter().map(|d| self.attempt(d))).await;
+        // As in `run`: the attempts start as soon as the governor has let them through, and
+        // what it held back is put back meanwhile.
+        let attempts = futures_util::future::join_all(sends.into_iter().map(|d| self.attempt(d)));
+        futures_util::future::join(attempts, self.hold_back(held)).await;
         n
     }
 
@@ -303,22 +305,21 @@ impl Worker {
                     match me.robot_of(&d) {
                         None => me.spawn_attempt(&mut inflight, d, None),
                         // Parked before the governor is asked: it counts a send when it starts.
-                        Some(key) => match slots.take(key) {
-                            Some(slot) => {
-                                if let Some(d) = me.gate(d, &mut held) {
-                                    me.spawn_attempt(&mut inflight, d, Some(slot));
-                                }
+                        Some(key) if slots.room(key) == 0 => parked.park(key, d, now + me.lease_ms() / 2),
+                        Some(key) => {
+                            if let Some(d) = me.gate(d, &mut held) {
+                                let slot = slots.take(key);
+                                me.spawn_attempt(&mut inflight, d, slot);
                             }
-                            None => parked.park(key, d, now + me.lease_ms() / 2),
-                        },
+                        }
                     }
                 }
-                me.hold_back(held, now).await;
+                me.hold_back(held).await;
                 if taken == free {
                     continue;
                 }
             } else {
-                me.hold_back(held, now).await;
+                me.hold_back(held).await;
             }
             let now = me.clock.now_ms();
             let wait = me.handoff.store_due().saturating_sub(now).clamp(1, POLL_MS);

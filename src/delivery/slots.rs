@@ -46,11 +46,13 @@ impl Slots {
     /// A slot of the robot `key`, or `None` when all of its slots are in use.
     pub fn take(&self, key: &str) -> Option<Slot> {
         let mut busy = self.busy.lock().expect("slots lock");
-        let n = busy.entry(key.to_string()).or_insert(0);
-        if *n >= self.per_robot {
-            return None;
+        match busy.get_mut(key) {
+            Some(n) if *n >= self.per_robot => return None,
+            Some(n) => *n += 1,
+            None => {
+                busy.insert(key.to_string(), 1);
+            }
         }
-        *n += 1;
         Some(Slot { busy: self.busy.clone(), key: key.to_string() })
     }
 }
