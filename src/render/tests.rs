@@ -108,6 +108,23 @@ fn builtins_show_the_important_fields() {
 }
 
 #[test]
+fn a_sender_s_multi_line_message_stays_inside_its_quote() {
+    let r = Renderer::new(None).unwrap();
+    let mut e = Event::sample();
+    e.message = Some("Deploy failed\n\n# Rollback\n---".into());
+    let c = context(&e, &ContextExtras::default());
+    for (t, part) in [
+        ("dingtalk", "markdown"),
+        ("dingtalk", "actionCard"),
+        ("wecom", "markdown"),
+        ("wecom", "markdown_v2"),
+    ] {
+        let text = r.try_render("default", t, part, &c).unwrap();
+        assert!(text.contains("> Deploy failed\n>\n> # Rollback\n> ---"), "{t}/{part}:\n{text}");
+    }
+}
+
+#[test]
 fn a_job_without_a_stage_is_named_and_a_title_without_a_commit_is_labelled() {
     // A GitHub workflow_job: a task, no stage, no build number, no commit id.
     let r = Renderer::new(None).unwrap();
