@@ -1,6 +1,6 @@
 //! The `herald` binary: parse the command line, set up logging, run, and report errors.
 
-use std::io::{BufWriter, Stderr};
+use std::io::{BufWriter, IsTerminal, Stderr};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -38,6 +38,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(writer)
+        // Colours for a terminal only: a log file or journald gets plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match herald::cli::run(herald::cli::Cli::parse()) {
         Ok(code) => code,

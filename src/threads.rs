@@ -42,13 +42,18 @@ mod tests {
     #[test]
     fn a_thread_lowers_its_own_priority_only() {
         let before = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
-        let inside = std::thread::spawn(|| {
-            lower_priority(7);
-            unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
+        assert!(before < 19, "the tests run at the lowest priority already: nothing to lower");
+        let target = before + 1;
+        let inside = std::thread::spawn(move || {
+            lower_priority(target);
+            let lowered = unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) };
+            // Asking for a higher priority than the thread has changes nothing.
+            lower_priority(before);
+            (lowered, unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) })
         })
         .join()
         .unwrap();
-        assert_eq!(inside, 7.max(before));
+        assert_eq!(inside, (target, target));
         assert_eq!(unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) }, before, "the process is unchanged");
     }
 }

@@ -186,10 +186,11 @@ async fn reply_550_is_permanent() {
 
 #[tokio::test]
 async fn server_down_is_transient() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    // Bound but not listening, for the whole test: a connection is refused, and no other
+    // test's server can take the port meanwhile.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = socket.local_addr().unwrap().port();
     let ch = channel(&url("smtp", PASSWORD, port, ""), None, TIMEOUT);
     let out = ch.send(&mail(), &Attempt::first("d-down")).await;
     assert_eq!(out.verdict, Verdict::Transient { retry_after: None }, "{out:?}");
@@ -200,8 +201,10 @@ async fn server_down_is_transient() {
 #[tokio::test]
 async fn a_stalled_server_times_out_and_the_next_attempt_starts_fresh() {
     let mut sink = SmtpSink::start(Mode::Plain, None, None);
-    sink.stall_next(3.0, 1);
-    let ch = channel(&format!("smtp://127.0.0.1:{}", sink.port), None, Duration::from_millis(500));
+    // The stall is at DATA: a timeout long enough for the greeting and envelope on a loaded
+    // machine, and a stall far longer than it.
+    sink.stall_next(20.0, 1);
+    let ch = channel(&format!("smtp://127.0.0.1:{}", sink.port), None, Duration::from_secs(2));
     let out = ch.send(&mail(), &Attempt::first("d-stall")).await;
     assert_eq!(out.verdict, Verdict::Transient { retry_after: None }, "{out:?}");
     assert!(out.detail.contains("timed out"), "{}", out.detail);

@@ -218,7 +218,6 @@ channels = ["ding", "wecom", "lark"]
         let a = &h.attempts(&d.id)[0];
         assert_eq!(a.outcome, "transient", "{}: {a:?}", d.channel);
         assert!(a.detail.contains("timed out"), "{}: the detail names the timeout: {a:?}", d.channel);
-        assert!(a.latency_ms < 1_200, "{}: the attempt was cut at the timeout: {a:?}", d.channel);
     }
 
     // Not lost: retried through the admin API, each is delivered.
