@@ -104,6 +104,30 @@ async fn concurrent_enqueues_are_all_committed() {
     assert_eq!(o.list(&ListFilter { limit: 1000, ..Default::default() }).await.unwrap().len(), 200);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_lock_held_by_another_process_is_waited_for_not_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = Arc::new(SqliteOutbox::open(dir.path()).unwrap());
+    // `herald deliveries retry`, or a backup, holds the write lock for a moment.
+    let other = rusqlite::Connection::open(dir.path().join("herald.db")).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE; UPDATE deliveries SET attempts = attempts;").unwrap();
+    // An enqueue that reads before it writes (the duplicate check) and a lease, meanwhile.
+    let writes = {
+        let o = o.clone();
+        tokio::spawn(async move {
+            let e = Event::new("flow", Status::Success, "SUCCESS", true);
+            let dedup = herald::outbox::Dedup { key: "k".into(), window_ms: 60_000 };
+            let with = EnqueueWith { dedup: Some(&dedup), ..Default::default() };
+            o.enqueue(&e, &[delivery("d1", "c")], 1, &with).await?;
+            o.lease(1, 10, 60_000).await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    other.execute_batch("COMMIT").unwrap();
+    let leased = writes.await.unwrap().expect("the writes waited for the lock");
+    assert_eq!(leased.len(), 1);
+}
+
 #[tokio::test]
 async fn one_gateway_owns_a_data_dir() {
     let dir = tempfile::tempdir().unwrap();

@@ -5,7 +5,7 @@
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, Transaction};
+use rusqlite::{Connection, Transaction, TransactionBehavior};
 use tokio::sync::oneshot;
 
 use super::{sql, StoredEvent, StoredNew};
@@ -169,8 +169,13 @@ pub fn run(mut conn: Connection, rx: mpsc::Receiver<Op>) {
 }
 
 /// Runs `batch` in one transaction, commits once, and answers every caller.
+///
+/// The transaction takes the write lock as it begins, waiting for another process that holds
+/// it (`herald deliveries retry`, a backup) up to the busy timeout. A transaction that began
+/// by reading would be refused at its first write without waiting, whenever another process
+/// held the lock at that moment, and with it every operation of the batch.
 fn commit(conn: &mut Connection, batch: &mut Vec<Op>) {
-    let tx = match conn.transaction() {
+    let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(e) => {
             let err = OutboxError(format!("cannot begin a transaction: {e}"));
