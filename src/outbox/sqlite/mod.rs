@@ -163,20 +163,42 @@ impl SqliteOutbox {
         SqliteOutbox::start(dir, conn, Some(lock))
     }
 
-    /// Opens the store beside a running gateway, for `herald deliveries`: no lock is taken and
-    /// leases are left alone.
+    /// Opens the store beside a running gateway, for `herald deliveries`: no lock is taken,
+    /// leases are left alone, and the schema is not migrated. A gateway of another version may
+    /// be running on it: a store whose schema is not this build's is refused, not changed.
     pub fn open_shared(dir: &Path) -> Result<SqliteOutbox, OutboxError> {
-        let conn = SqliteOutbox::connect(dir)?;
+        let path = dir.join("herald.db");
+        let conn = SqliteOutbox::open_file(&path)?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(db)?;
+        let known = schema::version() as i64;
+        if version < known {
+            return Err(OutboxError(format!(
+                "{} has schema version {version} and this herald needs {known}: start `herald serve` \
+                 of this version once, and it migrates the store",
+                path.display()
+            )));
+        }
+        if version > known {
+            return Err(OutboxError(format!(
+                "{} was written by a newer Herald (schema version {version}; this one knows {known})",
+                path.display()
+            )));
+        }
         SqliteOutbox::start(dir, conn, None)
     }
 
     /// Opens `dir/herald.db` and brings its schema up to date.
     fn connect(dir: &Path) -> Result<Connection, OutboxError> {
-        let path = dir.join("herald.db");
-        let mut conn = Connection::open(&path)
+        let mut conn = SqliteOutbox::open_file(&dir.join("herald.db"))?;
+        schema::migrate(&mut conn)?;
+        Ok(conn)
+    }
+
+    /// Opens the database file with Herald's connection settings.
+    fn open_file(path: &Path) -> Result<Connection, OutboxError> {
+        let conn = Connection::open(path)
             .map_err(|e| OutboxError(format!("cannot open {}: {e}", path.display())))?;
         schema::configure(&conn).map_err(db)?;
-        schema::migrate(&mut conn)?;
         Ok(conn)
     }
 

@@ -73,3 +73,27 @@ async fn a_version_4_store_migrates_with_everything_readable() {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
     assert_eq!(version as usize, schema::version());
 }
+
+#[tokio::test]
+async fn a_shared_open_refuses_a_store_of_another_schema_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    version_4_store(dir.path());
+    let version = |dir: &std::path::Path| -> i64 {
+        let conn = Connection::open(dir.join("herald.db")).unwrap();
+        conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap()
+    };
+    // `herald deliveries` beside a gateway of the version that wrote it: not migrated under it.
+    let err = SqliteOutbox::open_shared(dir.path()).err().expect("refused");
+    assert!(err.0.contains("has schema version 4 and this herald needs"), "{err}");
+    assert_eq!(version(dir.path()), 4, "left as it was");
+    // Once a gateway of this version has migrated it, it opens.
+    drop(SqliteOutbox::open(dir.path()).unwrap());
+    assert_eq!(version(dir.path()), schema::version() as i64);
+    let shared = SqliteOutbox::open_shared(dir.path()).unwrap();
+    assert_eq!(shared.list(&ListFilter { limit: 10, ..Default::default() }).await.unwrap().len(), 3);
+    drop(shared);
+    // A store a newer Herald wrote is refused too.
+    Connection::open(dir.path().join("herald.db")).unwrap().pragma_update(None, "user_version", 99).unwrap();
+    let err = SqliteOutbox::open_shared(dir.path()).err().expect("refused");
+    assert!(err.0.contains("written by a newer Herald (schema version 99"), "{err}");
+}
