@@ -129,32 +129,6 @@ async fn a_write_lock_held_by_another_process_is_waited_for_not_failed() {
 }
 
 #[tokio::test]
-async fn an_operation_that_fails_part_way_leaves_nothing_of_itself() {
-    let dir = tempfile::tempdir().unwrap();
-    let o = SqliteOutbox::open(dir.path()).unwrap();
-    // A statement that fails after others of the same operation ran (a disk error, say).
-    rusqlite::Connection::open(dir.path().join("herald.db"))
-        .unwrap()
-        .execute_batch(
-            "CREATE TRIGGER boom BEFORE INSERT ON deliveries WHEN NEW.id = 'd-boom' \
-             BEGIN SELECT RAISE(ABORT, 'disk trouble'); END;",
-        )
-        .unwrap();
-    let mut e = Event::new("flow", Status::Failure, "FAILED", true);
-    e.event_id = "e-half".into();
-    let failed =
-        o.enqueue(&e, &[delivery("d-ok", "c"), delivery("d-boom", "c")], 1, &EnqueueWith::default()).await;
-    assert!(failed.is_err(), "the caller is told it failed");
-    // The next operation commits, and the failed one's event and first delivery are not in it.
-    let mut e2 = Event::new("flow", Status::Success, "SUCCESS", true);
-    e2.event_id = "e-next".into();
-    o.enqueue(&e2, &[delivery("d-next", "c")], 2, &EnqueueWith::default()).await.unwrap();
-    let all = o.list(&ListFilter { limit: 10, ..Default::default() }).await.unwrap();
-    let ids: Vec<&str> = all.iter().map(|d| d.id.as_str()).collect();
-    assert_eq!(ids, ["d-next"], "nothing of the failed enqueue was committed");
-}
-
-#[tokio::test]
 async fn one_gateway_owns_a_data_dir() {
     let dir = tempfile::tempdir().unwrap();
     let first = SqliteOutbox::open(dir.path()).unwrap();

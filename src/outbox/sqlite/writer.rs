@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 use tokio::sync::oneshot;
 
-use super::{db, sql, StoredEvent, StoredNew};
+use super::{sql, StoredEvent, StoredNew};
 use crate::clock::Millis;
 use crate::outbox::{AttemptRecord, Dedup, Delivery, Enqueued, ListFilter, Next, OutboxError, Sent};
 use crate::state::Track;
@@ -243,27 +243,6 @@ fn fail(op: Op, err: &OutboxError) {
     }
 }
 
-/// Runs an operation of several statements as one unit inside the batch's transaction: if one
-/// of its statements fails, what the others did is undone, so the batch's commit never keeps
-/// half of an operation whose caller was told it failed (an event without its deliveries, a
-/// delivery marked merged into a summary that was not stored). A savepoint does no I/O.
-fn atomically<T>(
-    tx: &Transaction<'_>,
-    op: impl FnOnce() -> Result<T, OutboxError>,
-) -> Result<T, OutboxError> {
-    let run = |sql: &str| tx.prepare_cached(sql).and_then(|mut s| s.execute([])).map_err(db);
-    run("SAVEPOINT op")?;
-    match op() {
-        Ok(v) => run("RELEASE op").map(|_| v),
-        Err(e) => {
-            // If SQLite has already rolled the whole transaction back (a full disk), there is
-            // nothing to undo, and the commit reports it.
-            let _ = run("ROLLBACK TO op").and_then(|_| run("RELEASE op"));
-            Err(e)
-        }
-    }
-}
-
 /// Runs one operation inside the batch's transaction; the returned closure answers the
 /// caller once the commit's fate is known (a failed commit fails every answer).
 fn apply(tx: &Transaction<'_>, op: Op) -> Answer {
@@ -278,13 +257,12 @@ fn apply(tx: &Transaction<'_>, op: Op) -> Answer {
     }
     match op {
         Op::Enqueue { event, deliveries, now, dedup, track, lease_ms, reply } => {
-            let result = atomically(tx, || {
-                let done = sql::enqueue(tx, &event, &deliveries, now, dedup.as_ref(), lease_ms)?;
-                match (&done.duplicate_of, &track) {
+            let result = sql::enqueue(tx, &event, &deliveries, now, dedup.as_ref(), lease_ms).and_then(
+                |done| match (&done.duplicate_of, &track) {
                     (None, Some((key, state))) => sql::save_track(tx, key, state, now).map(|_| done),
                     _ => Ok(done),
-                }
-            });
+                },
+            );
             answer(reply, result)
         }
         Op::Track { key, reply } => answer(reply, sql::load_track(tx, &key)),
@@ -295,7 +273,7 @@ fn apply(tx: &Transaction<'_>, op: Op) -> Answer {
         }
         Op::DueChannels { channels, now, reply } => answer(reply, sql::due_channels(tx, &channels, now)),
         Op::Finish { id, attempt, next } => {
-            let result = atomically(tx, || sql::finish(tx, &id, &attempt, &next));
+            let result = sql::finish(tx, &id, &attempt, &next);
             Box::new(move |commit_err: Option<&OutboxError>| {
                 if let Some(e) = result.err().as_ref().or(commit_err) {
                     // The lease expires and the delivery comes back: at-least-once, never lost.
@@ -312,7 +290,7 @@ fn apply(tx: &Transaction<'_>, op: Op) -> Answer {
         Op::Defer { ids, at, reply } => answer(reply, sql::defer(tx, &ids, at)),
         Op::Backlog { channels, now, limit, reply } => answer(reply, sql::backlog(tx, &channels, now, limit)),
         Op::Merge { ids, summary, event_id, at, reply } => {
-            answer(reply, atomically(tx, || sql::merge(tx, &ids, &summary, &event_id, at)))
+            answer(reply, sql::merge(tx, &ids, &summary, &event_id, at))
         }
         Op::SentSince { since, reply } => answer(reply, sql::sent_since(tx, since)),
     }
