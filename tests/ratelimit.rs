@@ -28,6 +28,27 @@ fn config(url: &str, extra: &str) -> config::Config {
     config::parse(&text, &|_| None).expect("valid config")
 }
 
+/// A mock DingTalk robot that signs with [`SECRET`] and enforces the platform's limit.
+fn limited_dingtalk() -> MockRobot {
+    MockRobot::start(
+        Platform::Dingtalk,
+        MockOptions { rate_limit: Some(RateLimit::dingtalk()), ..MockOptions::signed(SECRET) },
+    )
+}
+
+/// One webhook channel at `url`, and a rule sending everything to it.
+fn webhook_config(url: &str) -> config::Config {
+    let text = format!(
+        "[channels.hook]\ntype = \"webhook\"\nurl = \"{url}\"\n[[rules]]\nname = \"all\"\nchannels = [\"hook\"]\n"
+    );
+    config::parse(&text, &|_| None).expect("valid config")
+}
+
+/// The gateway for `cfg`, storing into `outbox`, on `clock`.
+fn gateway(cfg: &config::Config, outbox: Arc<dyn Outbox>, clock: Arc<ManualClock>) -> Gateway {
+    Gateway::build(cfg, outbox, clock).map_err(|e| format!("{e:?}")).unwrap().gateway
+}
+
 /// `flow-task-fail.json` with its build number replaced.
 fn flow_event(build: u64) -> herald::event::Event {
     let raw =
@@ -55,14 +76,10 @@ async fn burst(n: u64, extra: &str) -> Run {
 
 /// `burst` through any outbox.
 async fn burst_into(n: u64, extra: &str, outbox: Arc<dyn Outbox>) -> (MockRobot, Arc<ManualClock>) {
-    let robot = MockRobot::start(
-        Platform::Dingtalk,
-        MockOptions { rate_limit: Some(RateLimit::dingtalk()), ..MockOptions::signed(SECRET) },
-    );
+    let robot = limited_dingtalk();
     let cfg = config(&robot.url(), extra);
     let clock = Arc::new(ManualClock::new(SystemClock.now_ms()));
-    let built = Gateway::build(&cfg, outbox.clone(), clock.clone()).map_err(|e| format!("{e:?}")).unwrap();
-    let gateway = built.gateway;
+    let gateway = gateway(&cfg, outbox.clone(), clock.clone());
     for i in 0..n {
         gateway.accept(flow_event(1000 + i)).await.unwrap();
     }
@@ -135,16 +152,12 @@ async fn a_steady_stream_makes_one_summary_per_free_slot_not_one_per_event() {
     // the worker stepping as they arrive. Summaries must keep pace with the robot: a summary
     // each time a few held-back events make a backlog longer than max_wait would pile up
     // faster than the robot sends them.
-    let robot = MockRobot::start(
-        Platform::Dingtalk,
-        MockOptions { rate_limit: Some(RateLimit::dingtalk()), ..MockOptions::signed(SECRET) },
-    );
+    let robot = limited_dingtalk();
     let cfg = config(&robot.url(), "");
     let clock = Arc::new(ManualClock::new(SystemClock.now_ms()));
     let start = clock.now_ms();
     let outbox = Arc::new(MemoryOutbox::new());
-    let gateway =
-        Gateway::build(&cfg, outbox.clone(), clock.clone()).map_err(|e| format!("{e:?}")).unwrap().gateway;
+    let gateway = gateway(&cfg, outbox.clone(), clock.clone());
     let worker = app::worker(&cfg, &gateway, outbox.clone(), clock.clone(), None);
     for i in 0..1200 {
         gateway.accept(flow_event(5000 + i)).await.unwrap();
@@ -234,10 +247,7 @@ async fn without_the_governor_the_mock_would_throttle() {
 
 #[tokio::test]
 async fn a_robot_locked_out_by_another_sender_is_left_alone_until_the_lockout_ends() {
-    let robot = MockRobot::start(
-        Platform::Dingtalk,
-        MockOptions { rate_limit: Some(RateLimit::dingtalk()), ..MockOptions::signed(SECRET) },
-    );
+    let robot = limited_dingtalk();
     let cfg = config(&robot.url(), "");
     let clock = Arc::new(ManualClock::new(SystemClock.now_ms()));
     let start = clock.now_ms();
@@ -246,8 +256,7 @@ async fn a_robot_locked_out_by_another_sender_is_left_alone_until_the_lockout_en
     // empty, so only the platform's answer can tell it.
     robot.lock_out(lockout_end);
     let outbox = Arc::new(MemoryOutbox::new());
-    let gateway =
-        Gateway::build(&cfg, outbox.clone(), clock.clone()).map_err(|e| format!("{e:?}")).unwrap().gateway;
+    let gateway = gateway(&cfg, outbox.clone(), clock.clone());
     for i in 0..60 {
         gateway.accept(flow_event(1000 + i)).await.unwrap();
     }
@@ -301,8 +310,7 @@ async fn a_send_counts_from_when_it_goes_out_not_from_before_a_slow_commit() {
     let cfg = config(&robot.url(), "rate = \"5/s\"");
     let manual = Arc::new(ManualClock::new(SystemClock.now_ms()));
     let outbox = Arc::new(MemoryOutbox::new());
-    let gateway =
-        Gateway::build(&cfg, outbox.clone(), manual.clone()).map_err(|e| format!("{e:?}")).unwrap().gateway;
+    let gateway = gateway(&cfg, outbox.clone(), manual.clone());
     for i in 0..10 {
         gateway.accept(flow_event(1000 + i)).await.unwrap();
     }
@@ -330,16 +338,11 @@ async fn a_webhook_asking_for_a_pause_gets_its_messages_after_it_each_as_it_is()
     use support::webhook_sink::{Reply, WebhookSink};
     let sink = WebhookSink::start(None);
     sink.script([Reply { retry_after: Some("120".into()), ..Reply::status(429) }]);
-    let text = format!(
-        "[channels.hook]\ntype = \"webhook\"\nurl = \"{}\"\n[[rules]]\nname = \"all\"\nchannels = [\"hook\"]\n",
-        sink.url("/ci")
-    );
-    let cfg = config::parse(&text, &|_| None).expect("valid config");
+    let cfg = webhook_config(&sink.url("/ci"));
     let clock = Arc::new(ManualClock::new(SystemClock.now_ms()));
     let start = clock.now_ms();
     let outbox = Arc::new(MemoryOutbox::new());
-    let gateway =
-        Gateway::build(&cfg, outbox.clone(), clock.clone()).map_err(|e| format!("{e:?}")).unwrap().gateway;
+    let gateway = gateway(&cfg, outbox.clone(), clock.clone());
     let worker = app::worker(&cfg, &gateway, outbox.clone(), clock.clone(), None);
     gateway.accept(flow_event(1)).await.unwrap();
     assert_eq!(worker.step().await, 1, "the first is sent, and answered 429 Retry-After: 120");
@@ -362,10 +365,7 @@ async fn a_webhook_asking_for_a_pause_gets_its_messages_after_it_each_as_it_is()
 
 #[tokio::test]
 async fn a_lockout_answered_before_a_restart_still_holds_after_it() {
-    let robot = MockRobot::start(
-        Platform::Dingtalk,
-        MockOptions { rate_limit: Some(RateLimit::dingtalk()), ..MockOptions::signed(SECRET) },
-    );
+    let robot = limited_dingtalk();
     let cfg = config(&robot.url(), "");
     let clock = Arc::new(ManualClock::new(SystemClock.now_ms()));
     let start = clock.now_ms();
@@ -374,10 +374,7 @@ async fn a_lockout_answered_before_a_restart_still_holds_after_it() {
     let dir = tempfile::tempdir().unwrap();
     {
         let outbox = Arc::new(SqliteOutbox::open(dir.path()).unwrap());
-        let gateway = Gateway::build(&cfg, outbox.clone(), clock.clone())
-            .map_err(|e| format!("{e:?}"))
-            .unwrap()
-            .gateway;
+        let gateway = gateway(&cfg, outbox.clone(), clock.clone());
         gateway.accept(flow_event(7)).await.unwrap();
         let worker = app::worker(&cfg, &gateway, outbox.clone(), clock.clone(), None);
         assert_eq!(worker.step().await, 1);
@@ -387,8 +384,7 @@ async fn a_lockout_answered_before_a_restart_still_holds_after_it() {
     // Herald restarts a minute into the lockout, with more to send.
     clock.advance(Duration::from_secs(60));
     let outbox = Arc::new(SqliteOutbox::open(dir.path()).unwrap());
-    let gateway =
-        Gateway::build(&cfg, outbox.clone(), clock.clone()).map_err(|e| format!("{e:?}")).unwrap().gateway;
+    let gateway = gateway(&cfg, outbox.clone(), clock.clone());
     for i in 0..5 {
         gateway.accept(flow_event(100 + i)).await.unwrap();
     }
@@ -413,16 +409,11 @@ async fn a_pause_longer_than_any_platform_asks_for_holds_the_robot_ten_minutes_a
     let sink = WebhookSink::start(None);
     // A proxy's day-long Retry-After: the delivery it answered waits, the robot does not.
     sink.script([Reply { retry_after: Some("86400".into()), ..Reply::status(429) }]);
-    let text = format!(
-        "[channels.hook]\ntype = \"webhook\"\nurl = \"{}\"\n[[rules]]\nname = \"all\"\nchannels = [\"hook\"]\n",
-        sink.url("/ci")
-    );
-    let cfg = config::parse(&text, &|_| None).expect("valid config");
+    let cfg = webhook_config(&sink.url("/ci"));
     let clock = Arc::new(ManualClock::new(SystemClock.now_ms()));
     let start = clock.now_ms();
     let outbox = Arc::new(MemoryOutbox::new());
-    let gateway =
-        Gateway::build(&cfg, outbox.clone(), clock.clone()).map_err(|e| format!("{e:?}")).unwrap().gateway;
+    let gateway = gateway(&cfg, outbox.clone(), clock.clone());
     let worker = app::worker(&cfg, &gateway, outbox.clone(), clock.clone(), None);
     gateway.accept(flow_event(1)).await.unwrap();
     assert_eq!(worker.step().await, 1);
