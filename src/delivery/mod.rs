@@ -128,10 +128,15 @@ impl Worker {
 
     /// Counts the attempts made within the longest rate window before `now` against their
     /// robots, and pauses a robot whose answer to one of them asked for a pause that has not
-    /// ended: a restart neither resets a robot's budget nor forgets its lockout.
+    /// ended: a restart neither resets a robot's budget nor forgets its lockout. Without a
+    /// rate-limited robot (chat robots always have limits) there is nothing to read.
     pub async fn seed_governor(&self, now: Millis) {
-        let window = self.governor.longest_window().max(LONGEST_PAUSE).as_millis() as Millis;
-        match self.outbox.sent_since(now - window).await {
+        let window = self.governor.longest_window();
+        if window.is_zero() {
+            return;
+        }
+        let since = now - window.max(LONGEST_PAUSE).as_millis() as Millis;
+        match self.outbox.sent_since(since).await {
             Ok(sent) => {
                 for s in sent {
                     let Some(c) = self.channels.get(&s.channel) else { continue };
