@@ -771,6 +771,7 @@ async fn deliveries_without_a_config_read_the_store_of_the_embedded_quickstart()
             },
             hold: None,
             due_at: None,
+            repeat: None,
         };
         store.enqueue(&Event::sample(), &[delivery], 1, &EnqueueWith::default()).await.unwrap();
         store.flush().await.unwrap();
@@ -832,6 +833,7 @@ async fn store_with(dir: &Path, deliveries: &[(&str, Option<herald::outbox::Next
             },
             hold: None,
             due_at: None,
+            repeat: None,
         })
         .collect();
     store.enqueue(&Event::sample(), &new, 1, &EnqueueWith::default()).await.unwrap();

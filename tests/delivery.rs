@@ -129,6 +129,7 @@ fn new_delivery(id: impl Into<String>, channel: &str) -> NewDelivery {
         headline: Headline::default(),
         hold: None,
         due_at: None,
+        repeat: None,
     }
 }
 

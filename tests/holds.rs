@@ -221,6 +221,22 @@ async fn one_runs_task_events_are_grouped_into_one_message() {
 }
 
 #[tokio::test]
+async fn an_event_after_its_group_went_out_starts_a_wait_of_its_own() {
+    let r = rig(
+        "[[rules]]\nname = \"runs\"\nchannels = [\"chat\"]\ngroup_by = [\"pipeline\", \"build_number\"]\ngroup_wait = \"30s\"\n",
+    );
+    r.gateway.accept(task_event(Status::Success, 22, "compile")).await.unwrap();
+    r.clock.advance(Duration::from_secs(30));
+    // The worker has the group's message in flight (leased for a minute) when the run reports
+    // again: the late event waits its own 30 s, not for the lease to expire.
+    let in_flight = r.outbox.lease(r.clock.now_ms(), 10, 60_000).await.unwrap();
+    assert_eq!(in_flight.len(), 1);
+    r.gateway.accept(task_event(Status::Failure, 22, "deploy")).await.unwrap();
+    let late = r.by_state(DeliveryState::Pending).into_iter().find(|d| d.id != in_flight[0].id).unwrap();
+    assert_eq!(late.next_at, r.clock.now_ms() + 30_000);
+}
+
+#[tokio::test]
 async fn repeats_within_the_interval_are_suppressed() {
     let r = rig("[[rules]]\nname = \"nag\"\nchannels = [\"chat\"]\nrepeat_interval = \"1h\"\n");
     let routes = |a: herald::gateway::Accepted| a.routes.len();

@@ -9,7 +9,7 @@ use herald::channels::{Message, MessageBody};
 use herald::event::{Event, Status};
 use herald::outbox::sqlite::SqliteOutbox;
 use herald::outbox::{
-    AttemptRecord, DeliveryState, EnqueueWith, Headline, ListFilter, NewDelivery, Next, Outbox,
+    AttemptRecord, DeliveryState, EnqueueWith, Headline, ListFilter, NewDelivery, Next, Outbox, Repeat,
 };
 
 fn delivery(id: &str, channel: &str) -> NewDelivery {
@@ -30,6 +30,7 @@ fn delivery(id: &str, channel: &str) -> NewDelivery {
         },
         hold: None,
         due_at: None,
+        repeat: None,
     }
 }
 
@@ -141,6 +142,10 @@ async fn one_gateway_owns_a_data_dir() {
     assert!(SqliteOutbox::open(dir.path()).is_ok(), "the lock goes with the process that held it");
 }
 
+fn repeat() -> Repeat {
+    Repeat { key: "repeat-key".into(), window_ms: 60_000 }
+}
+
 #[tokio::test]
 async fn holds_and_claims_are_stored() {
     let dir = tempfile::tempdir().unwrap();
@@ -150,18 +155,19 @@ async fn holds_and_claims_are_stored() {
             NewDelivery { hold: Some("group-1".into()), due_at: Some(30_000), ..delivery("a", "ding") };
         let also =
             NewDelivery { hold: Some("group-1".into()), due_at: Some(30_000), ..delivery("b", "ding") };
-        o.enqueue(&Event::sample(), &[held, also, delivery("c", "ding")], 0, &EnqueueWith::default())
-            .await
-            .unwrap();
-        assert!(o.claim("repeat-key", 0, 60_000).await.unwrap());
+        let nag = NewDelivery { repeat: Some(repeat()), ..delivery("c", "ding") };
+        o.enqueue(&Event::sample(), &[held, also, nag], 0, &EnqueueWith::default()).await.unwrap();
     }
     let o = SqliteOutbox::open(dir.path()).unwrap();
     let held = o.held("group-1").await.unwrap();
     assert_eq!(held.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
-    assert_eq!(o.hold_due("group-1").await.unwrap(), Some(30_000));
+    assert_eq!(o.hold_due("group-1", 0).await.unwrap(), Some(30_000));
     assert_eq!(o.lease(0, 10, 60_000).await.unwrap().len(), 1, "held deliveries wait for their due time");
-    assert!(!o.claim("repeat-key", 59_999, 60_000).await.unwrap(), "claims survive a restart");
-    assert!(o.claim("repeat-key", 60_000, 60_000).await.unwrap());
+    let again = |id: &str| NewDelivery { repeat: Some(repeat()), ..delivery(id, "ding") };
+    let enqueued = o.enqueue(&Event::sample(), &[again("d")], 59_999, &EnqueueWith::default()).await.unwrap();
+    assert_eq!(enqueued.suppressed, ["d"], "claims survive a restart");
+    let enqueued = o.enqueue(&Event::sample(), &[again("e")], 60_000, &EnqueueWith::default()).await.unwrap();
+    assert!(enqueued.suppressed.is_empty());
 }
 
 #[tokio::test]

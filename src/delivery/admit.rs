@@ -110,6 +110,7 @@ impl Worker {
                 headline: built.headline,
                 hold: None,
                 due_at: None,
+                repeat: None,
             };
             let (ids, rest): (Vec<String>, Vec<String>) = {
                 let mut ids = held.iter().map(|h| h.id.clone());
@@ -171,6 +172,7 @@ impl Worker {
             headline: built.headline,
             hold: None,
             due_at: Some(ready),
+            repeat: None,
         };
         // What did not fit stays in the backlog for the robot's next slot.
         let ids: Vec<String> = items[..covered].iter().map(|d| d.id.clone()).collect();

@@ -179,6 +179,7 @@ mod tests {
             headline: Headline { text: text.into(), status: "failure".into(), ..Default::default() },
             hold: None,
             due_at: None,
+            repeat: None,
         };
         Delivery::stored(new, "e", 0)
     }

@@ -21,7 +21,9 @@ use crate::delivery::hold::Hold;
 use crate::delivery::summary::{self, SUMMARY_TEMPLATE};
 use crate::event::{self, Event, Status};
 use crate::ingest::{self, Format, Inbound, IngestError};
-use crate::outbox::{Dedup, Delivery, EnqueueWith, Headline, Mentioned, NewDelivery, Outbox, OutboxError};
+use crate::outbox::{
+    Dedup, Delivery, EnqueueWith, Headline, Mentioned, NewDelivery, Outbox, OutboxError, Repeat,
+};
 use crate::people::Directory;
 use crate::render::{self, ContextExtras, Renderer};
 use crate::rules::{Route, RuleSet};
@@ -517,11 +519,6 @@ impl Gateway {
         let mut deliveries: Vec<NewDelivery> = Vec::with_capacity(planned.len());
         let mut routes = Vec::with_capacity(planned.len());
         for p in planned {
-            if !self.fresh(&p.route, &event, now).await.map_err(unavailable)? {
-                tracing::info!(event_id = %event.event_id, rule = %p.route.rule, channel = %p.route.channel,
-                    "same message within repeat_interval: suppressed");
-                continue;
-            }
             let (hold, due_at) = self.hold(&p.route, &event, now).await.map_err(unavailable)?;
             deliveries.push(NewDelivery {
                 id: p.delivery_id,
@@ -537,6 +534,7 @@ impl Gateway {
                 },
                 hold,
                 due_at,
+                repeat: repeat_of(&p.route, &event),
             });
             routes.push(p.route);
         }
@@ -565,6 +563,19 @@ impl Gateway {
                 duplicate_of: stored.duplicate_of,
             });
         }
+        // A message whose repeat key was claimed within its interval was not stored.
+        let (deliveries, routes): (Vec<NewDelivery>, Vec<Route>) = deliveries
+            .into_iter()
+            .zip(routes)
+            .filter(|(d, _)| {
+                let suppressed = stored.suppressed.contains(&d.id);
+                if suppressed {
+                    tracing::info!(event_id = %event.event_id, rule = %d.rule, channel = %d.channel,
+                        "same message within repeat_interval: suppressed");
+                }
+                !suppressed
+            })
+            .unzip();
         let count = deliveries.len();
         // Held deliveries (quiet hours, groups) wait in the store until they are due.
         if let Some(at) = deliveries.iter().filter_map(|d| d.due_at).min() {
@@ -608,22 +619,6 @@ fn render_check<'a>(
 }
 
 impl Gateway {
-    /// False when the route's rule has a `repeat_interval` and the same (pipeline, branch,
-    /// status) message went to this channel within it.
-    async fn fresh(&self, route: &Route, e: &Event, now: Millis) -> Result<bool, OutboxError> {
-        let Some(interval) = route.hold.repeat_interval else { return Ok(true) };
-        let parts = [
-            "repeat",
-            route.rule.as_str(),
-            route.channel.as_str(),
-            e.pipeline.as_deref().unwrap_or(""),
-            e.branch.as_deref().unwrap_or(""),
-            e.status.as_str(),
-        ];
-        let key = serde_json::to_string(&parts).unwrap_or_default();
-        self.outbox.claim(&key, now, interval.as_millis() as i64).await
-    }
-
     /// Whether the route's rule holds this message back (quiet hours, grouping), under which
     /// key and until when. A group's later events join its first event's release time.
     async fn hold(
@@ -638,7 +633,7 @@ impl Gateway {
         });
         if let Some((fields, wait)) = &route.hold.group {
             let key = Hold::group(&route.rule, &route.channel, fields, e).key();
-            let due = self.outbox.hold_due(&key).await?.unwrap_or(now + wait.as_millis() as Millis);
+            let due = self.outbox.hold_due(&key, now).await?.unwrap_or(now + wait.as_millis() as Millis);
             let due = quiet_until.as_ref().map_or(due, |(end, _)| due.max(*end));
             return Ok((Some(key), Some(due)));
         }
@@ -651,6 +646,21 @@ impl Gateway {
             None => (None, None),
         })
     }
+}
+
+/// The repeat key of a route whose rule has a `repeat_interval`: the same (pipeline, branch,
+/// status) message to the same channel is sent once per interval.
+fn repeat_of(route: &Route, e: &Event) -> Option<Repeat> {
+    let interval = route.hold.repeat_interval?;
+    let parts = [
+        "repeat",
+        route.rule.as_str(),
+        route.channel.as_str(),
+        e.pipeline.as_deref().unwrap_or(""),
+        e.branch.as_deref().unwrap_or(""),
+        e.status.as_str(),
+    ];
+    Some(Repeat { key: serde_json::to_string(&parts).ok()?, window_ms: interval.as_millis() as i64 })
 }
 
 /// What makes two events the same notification: source, pipeline (its name and its id),

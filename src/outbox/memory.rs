@@ -75,7 +75,7 @@ impl Outbox for MemoryOutbox {
             let mut seen = self.seen.lock().expect("outbox lock");
             if let Some((first, at)) = seen.get(&dedup.key) {
                 if now - at < dedup.window_ms {
-                    return Ok(Enqueued { duplicate_of: Some(first.clone()) });
+                    return Ok(Enqueued { duplicate_of: Some(first.clone()), suppressed: Vec::new() });
                 }
             }
             seen.insert(dedup.key.clone(), (event.event_id.clone(), now));
@@ -84,12 +84,21 @@ impl Outbox for MemoryOutbox {
             self.tracks.lock().expect("outbox lock").insert(key.to_string(), track.clone());
         }
         let mut entries = self.entries.lock().expect("outbox lock");
+        let mut claims = self.claims.lock().expect("outbox lock");
+        let mut suppressed = Vec::new();
         for d in deliveries {
+            if let Some(repeat) = &d.repeat {
+                if claims.get(&repeat.key).is_some_and(|at| now - at < repeat.window_ms) {
+                    suppressed.push(d.id.clone());
+                    continue;
+                }
+                claims.insert(repeat.key.clone(), now);
+            }
             let delivery = Delivery::stored(d.clone(), &event.event_id, now);
             let leased_until = with.lease_ms.filter(|_| d.due_at.is_none()).map(|ms| now + ms);
             entries.insert(d.id.clone(), Entry { delivery, leased_until, attempts: Vec::new() });
         }
-        Ok(Enqueued::default())
+        Ok(Enqueued { duplicate_of: None, suppressed })
     }
 
     async fn track(&self, key: &str) -> Result<Option<Track>, OutboxError> {
@@ -240,17 +249,17 @@ impl Outbox for MemoryOutbox {
         Ok(held)
     }
 
-    async fn hold_due(&self, key: &str) -> Result<Option<Millis>, OutboxError> {
-        Ok(self.held(key).await?.iter().map(|d| d.next_at).min())
-    }
-
-    async fn claim(&self, key: &str, now: Millis, window_ms: i64) -> Result<bool, OutboxError> {
-        let mut claims = self.claims.lock().expect("outbox lock");
-        if claims.get(key).is_some_and(|at| now - at < window_ms) {
-            return Ok(false);
-        }
-        claims.insert(key.to_string(), now);
-        Ok(true)
+    async fn hold_due(&self, key: &str, now: Millis) -> Result<Option<Millis>, OutboxError> {
+        let entries = self.entries.lock().expect("outbox lock");
+        Ok(entries
+            .values()
+            .filter(|e| {
+                e.delivery.state == DeliveryState::Pending
+                    && e.delivery.hold.as_deref() == Some(key)
+                    && e.leased_until.is_none_or(|until| until <= now)
+            })
+            .map(|e| e.delivery.next_at)
+            .min())
     }
 
     async fn sent_since(&self, since: Millis) -> Result<Vec<Sent>, OutboxError> {

@@ -131,6 +131,17 @@ pub struct NewDelivery {
     pub hold: Option<String>,
     /// When it is first due; `None` means at once.
     pub due_at: Option<Millis>,
+    /// Sent only if no message under the same key was stored within the window: the rule's
+    /// `repeat_interval`. The check and the claim are part of the event's commit, so a message
+    /// is suppressed only by one that was stored.
+    pub repeat: Option<Repeat>,
+}
+
+/// A repeat-suppression key and its window (see [`NewDelivery::repeat`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repeat {
+    pub key: String,
+    pub window_ms: i64,
 }
 
 /// A stored delivery.
@@ -169,6 +180,7 @@ impl NewDelivery {
             headline: Headline::default(),
             hold: None,
             due_at: None,
+            repeat: None,
         }
     }
 }
@@ -264,6 +276,8 @@ pub struct EnqueueWith<'a> {
 pub struct Enqueued {
     /// The earlier event this one duplicates; its deliveries were not stored.
     pub duplicate_of: Option<String>,
+    /// The deliveries not stored because their repeat key was claimed within its window.
+    pub suppressed: Vec<String>,
 }
 
 /// Which deliveries to list.
@@ -284,7 +298,8 @@ pub struct OutboxError(pub String);
 pub trait Outbox: Send + Sync {
     /// Stores an event and its deliveries, due at `now`, atomically. Herald answers 202 only
     /// after this returns. With `with.dedup`, an event matching one stored within the window is
-    /// stored without its deliveries; otherwise `with.track` is stored too.
+    /// stored without its deliveries; otherwise `with.track` is stored too, and each delivery
+    /// with a `repeat` key claims it, or is left out when it was claimed within its window.
     async fn enqueue(
         &self,
         event: &Event,
@@ -345,11 +360,10 @@ pub trait Outbox: Send + Sync {
     ) -> Result<(), OutboxError>;
     /// The open deliveries held under `key`, leased or not, oldest first.
     async fn held(&self, key: &str) -> Result<Vec<Delivery>, OutboxError>;
-    /// When the open deliveries held under `key` are released (the earliest due time).
-    async fn hold_due(&self, key: &str) -> Result<Option<Millis>, OutboxError>;
-    /// Atomically: if `key` was not claimed within `window_ms` before `now`, claims it and
-    /// returns true; otherwise false. (Repeat suppression.)
-    async fn claim(&self, key: &str, now: Millis, window_ms: i64) -> Result<bool, OutboxError>;
+    /// When the deliveries held under `key` are released: the earliest due time of those not
+    /// yet released, that is still pending and not leased at `now`. Once a hold's deliveries
+    /// are in flight or retrying, a new one under its key starts a wait of its own.
+    async fn hold_due(&self, key: &str, now: Millis) -> Result<Option<Millis>, OutboxError>;
     /// Every attempt made since `since`, oldest first: the rate governor starts from them, so
     /// a restart neither resets a robot's window nor forgets a lockout it answered with.
     async fn sent_since(&self, since: Millis) -> Result<Vec<Sent>, OutboxError>;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use herald::channels::{Message, MessageBody};
 use herald::event::{Event, Status};
 use herald::outbox::{
-    AttemptRecord, Dedup, DeliveryState, EnqueueWith, Headline, ListFilter, NewDelivery, Next, Outbox,
+    AttemptRecord, Dedup, DeliveryState, EnqueueWith, Headline, ListFilter, NewDelivery, Next, Outbox, Repeat,
 };
 
 fn delivery(id: &str, channel: &str) -> NewDelivery {
@@ -27,6 +27,7 @@ fn delivery(id: &str, channel: &str) -> NewDelivery {
         },
         hold: None,
         due_at: None,
+        repeat: None,
     }
 }
 
@@ -64,6 +65,57 @@ where
     tracks_are_stored_with_their_event_unless_duplicate(make()).await;
     enqueue_can_lease_to_the_caller(make()).await;
     attempts_since_a_time_name_their_channel(make()).await;
+    a_repeat_key_is_claimed_by_the_delivery_stored_with_it(make()).await;
+    a_hold_is_open_until_its_deliveries_are_released(make()).await;
+}
+
+async fn a_repeat_key_is_claimed_by_the_delivery_stored_with_it(o: Arc<dyn Outbox>) {
+    let nag = |id: &str| NewDelivery {
+        repeat: Some(Repeat { key: "nag".into(), window_ms: 60_000 }),
+        ..delivery(id, "c")
+    };
+    let first =
+        o.enqueue(&event(), &[nag("a"), delivery("plain", "c")], 0, &Default::default()).await.unwrap();
+    assert!(first.suppressed.is_empty());
+    let again =
+        o.enqueue(&event(), &[nag("b"), delivery("other", "c")], 59_999, &Default::default()).await.unwrap();
+    assert_eq!(again.suppressed, ["b"], "claimed within the window; the rest of the event is stored");
+    assert!(o.get("b").await.unwrap().is_none(), "a suppressed delivery is not stored");
+    assert!(o.get("other").await.unwrap().is_some());
+
+    // A duplicate event claims nothing: its deliveries are not stored.
+    let dedup = Dedup { key: "same".into(), window_ms: 600_000 };
+    let with = EnqueueWith { dedup: Some(&dedup), ..Default::default() };
+    o.enqueue(&event(), &[delivery("d1", "c")], 60_000, &with).await.unwrap();
+    let twin = o.enqueue(&event(), &[nag("d2")], 60_000, &with).await.unwrap();
+    assert!(twin.duplicate_of.is_some() && twin.suppressed.is_empty());
+    let after = o.enqueue(&event(), &[nag("c")], 60_000, &Default::default()).await.unwrap();
+    assert!(after.suppressed.is_empty(), "the window is over, and the duplicate did not claim the key");
+    assert!(o.get("c").await.unwrap().is_some());
+}
+
+async fn a_hold_is_open_until_its_deliveries_are_released(o: Arc<dyn Outbox>) {
+    let held = |id: &str, due: i64| NewDelivery {
+        hold: Some("group".into()),
+        due_at: Some(due),
+        ..delivery(id, "c")
+    };
+    assert_eq!(o.hold_due("group", 0).await.unwrap(), None);
+    o.enqueue(&event(), &[held("a", 30_000)], 0, &Default::default()).await.unwrap();
+    o.enqueue(&event(), &[held("b", 40_000)], 10_000, &Default::default()).await.unwrap();
+    assert_eq!(o.hold_due("group", 10_000).await.unwrap(), Some(30_000), "the earliest release");
+    // Released: the worker holds both, sending them.
+    assert_eq!(o.lease(40_000, 10, 60_000).await.unwrap().len(), 2);
+    assert_eq!(o.hold_due("group", 40_000).await.unwrap(), None, "in flight, the hold is closed");
+    // One went, one is to be retried: neither keeps the hold open.
+    o.finish("a", record(41_000, "delivered"), Next::Delivered).await.unwrap();
+    o.finish("b", record(41_000, "transient"), Next::RetryAt(300_000)).await.unwrap();
+    assert_eq!(o.hold_due("group", 41_000).await.unwrap(), None, "a retry does not hold a new message");
+    // A lease that outlived its worker puts its delivery back in the hold, due at once.
+    o.enqueue(&event(), &[held("c", 50_000)], 42_000, &Default::default()).await.unwrap();
+    assert_eq!(o.lease(50_000, 10, 5_000).await.unwrap().len(), 1);
+    assert_eq!(o.hold_due("group", 54_999).await.unwrap(), None);
+    assert_eq!(o.hold_due("group", 55_000).await.unwrap().map(|at| at <= 55_000), Some(true));
 }
 
 async fn enqueue_can_lease_to_the_caller(o: Arc<dyn Outbox>) {

@@ -26,7 +26,8 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use super::{
-    AttemptRecord, Delivery, EnqueueWith, Enqueued, ListFilter, NewDelivery, Next, Outbox, OutboxError, Sent,
+    AttemptRecord, Delivery, EnqueueWith, Enqueued, ListFilter, NewDelivery, Next, Outbox, OutboxError,
+    Repeat, Sent,
 };
 use crate::channels::{Message, MessageBody};
 use crate::clock::{Clock, Millis, SystemClock};
@@ -67,6 +68,7 @@ pub(crate) struct StoredNew {
     event_prefix: Option<usize>,
     hold: Option<String>,
     due_at: Option<Millis>,
+    repeat: Option<Repeat>,
 }
 
 impl StoredNew {
@@ -97,6 +99,7 @@ impl StoredNew {
             event_prefix,
             hold: d.hold.clone(),
             due_at: d.due_at,
+            repeat: d.repeat.clone(),
         })
     }
 }
@@ -360,12 +363,8 @@ impl Outbox for SqliteOutbox {
         self.call(|reply| Op::Held { key: key.to_string(), reply }).await
     }
 
-    async fn hold_due(&self, key: &str) -> Result<Option<Millis>, OutboxError> {
-        Ok(self.held(key).await?.iter().map(|d| d.next_at).min())
-    }
-
-    async fn claim(&self, key: &str, now: Millis, window_ms: i64) -> Result<bool, OutboxError> {
-        self.call(|reply| Op::Claim { key: key.to_string(), now, window_ms, reply }).await
+    async fn hold_due(&self, key: &str, now: Millis) -> Result<Option<Millis>, OutboxError> {
+        self.call(|reply| Op::HoldDue { key: key.to_string(), now, reply }).await
     }
 
     async fn sent_since(&self, since: Millis) -> Result<Vec<Sent>, OutboxError> {

@@ -16,7 +16,7 @@ use super::{db, StoredEvent, StoredNew};
 use crate::channels::{Message, MessageBody};
 use crate::clock::Millis;
 use crate::outbox::{
-    AttemptRecord, Dedup, Delivery, DeliveryState, Enqueued, ListFilter, Next, OutboxError, Sent,
+    AttemptRecord, Dedup, Delivery, DeliveryState, Enqueued, ListFilter, Next, OutboxError, Repeat, Sent,
 };
 use crate::state::Track;
 
@@ -105,13 +105,20 @@ pub fn enqueue(
     })
     .map_err(db)?;
     let event_seq = tx.last_insert_rowid();
+    let mut suppressed = Vec::new();
     if duplicate_of.is_none() {
         for d in deliveries {
+            if let Some(repeat) = &d.repeat {
+                if !claim(tx, repeat, now)? {
+                    suppressed.push(d.id.clone());
+                    continue;
+                }
+            }
             let leased = lease_ms.filter(|_| d.due_at.is_none()).map(|ms| now + ms);
             insert_delivery(tx, d, &event.id, Some(event_seq), now, leased)?;
         }
     }
-    Ok(Enqueued { duplicate_of })
+    Ok(Enqueued { duplicate_of, suppressed })
 }
 
 /// Inserts a delivery of the event `event_id`; `event_seq` is that event's row, when the
@@ -168,18 +175,31 @@ pub fn held(tx: &Transaction<'_>, key: &str) -> Result<Vec<Delivery>, OutboxErro
     tx.prepare_cached(&sql).and_then(|mut s| s.query_map([key], row_to_delivery)?.collect()).map_err(db)
 }
 
-pub fn claim(tx: &Transaction<'_>, key: &str, now: Millis, window_ms: i64) -> Result<bool, OutboxError> {
+/// When the hold `key` is released: the earliest due time of its deliveries that are still
+/// pending and not leased at `now` (see `Outbox::hold_due`).
+pub fn hold_due(tx: &Transaction<'_>, key: &str, now: Millis) -> Result<Option<Millis>, OutboxError> {
+    tx.prepare_cached(
+        "SELECT MIN(next_at) FROM deliveries WHERE hold_key = ?1 AND state = 'pending' \
+         AND (leased_until IS NULL OR leased_until <= ?2)",
+    )
+    .and_then(|mut s| s.query_row(params![key, now], |r| r.get(0)))
+    .map_err(db)
+}
+
+/// Claims a repeat key for `now`, unless it was claimed within its window: whether the
+/// delivery that carries it is news.
+fn claim(tx: &Transaction<'_>, repeat: &Repeat, now: Millis) -> Result<bool, OutboxError> {
     let last: Option<Millis> = tx
         .prepare_cached("SELECT at FROM claims WHERE key = ?1")
-        .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
+        .and_then(|mut s| s.query_row([&repeat.key], |r| r.get(0)).optional())
         .map_err(db)?;
-    if last.is_some_and(|at| now - at < window_ms) {
+    if last.is_some_and(|at| now - at < repeat.window_ms) {
         return Ok(false);
     }
     tx.prepare_cached(
         "INSERT INTO claims (key, at) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET at = excluded.at",
     )
-    .and_then(|mut s| s.execute(params![key, now]))
+    .and_then(|mut s| s.execute(params![repeat.key, now]))
     .map_err(db)?;
     Ok(true)
 }

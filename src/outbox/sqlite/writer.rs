@@ -40,11 +40,10 @@ pub enum Op {
         key: String,
         reply: Reply<Vec<Delivery>>,
     },
-    Claim {
+    HoldDue {
         key: String,
         now: Millis,
-        window_ms: i64,
-        reply: Reply<bool>,
+        reply: Reply<Option<Millis>>,
     },
     Lease {
         now: Millis,
@@ -224,7 +223,7 @@ fn fail(op: Op, err: &OutboxError) {
         Op::Enqueue { reply, .. } => drop(reply.send(e(err))),
         Op::Track { reply, .. } => drop(reply.send(e(err))),
         Op::Held { reply, .. } => drop(reply.send(e(err))),
-        Op::Claim { reply, .. } => drop(reply.send(e(err))),
+        Op::HoldDue { reply, .. } => drop(reply.send(e(err))),
         Op::Lease { reply, .. } => drop(reply.send(e(err))),
         Op::DueChannels { reply, .. } => drop(reply.send(e(err))),
         Op::Finish { id, .. } => {
@@ -267,7 +266,7 @@ fn apply(tx: &Transaction<'_>, op: Op) -> Answer {
         }
         Op::Track { key, reply } => answer(reply, sql::load_track(tx, &key)),
         Op::Held { key, reply } => answer(reply, sql::held(tx, &key)),
-        Op::Claim { key, now, window_ms, reply } => answer(reply, sql::claim(tx, &key, now, window_ms)),
+        Op::HoldDue { key, now, reply } => answer(reply, sql::hold_due(tx, &key, now)),
         Op::Lease { now, limit, lease_ms, skip, reply } => {
             answer(reply, sql::lease(tx, now, limit, lease_ms, &skip))
         }
