@@ -129,6 +129,51 @@ async fn a_write_lock_held_by_another_process_is_waited_for_not_failed() {
     assert_eq!(leased.len(), 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operation_that_fails_part_way_leaves_nothing_and_its_batch_is_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = Arc::new(SqliteOutbox::open(dir.path()).unwrap());
+    let event = |id: &str| {
+        let mut e = Event::new("flow", Status::Success, "SUCCESS", true);
+        e.event_id = id.into();
+        e
+    };
+    o.enqueue(&event("e1"), &[delivery("x", "c")], 1, &EnqueueWith::default()).await.unwrap();
+    // The writer waits for another process's lock while both enqueues queue up: they share
+    // the next batch.
+    let other = rusqlite::Connection::open(dir.path().join("herald.db")).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE; UPDATE deliveries SET attempts = attempts;").unwrap();
+    let waiting = tokio::spawn({
+        let o = o.clone();
+        async move { o.flush().await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let enqueue = |id: &'static str, deliveries: Vec<NewDelivery>| {
+        let o = o.clone();
+        tokio::spawn(async move { o.enqueue(&event(id), &deliveries, 2, &EnqueueWith::default()).await })
+    };
+    // e2's event row, its repeat claim and its first delivery are written before its second
+    // delivery is refused (that id is taken).
+    let nag = NewDelivery { repeat: Some(repeat()), ..delivery("y", "c") };
+    let failing = enqueue("e2", vec![nag, delivery("x", "c")]);
+    let fine = enqueue("e3", vec![delivery("z", "c")]);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    other.execute_batch("COMMIT").unwrap();
+    waiting.await.unwrap().unwrap();
+
+    let err = failing.await.unwrap().expect_err("a taken delivery id is refused");
+    assert!(err.to_string().contains("UNIQUE"), "{err}");
+    fine.await.unwrap().expect("the rest of the batch is stored");
+    assert!(o.get("z").await.unwrap().is_some());
+    assert!(o.get("y").await.unwrap().is_none(), "nothing of the failed enqueue is stored");
+    let events: i64 =
+        other.query_row("SELECT count(*) FROM events WHERE id = 'e2'", [], |r| r.get(0)).unwrap();
+    assert_eq!(events, 0, "the failed enqueue's event row was not committed");
+    let retry = NewDelivery { repeat: Some(repeat()), ..delivery("y2", "c") };
+    let again = o.enqueue(&event("e2"), &[retry], 3, &EnqueueWith::default()).await.unwrap();
+    assert!(again.suppressed.is_empty(), "the failed enqueue did not claim its repeat key");
+}
+
 #[tokio::test]
 async fn one_gateway_owns_a_data_dir() {
     let dir = tempfile::tempdir().unwrap();

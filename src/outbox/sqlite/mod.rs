@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 
 use async_trait::async_trait;
-use rusqlite::Connection;
+use rusqlite::{Connection, Transaction};
 use tokio::sync::oneshot;
 
 use super::{
@@ -33,7 +33,7 @@ use crate::channels::{Message, MessageBody};
 use crate::clock::{Clock, Millis, SystemClock};
 use crate::event::Event;
 use crate::state::Track;
-use writer::{Op, Reply};
+use writer::{Call, Op, Record};
 
 fn db(e: rusqlite::Error) -> OutboxError {
     OutboxError(e.to_string())
@@ -231,9 +231,13 @@ impl SqliteOutbox {
         schema::version()
     }
 
-    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Op) -> Result<T, OutboxError> {
+    /// Runs `statements` in the writer's next batch; the result once it is committed.
+    async fn call<T: Send + 'static>(
+        &self,
+        statements: impl FnMut(&Transaction<'_>) -> Result<T, OutboxError> + Send + 'static,
+    ) -> Result<T, OutboxError> {
         let (tx, rx) = oneshot::channel();
-        self.send(make(tx))?;
+        self.send(Call::op(statements, tx))?;
         rx.await.map_err(|_| OutboxError("the store thread has stopped".into()))?
     }
 }
@@ -269,7 +273,13 @@ impl Outbox for SqliteOutbox {
         };
         let lease_ms = with.lease_ms;
         let done = self
-            .call(|reply| Op::Enqueue { event: stored, deliveries, now, dedup, track, lease_ms, reply })
+            .call(move |tx| {
+                let done = sql::enqueue(tx, &stored, &deliveries, now, dedup.as_ref(), lease_ms)?;
+                if let (None, Some((key, state))) = (&done.duplicate_of, &track) {
+                    sql::save_track(tx, key, state, now)?;
+                }
+                Ok(done)
+            })
             .await?;
         if let (None, Some((key, state))) = (&done.duplicate_of, with.track) {
             self.tracks.lock().expect("track cache").insert(key.to_string(), Some(state.clone()));
@@ -281,7 +291,8 @@ impl Outbox for SqliteOutbox {
         if let Some(cached) = self.tracks.lock().expect("track cache").get(key) {
             return Ok(cached.clone());
         }
-        let stored = self.call(|reply| Op::Track { key: key.to_string(), reply }).await?;
+        let owned = key.to_string();
+        let stored = self.call(move |tx| sql::load_track(tx, &owned)).await?;
         self.tracks.lock().expect("track cache").insert(key.to_string(), stored.clone());
         Ok(stored)
     }
@@ -294,48 +305,51 @@ impl Outbox for SqliteOutbox {
         skip: &[String],
     ) -> Result<Vec<Delivery>, OutboxError> {
         let skip = skip.to_vec();
-        self.call(|reply| Op::Lease { now, limit, lease_ms, skip, reply }).await
+        self.call(move |tx| sql::lease(tx, now, limit, lease_ms, &skip)).await
     }
 
     async fn finish(&self, id: &str, attempt: AttemptRecord, next: Next) -> Result<(), OutboxError> {
         // Not waited for: see `Outbox::finish`.
-        self.send(Op::Finish { id: id.to_string(), attempt, next })
+        let owned = id.to_string();
+        self.send(Record::op(id.to_string(), move |tx| sql::finish(tx, &owned, &attempt, &next)))
     }
 
     async fn flush(&self) -> Result<(), OutboxError> {
-        self.call(|reply| Op::Flush { reply }).await
+        self.call(|_| Ok(())).await
     }
 
     async fn due_channels(&self, channels: &[String], now: Millis) -> Result<Vec<String>, OutboxError> {
         let channels = channels.to_vec();
-        self.call(|reply| Op::DueChannels { channels, now, reply }).await
+        self.call(move |tx| sql::due_channels(tx, &channels, now)).await
     }
 
     async fn check(&self) -> Result<(), OutboxError> {
-        self.call(|reply| Op::Check { now: SystemClock.now_ms(), reply }).await
+        let now = SystemClock.now_ms();
+        self.call(move |tx| sql::check(tx, now)).await
     }
 
     async fn next_due(&self) -> Result<Option<Millis>, OutboxError> {
-        self.call(|reply| Op::NextDue { reply }).await
+        self.call(sql::next_due).await
     }
 
     async fn list(&self, filter: &ListFilter) -> Result<Vec<Delivery>, OutboxError> {
         let filter = filter.clone();
-        self.call(|reply| Op::List { filter, reply }).await
+        self.call(move |tx| sql::list(tx, &filter)).await
     }
 
     async fn get(&self, id: &str) -> Result<Option<(Delivery, Vec<AttemptRecord>)>, OutboxError> {
-        self.call(|reply| Op::Get { id: id.to_string(), reply }).await
+        let id = id.to_string();
+        self.call(move |tx| sql::get(tx, &id)).await
     }
 
     async fn replay(&self, ids: &[String], filter: &ListFilter, now: Millis) -> Result<usize, OutboxError> {
         let (ids, filter) = (ids.to_vec(), filter.clone());
-        self.call(|reply| Op::Replay { ids, filter, now, reply }).await
+        self.call(move |tx| sql::replay(tx, &ids, &filter, now)).await
     }
 
     async fn defer(&self, ids: &[String], at: Millis) -> Result<(), OutboxError> {
         let ids = ids.to_vec();
-        self.call(|reply| Op::Defer { ids, at, reply }).await
+        self.call(move |tx| sql::defer(tx, &ids, at)).await
     }
 
     async fn backlog(
@@ -345,7 +359,7 @@ impl Outbox for SqliteOutbox {
         limit: usize,
     ) -> Result<Vec<Delivery>, OutboxError> {
         let channels = channels.to_vec();
-        self.call(|reply| Op::Backlog { channels, now, limit, reply }).await
+        self.call(move |tx| sql::backlog(tx, &channels, now, limit)).await
     }
 
     async fn merge(
@@ -356,19 +370,21 @@ impl Outbox for SqliteOutbox {
         at: Millis,
     ) -> Result<(), OutboxError> {
         let (ids, summary, event_id) = (ids.to_vec(), StoredNew::from(summary, None)?, event_id.to_string());
-        self.call(|reply| Op::Merge { ids, summary, event_id, at, reply }).await
+        self.call(move |tx| sql::merge(tx, &ids, &summary, &event_id, at)).await
     }
 
     async fn held(&self, key: &str) -> Result<Vec<Delivery>, OutboxError> {
-        self.call(|reply| Op::Held { key: key.to_string(), reply }).await
+        let key = key.to_string();
+        self.call(move |tx| sql::held(tx, &key)).await
     }
 
     async fn hold_due(&self, key: &str, now: Millis) -> Result<Option<Millis>, OutboxError> {
-        self.call(|reply| Op::HoldDue { key: key.to_string(), now, reply }).await
+        let key = key.to_string();
+        self.call(move |tx| sql::hold_due(tx, &key, now)).await
     }
 
     async fn sent_since(&self, since: Millis) -> Result<Vec<Sent>, OutboxError> {
-        self.call(|reply| Op::SentSince { since, reply }).await
+        self.call(move |tx| sql::sent_since(tx, since)).await
     }
 }
 

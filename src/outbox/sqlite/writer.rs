@@ -1,6 +1,11 @@
 //! The writer thread: the one owner of the connection. It takes every operation waiting in its
 //! queue, runs them in one transaction, commits once, and only then answers each caller (group
 //! commit): concurrent webhooks share one fsync, and no caller hears "stored" before it is.
+//!
+//! An operation that fails part way (a statement refused after others of it ran) must leave
+//! nothing of itself in the commit: the batch is rolled back and run again without it. That
+//! costs nothing until an operation fails; a savepoint around each operation cost every batch
+//! (see BENCHMARKS.md).
 
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -8,110 +13,109 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 use tokio::sync::oneshot;
 
-use super::{sql, StoredEvent, StoredNew};
-use crate::clock::Millis;
-use crate::outbox::{AttemptRecord, Dedup, Delivery, Enqueued, ListFilter, Next, OutboxError, Sent};
-use crate::state::Track;
+use crate::outbox::OutboxError;
 
 /// The most operations committed in one transaction.
 const MAX_BATCH: usize = 512;
 
 pub type Reply<T> = oneshot::Sender<Result<T, OutboxError>>;
 
-/// Answers a caller once the batch's commit has succeeded (`None`) or failed.
-type Answer = Box<dyn FnOnce(Option<&OutboxError>)>;
-
 /// One operation for the writer thread.
-pub enum Op {
-    Enqueue {
-        event: StoredEvent,
-        deliveries: Vec<StoredNew>,
-        now: Millis,
-        dedup: Option<Dedup>,
-        track: Option<(String, String)>,
-        lease_ms: Option<i64>,
-        reply: Reply<Enqueued>,
-    },
-    Track {
-        key: String,
-        reply: Reply<Option<Track>>,
-    },
-    Held {
-        key: String,
-        reply: Reply<Vec<Delivery>>,
-    },
-    HoldDue {
-        key: String,
-        now: Millis,
-        reply: Reply<Option<Millis>>,
-    },
-    Lease {
-        now: Millis,
-        limit: usize,
-        lease_ms: i64,
-        skip: Vec<String>,
-        reply: Reply<Vec<Delivery>>,
-    },
-    DueChannels {
-        channels: Vec<String>,
-        now: Millis,
-        reply: Reply<Vec<String>>,
-    },
-    /// Recorded without an answer: the worker does not wait for the commit (see
-    /// `Outbox::finish`); a failure is logged here.
-    Finish {
-        id: String,
-        attempt: AttemptRecord,
-        next: Next,
-    },
-    /// Answered once every operation before it is committed.
-    Flush {
-        reply: Reply<()>,
-    },
-    /// Writes one row, so the answer says whether a write can be committed now.
-    Check {
-        now: Millis,
-        reply: Reply<()>,
-    },
-    NextDue {
-        reply: Reply<Option<Millis>>,
-    },
-    List {
-        filter: ListFilter,
-        reply: Reply<Vec<Delivery>>,
-    },
-    Get {
-        id: String,
-        reply: Reply<Option<(Delivery, Vec<AttemptRecord>)>>,
-    },
-    Replay {
-        ids: Vec<String>,
-        filter: ListFilter,
-        now: Millis,
-        reply: Reply<usize>,
-    },
-    Defer {
-        ids: Vec<String>,
-        at: Millis,
-        reply: Reply<()>,
-    },
-    Backlog {
-        channels: Vec<String>,
-        now: Millis,
-        limit: usize,
-        reply: Reply<Vec<Delivery>>,
-    },
-    Merge {
-        ids: Vec<String>,
-        summary: StoredNew,
-        event_id: String,
-        at: Millis,
-        reply: Reply<()>,
-    },
-    SentSince {
-        since: Millis,
-        reply: Reply<Vec<Sent>>,
-    },
+pub type Op = Box<dyn Job>;
+
+/// An operation: its statements, run inside the batch's transaction (again, when the batch is
+/// rolled back and run anew), and its answer, given once the commit's fate is known.
+pub trait Job: Send {
+    /// Runs the statements, keeping their result for the answer; whether they succeeded.
+    fn run(&mut self, tx: &Transaction<'_>) -> bool;
+    /// The error of the last `run`, if it failed.
+    fn error(&self) -> Option<&OutboxError>;
+    /// Answers with the result of the last `run`, unless `failed`: the batch's commit failed,
+    /// or the store could not run the operation at all.
+    fn answer(self: Box<Self>, failed: Option<&OutboxError>);
+}
+
+/// An operation whose caller waits for its result.
+pub struct Call<T, F> {
+    statements: F,
+    result: Option<Result<T, OutboxError>>,
+    reply: Reply<T>,
+}
+
+impl<T, F> Call<T, F>
+where
+    T: Send + 'static,
+    F: FnMut(&Transaction<'_>) -> Result<T, OutboxError> + Send + 'static,
+{
+    pub fn op(statements: F, reply: Reply<T>) -> Op {
+        Box::new(Call { statements, result: None, reply })
+    }
+}
+
+impl<T, F> Job for Call<T, F>
+where
+    T: Send + 'static,
+    F: FnMut(&Transaction<'_>) -> Result<T, OutboxError> + Send + 'static,
+{
+    fn run(&mut self, tx: &Transaction<'_>) -> bool {
+        let result = (self.statements)(tx);
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn error(&self) -> Option<&OutboxError> {
+        self.result.as_ref().and_then(|r| r.as_ref().err())
+    }
+
+    fn answer(self: Box<Self>, failed: Option<&OutboxError>) {
+        let result = match (failed, self.result) {
+            (None, Some(result)) => result,
+            (Some(e), _) => Err(OutboxError(e.0.clone())),
+            (None, None) => Err(OutboxError("the store did not run the operation".into())),
+        };
+        let _ = self.reply.send(result);
+    }
+}
+
+/// An attempt's record: the worker does not wait for its commit (see `Outbox::finish`), so a
+/// failure is logged here. The lease then expires and the delivery comes back: at least once,
+/// never lost.
+pub struct Record<F> {
+    delivery_id: String,
+    statements: F,
+    result: Option<Result<(), OutboxError>>,
+}
+
+impl<F> Record<F>
+where
+    F: FnMut(&Transaction<'_>) -> Result<(), OutboxError> + Send + 'static,
+{
+    pub fn op(delivery_id: String, statements: F) -> Op {
+        Box::new(Record { delivery_id, statements, result: None })
+    }
+}
+
+impl<F> Job for Record<F>
+where
+    F: FnMut(&Transaction<'_>) -> Result<(), OutboxError> + Send + 'static,
+{
+    fn run(&mut self, tx: &Transaction<'_>) -> bool {
+        let result = (self.statements)(tx);
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn error(&self) -> Option<&OutboxError> {
+        self.result.as_ref().and_then(|r| r.as_ref().err())
+    }
+
+    fn answer(self: Box<Self>, failed: Option<&OutboxError>) {
+        if let Some(e) = failed.or(self.error()) {
+            tracing::error!(delivery_id = %self.delivery_id, error = %e, "recording an attempt failed");
+        }
+    }
 }
 
 /// How long the write-ahead log may collect commits before the writer copies them back into
@@ -173,33 +177,73 @@ pub fn run(mut conn: Connection, rx: mpsc::Receiver<Op>) {
 /// it (`herald deliveries retry`, a backup) up to the busy timeout. A transaction that began
 /// by reading would be refused at its first write without waiting, whenever another process
 /// held the lock at that moment, and with it every operation of the batch.
+///
+/// An operation that fails is answered with its error, and the batch is rolled back and run
+/// again without it, so that nothing it wrote before failing is committed. When SQLite itself
+/// ended the transaction (a full disk, an I/O error), the failure is the store's, not the
+/// operation's: every operation of the batch is answered with it.
 fn commit(conn: &mut Connection, batch: &mut Vec<Op>) {
-    let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
-        Ok(tx) => tx,
-        Err(e) => {
-            let err = OutboxError(format!("cannot begin a transaction: {e}"));
-            batch.drain(..).for_each(|op| fail(op, &err));
-            return;
+    let mut refused: Vec<Op> = Vec::new();
+    loop {
+        let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+            Ok(tx) => tx,
+            Err(e) => {
+                let err = OutboxError(format!("cannot begin a transaction: {e}"));
+                batch.drain(..).for_each(|op| op.answer(Some(&err)));
+                refused.into_iter().for_each(|op| op.answer(None));
+                return;
+            }
+        };
+        let ops = batch.len();
+        let started = Instant::now();
+        let mut failed = Vec::new();
+        for (i, op) in batch.iter_mut().enumerate() {
+            if !op.run(&tx) {
+                failed.push(i);
+                if tx.is_autocommit() {
+                    drop(tx);
+                    let culprit = batch.remove(i);
+                    let cause = culprit.error().map_or("unknown", |e| e.0.as_str());
+                    let err = OutboxError(format!("the store rolled back the batch: {cause}"));
+                    tracing::error!("{err}");
+                    culprit.answer(None);
+                    batch.drain(..).for_each(|op| op.answer(Some(&err)));
+                    refused.into_iter().for_each(|op| op.answer(None));
+                    return;
+                }
+            }
         }
-    };
-    let ops = batch.len();
-    let started = Instant::now();
-    let answers: Vec<Answer> = batch.drain(..).map(|op| apply(&tx, op)).collect();
-    let applied = started.elapsed();
-    let committed = tx.commit();
-    tracing::trace!(
-        ops,
-        apply_us = applied.as_micros() as u64,
-        commit_us = (started.elapsed() - applied).as_micros() as u64,
-        "store batch"
-    );
-    match committed {
-        Ok(()) => answers.into_iter().for_each(|a| a(None)),
-        Err(e) => {
-            let err = OutboxError(format!("commit failed: {e}"));
-            tracing::error!("{err}");
-            answers.into_iter().for_each(|a| a(Some(&err)));
+        if !failed.is_empty() {
+            drop(tx);
+            tracing::warn!(
+                failed = failed.len(),
+                ops,
+                "store operations failed; the rest of their batch runs again without them"
+            );
+            for i in failed.into_iter().rev() {
+                refused.push(batch.remove(i));
+            }
+            if batch.is_empty() {
+                refused.into_iter().for_each(|op| op.answer(None));
+                return;
+            }
+            continue;
         }
+        let applied = started.elapsed();
+        let committed = tx.commit();
+        tracing::trace!(
+            ops,
+            apply_us = applied.as_micros() as u64,
+            commit_us = (started.elapsed() - applied).as_micros() as u64,
+            "store batch"
+        );
+        let err = committed.err().map(|e| OutboxError(format!("commit failed: {e}")));
+        if let Some(e) = &err {
+            tracing::error!("{e}");
+        }
+        batch.drain(..).for_each(|op| op.answer(err.as_ref()));
+        refused.into_iter().for_each(|op| op.answer(None));
+        return;
     }
 }
 
@@ -211,86 +255,5 @@ fn checkpoint(conn: &Connection) {
     match copied {
         Ok(pages) => tracing::trace!(pages, us = started.elapsed().as_micros() as u64, "store checkpoint"),
         Err(e) => tracing::warn!(error = %e, "checkpoint failed; the next one retries"),
-    }
-}
-
-/// Answers an operation that never ran.
-fn fail(op: Op, err: &OutboxError) {
-    fn e<T>(err: &OutboxError) -> Result<T, OutboxError> {
-        Err(OutboxError(err.0.clone()))
-    }
-    match op {
-        Op::Enqueue { reply, .. } => drop(reply.send(e(err))),
-        Op::Track { reply, .. } => drop(reply.send(e(err))),
-        Op::Held { reply, .. } => drop(reply.send(e(err))),
-        Op::HoldDue { reply, .. } => drop(reply.send(e(err))),
-        Op::Lease { reply, .. } => drop(reply.send(e(err))),
-        Op::DueChannels { reply, .. } => drop(reply.send(e(err))),
-        Op::Finish { id, .. } => {
-            tracing::error!(delivery_id = %id, error = %err, "recording an attempt failed")
-        }
-        Op::Flush { reply } => drop(reply.send(e(err))),
-        Op::Check { reply, .. } => drop(reply.send(e(err))),
-        Op::NextDue { reply } => drop(reply.send(e(err))),
-        Op::List { reply, .. } => drop(reply.send(e(err))),
-        Op::Get { reply, .. } => drop(reply.send(e(err))),
-        Op::Replay { reply, .. } => drop(reply.send(e(err))),
-        Op::Defer { reply, .. } => drop(reply.send(e(err))),
-        Op::Backlog { reply, .. } => drop(reply.send(e(err))),
-        Op::Merge { reply, .. } => drop(reply.send(e(err))),
-        Op::SentSince { reply, .. } => drop(reply.send(e(err))),
-    }
-}
-
-/// Runs one operation inside the batch's transaction; the returned closure answers the
-/// caller once the commit's fate is known (a failed commit fails every answer).
-fn apply(tx: &Transaction<'_>, op: Op) -> Answer {
-    fn answer<T: Send + 'static>(reply: Reply<T>, result: Result<T, OutboxError>) -> Answer {
-        Box::new(move |commit_err: Option<&OutboxError>| {
-            let result = match commit_err {
-                Some(e) => Err(OutboxError(e.0.clone())),
-                None => result,
-            };
-            let _ = reply.send(result);
-        })
-    }
-    match op {
-        Op::Enqueue { event, deliveries, now, dedup, track, lease_ms, reply } => {
-            let result = sql::enqueue(tx, &event, &deliveries, now, dedup.as_ref(), lease_ms).and_then(
-                |done| match (&done.duplicate_of, &track) {
-                    (None, Some((key, state))) => sql::save_track(tx, key, state, now).map(|_| done),
-                    _ => Ok(done),
-                },
-            );
-            answer(reply, result)
-        }
-        Op::Track { key, reply } => answer(reply, sql::load_track(tx, &key)),
-        Op::Held { key, reply } => answer(reply, sql::held(tx, &key)),
-        Op::HoldDue { key, now, reply } => answer(reply, sql::hold_due(tx, &key, now)),
-        Op::Lease { now, limit, lease_ms, skip, reply } => {
-            answer(reply, sql::lease(tx, now, limit, lease_ms, &skip))
-        }
-        Op::DueChannels { channels, now, reply } => answer(reply, sql::due_channels(tx, &channels, now)),
-        Op::Finish { id, attempt, next } => {
-            let result = sql::finish(tx, &id, &attempt, &next);
-            Box::new(move |commit_err: Option<&OutboxError>| {
-                if let Some(e) = result.err().as_ref().or(commit_err) {
-                    // The lease expires and the delivery comes back: at-least-once, never lost.
-                    tracing::error!(delivery_id = %id, error = %e, "recording an attempt failed");
-                }
-            })
-        }
-        Op::Flush { reply } => answer(reply, Ok(())),
-        Op::Check { now, reply } => answer(reply, sql::check(tx, now)),
-        Op::NextDue { reply } => answer(reply, sql::next_due(tx)),
-        Op::List { filter, reply } => answer(reply, sql::list(tx, &filter)),
-        Op::Get { id, reply } => answer(reply, sql::get(tx, &id)),
-        Op::Replay { ids, filter, now, reply } => answer(reply, sql::replay(tx, &ids, &filter, now)),
-        Op::Defer { ids, at, reply } => answer(reply, sql::defer(tx, &ids, at)),
-        Op::Backlog { channels, now, limit, reply } => answer(reply, sql::backlog(tx, &channels, now, limit)),
-        Op::Merge { ids, summary, event_id, at, reply } => {
-            answer(reply, sql::merge(tx, &ids, &summary, &event_id, at))
-        }
-        Op::SentSince { since, reply } => answer(reply, sql::sent_since(tx, since)),
     }
 }
