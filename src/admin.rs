@@ -299,6 +299,7 @@ mod tests {
             code: None,
             detail: "refused".into(),
             latency_ms: 1,
+            pause_ms: None,
         }
     }
 

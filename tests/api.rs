@@ -181,6 +181,7 @@ fn refused() -> AttemptRecord {
         code: None,
         detail: "refused".into(),
         latency_ms: 1,
+        pause_ms: None,
     }
 }
 

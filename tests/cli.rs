@@ -846,6 +846,7 @@ async fn store_with(dir: &Path, deliveries: &[(&str, Option<herald::outbox::Next
                 code: None,
                 detail: "refused".into(),
                 latency_ms: 1,
+                pause_ms: None,
             };
             store.finish(id, attempt, next.clone()).await.unwrap();
         }

@@ -404,6 +404,46 @@ async fn a_lockout_answered_before_a_restart_still_holds_after_it() {
 }
 
 #[tokio::test]
+async fn a_retry_after_answered_before_a_restart_still_holds_after_it() {
+    use support::webhook_sink::{Reply, WebhookSink};
+    let sink = WebhookSink::start(None);
+    sink.script([Reply { retry_after: Some("120".into()), ..Reply::status(429) }]);
+    // A webhook has no rate limit of its own: only the recorded answer can tell the restarted
+    // worker to wait.
+    let cfg = webhook_config(&sink.url("/ci"));
+    let clock = Arc::new(ManualClock::new(SystemClock.now_ms()));
+    let start = clock.now_ms();
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let outbox = Arc::new(SqliteOutbox::open(dir.path()).unwrap());
+        let gateway = gateway(&cfg, outbox.clone(), clock.clone());
+        gateway.accept(flow_event(7)).await.unwrap();
+        let worker = app::worker(&cfg, &gateway, outbox.clone(), clock.clone(), None);
+        assert_eq!(worker.step().await, 1, "sent, and answered 429 Retry-After: 120");
+        outbox.flush().await.unwrap();
+    }
+    // Herald restarts a minute into the pause, with more to send.
+    clock.advance(Duration::from_secs(60));
+    let outbox = Arc::new(SqliteOutbox::open(dir.path()).unwrap());
+    let gateway = gateway(&cfg, outbox.clone(), clock.clone());
+    for i in 0..3 {
+        gateway.accept(flow_event(100 + i)).await.unwrap();
+    }
+    let worker = app::worker(&cfg, &gateway, outbox.clone(), clock.clone(), None);
+    worker.seed_governor(clock.now_ms()).await;
+    drive::until_all_final(&worker, outbox.as_ref(), &clock).await;
+    let all = outbox.list(&herald::outbox::ListFilter { limit: 10, ..Default::default() }).await.unwrap();
+    assert_eq!(all.len(), 4);
+    for d in &all {
+        assert_eq!(d.state, DeliveryState::Delivered, "{}", d.id);
+        let (_, attempts) = outbox.get(&d.id).await.unwrap().unwrap();
+        let at = attempts.last().unwrap().at - start;
+        assert!(at >= 120_000, "delivered {at} ms after the pause began");
+    }
+    assert_eq!(sink.requests().len(), 5);
+}
+
+#[tokio::test]
 async fn a_pause_longer_than_any_platform_asks_for_holds_the_robot_ten_minutes_at_most() {
     use support::webhook_sink::{Reply, WebhookSink};
     let sink = WebhookSink::start(None);

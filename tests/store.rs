@@ -42,6 +42,7 @@ fn attempt(outcome: &str) -> AttemptRecord {
         code: Some(310000),
         detail: "keywords not in content".into(),
         latency_ms: 12,
+        pause_ms: None,
     }
 }
 

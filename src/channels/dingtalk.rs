@@ -233,10 +233,6 @@ impl Channel for Dingtalk {
     fn rate_key(&self) -> &str {
         self.cfg.url.expose().as_str()
     }
-
-    fn pause_for(&self, code: i64) -> Option<Duration> {
-        super::pause_of(classify(code, ""))
-    }
 }
 
 #[cfg(test)]

@@ -230,20 +230,6 @@ pub trait Channel: Send + Sync {
     fn check_mention(&self, mention: &Mention) -> Vec<String>;
     /// What identifies the robot for rate limiting (its URL, credentials included: never print it).
     fn rate_key(&self) -> &str;
-    /// How long the robot asks for no sends when it answers with the platform code `code` (a
-    /// rate-limit code): `None` for any other code. The worker pauses the robot for this from
-    /// the answer, and from a recorded attempt after a restart.
-    fn pause_for(&self, _code: i64) -> Option<Duration> {
-        None
-    }
-}
-
-/// [`Channel::pause_for`] from a platform's classification of its codes.
-pub(crate) fn pause_of(verdict: Verdict) -> Option<Duration> {
-    match verdict {
-        Verdict::Transient { retry_after } => retry_after,
-        _ => None,
-    }
 }
 
 /// Shared resources handed to every channel at construction.

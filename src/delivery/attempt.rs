@@ -21,6 +21,7 @@ impl Worker {
                 code: None,
                 detail: reason.clone(),
                 latency_ms: 0,
+                pause_ms: None,
             };
             self.record(&d.id, record, Next::Dead(reason)).await;
             return;
@@ -32,10 +33,15 @@ impl Worker {
         let now = self.clock.now_ms();
         // The platform asked for a pause (a rate-limit code, Retry-After): it holds for the
         // robot, not only for this delivery, up to the longest a platform asks for; a longer
-        // Retry-After keeps only this delivery waiting.
-        if let Verdict::Transient { retry_after: Some(wait) } = outcome.verdict {
-            self.governor.pause(channel.rate_key(), now + wait.min(super::LONGEST_PAUSE).as_millis() as i64);
-        }
+        // Retry-After keeps only this delivery waiting. The record keeps it over a restart.
+        let pause_ms = match outcome.verdict {
+            Verdict::Transient { retry_after: Some(wait) } => {
+                let pause = wait.min(super::LONGEST_PAUSE).as_millis() as u64;
+                self.governor.pause(channel.rate_key(), now + pause as i64);
+                Some(pause)
+            }
+            _ => None,
+        };
         let jitter = 0.8 + rand::random::<f64>() * 0.4;
         let next = self.policy.next(&outcome, number, d.scheduled_at, now, jitter);
         let record = AttemptRecord {
@@ -50,6 +56,7 @@ impl Worker {
             code: outcome.code,
             detail: outcome.detail.clone(),
             latency_ms,
+            pause_ms,
         };
         match &next {
             // Success is debug, like the gateway's "event accepted"; failures are what an
@@ -93,6 +100,7 @@ impl Worker {
             code: None,
             detail,
             latency_ms,
+            pause_ms: None,
         };
         self.record(&cut.delivery_id, record, Next::RetryAt(now)).await;
     }

@@ -127,26 +127,32 @@ impl Worker {
     }
 
     /// Counts the attempts made within the longest rate window before `now` against their
-    /// robots, and pauses a robot whose answer to one of them asked for a pause that has not
-    /// ended: a restart neither resets a robot's budget nor forgets its lockout. Without a
-    /// rate-limited robot (chat robots always have limits) there is nothing to read.
+    /// robots, and pauses each robot whose answer asked for a pause that has not ended: a
+    /// restart neither resets a robot's budget nor forgets its lockout or Retry-After. Without
+    /// a rate-limited robot (chat robots always have limits) there is nothing to count.
     pub async fn seed_governor(&self, now: Millis) {
         let window = self.governor.longest_window();
-        if window.is_zero() {
-            return;
+        if !window.is_zero() {
+            match self.outbox.sent_since(now - window.as_millis() as Millis).await {
+                Ok(sent) => {
+                    for s in sent {
+                        if let Some(c) = self.channels.get(&s.channel) {
+                            self.governor.seed(c.rate_key(), s.at);
+                        }
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "reading recent attempts for the rate governor failed"),
+            }
         }
-        let since = now - window.max(LONGEST_PAUSE).as_millis() as Millis;
-        match self.outbox.sent_since(since).await {
-            Ok(sent) => {
-                for s in sent {
-                    let Some(c) = self.channels.get(&s.channel) else { continue };
-                    self.governor.seed(c.rate_key(), s.at);
-                    if let Some(pause) = s.code.and_then(|code| c.pause_for(code)) {
-                        self.governor.pause(c.rate_key(), s.at + pause.as_millis() as Millis);
+        match self.outbox.pauses_since(now - LONGEST_PAUSE.as_millis() as Millis).await {
+            Ok(pauses) => {
+                for p in pauses.into_iter().filter(|p| p.until > now) {
+                    if let Some(c) = self.channels.get(&p.channel) {
+                        self.governor.pause(c.rate_key(), p.until);
                     }
                 }
             }
-            Err(e) => tracing::error!(error = %e, "reading recent attempts for the rate governor failed"),
+            Err(e) => tracing::error!(error = %e, "reading the robots' recent pauses failed"),
         }
     }
 

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 
 use super::{
     AttemptRecord, Delivery, DeliveryState, EnqueueWith, Enqueued, ListFilter, NewDelivery, Next, Outbox,
-    OutboxError, Sent,
+    OutboxError, Pause, Sent,
 };
 use crate::clock::Millis;
 use crate::event::Event;
@@ -266,17 +266,26 @@ impl Outbox for MemoryOutbox {
         let entries = self.entries.lock().expect("outbox lock");
         let mut sent: Vec<Sent> = entries
             .values()
-            .flat_map(|e| {
-                e.attempts.iter().map(|a| Sent {
-                    channel: e.delivery.channel.clone(),
-                    at: a.at,
-                    code: a.code,
-                })
-            })
+            .flat_map(|e| e.attempts.iter().map(|a| Sent { channel: e.delivery.channel.clone(), at: a.at }))
             .filter(|s| s.at >= since)
             .collect();
         sent.sort_by_key(|s| s.at);
         Ok(sent)
+    }
+
+    async fn pauses_since(&self, since: Millis) -> Result<Vec<Pause>, OutboxError> {
+        let entries = self.entries.lock().expect("outbox lock");
+        let mut pauses: Vec<Pause> = entries
+            .values()
+            .flat_map(|e| {
+                e.attempts.iter().filter(|a| a.at >= since).filter_map(|a| {
+                    let until = a.at + a.pause_ms? as Millis;
+                    Some(Pause { channel: e.delivery.channel.clone(), until })
+                })
+            })
+            .collect();
+        pauses.sort_by_key(|p| p.until);
+        Ok(pauses)
     }
 
     async fn list(&self, filter: &ListFilter) -> Result<Vec<Delivery>, OutboxError> {

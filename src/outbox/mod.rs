@@ -207,13 +207,19 @@ impl Delivery {
     }
 }
 
-/// An attempt as the rate governor starts from it: its channel, when it was made, and the
-/// platform's code in the answer (a rate-limit code pauses the robot).
+/// An attempt as the rate governor counts it: its channel, and when it was made.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sent {
     pub channel: String,
     pub at: Millis,
-    pub code: Option<i64>,
+}
+
+/// A pause of a robot that an answer asked for (a rate-limit code, Retry-After): the channel
+/// of the attempt, and when the pause ends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pause {
+    pub channel: String,
+    pub until: Millis,
 }
 
 /// How one attempt went, for the record.
@@ -226,6 +232,11 @@ pub struct AttemptRecord {
     pub code: Option<i64>,
     pub detail: String,
     pub latency_ms: u64,
+    /// How long the answer paused the robot, as the worker applied it: a platform's
+    /// rate-limit code or Retry-After, up to the longest pause Herald honours. A restart
+    /// keeps the pause.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause_ms: Option<u64>,
 }
 
 impl AttemptRecord {
@@ -365,8 +376,11 @@ pub trait Outbox: Send + Sync {
     /// are in flight or retrying, a new one under its key starts a wait of its own.
     async fn hold_due(&self, key: &str, now: Millis) -> Result<Option<Millis>, OutboxError>;
     /// Every attempt made since `since`, oldest first: the rate governor starts from them, so
-    /// a restart neither resets a robot's window nor forgets a lockout it answered with.
+    /// a restart does not reset a robot's window.
     async fn sent_since(&self, since: Millis) -> Result<Vec<Sent>, OutboxError>;
+    /// The pauses asked for by the answers to attempts made since `since`, by when they end:
+    /// a restart does not forget a lockout or a Retry-After.
+    async fn pauses_since(&self, since: Millis) -> Result<Vec<Pause>, OutboxError>;
     /// Deliveries, newest first.
     async fn list(&self, filter: &ListFilter) -> Result<Vec<Delivery>, OutboxError>;
     /// One delivery and its attempts, oldest first.

@@ -46,6 +46,9 @@ pub struct AttemptView {
     pub code: Option<i64>,
     pub detail: String,
     pub latency_ms: u64,
+    /// How long the answer paused the robot (a rate-limit code, Retry-After).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pause_ms: Option<u64>,
 }
 
 /// Milliseconds since the epoch as RFC 3339.
@@ -87,6 +90,7 @@ impl DeliveryDetail {
                     code: a.code,
                     detail: a.detail.clone(),
                     latency_ms: a.latency_ms,
+                    pause_ms: a.pause_ms,
                 })
                 .collect(),
         }

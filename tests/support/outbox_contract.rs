@@ -39,6 +39,7 @@ fn record(at: i64, outcome: &str) -> AttemptRecord {
         code: Some(0),
         detail: "ok".into(),
         latency_ms: 3,
+        pause_ms: None,
     }
 }
 
@@ -157,14 +158,26 @@ async fn attempts_since_a_time_name_their_channel(o: Arc<dyn Outbox>) {
     );
     assert_eq!(o.sent_since(0).await.unwrap().len(), 3);
     assert!(o.sent_since(201).await.unwrap().is_empty());
-    // With the platform's code in its answer: a rate-limit code pauses the robot after a restart.
-    let throttled = AttemptRecord { code: Some(130101), ..record(300, "transient") };
-    o.enqueue(&event(), &[delivery("c", "ding")], 250, &EnqueueWith::default()).await.unwrap();
+    assert!(o.pauses_since(0).await.unwrap().is_empty(), "no answer asked for a pause");
+    // An answer that paused its robot (a rate-limit code, Retry-After) is found by its end.
+    let throttled = AttemptRecord { code: Some(130101), pause_ms: Some(600_000), ..record(300, "transient") };
+    let slowed =
+        AttemptRecord { http_status: Some(429), pause_ms: Some(120_000), ..record(400, "transient") };
+    o.enqueue(&event(), &[delivery("c", "ding"), delivery("w", "hook")], 250, &EnqueueWith::default())
+        .await
+        .unwrap();
     o.lease(250, 10, 60_000).await.unwrap();
     o.finish("c", throttled, Next::RetryAt(900_000)).await.unwrap();
+    o.finish("w", slowed, Next::RetryAt(120_400)).await.unwrap();
     let last = o.sent_since(300).await.unwrap();
-    assert_eq!(last.len(), 1);
-    assert_eq!((last[0].channel.as_str(), last[0].at, last[0].code), ("ding", 300, Some(130101)));
+    assert_eq!(last.len(), 2);
+    assert_eq!((last[0].channel.as_str(), last[0].at), ("ding", 300));
+    let pauses: Vec<(String, i64)> =
+        o.pauses_since(300).await.unwrap().into_iter().map(|p| (p.channel, p.until)).collect();
+    assert_eq!(pauses, [("hook".to_string(), 120_400), ("ding".to_string(), 600_300)]);
+    assert_eq!(o.pauses_since(301).await.unwrap().len(), 1, "counted from the attempt");
+    let (_, attempts) = o.get("w").await.unwrap().unwrap();
+    assert_eq!(attempts[0].pause_ms, Some(120_000), "kept with the attempt");
 }
 
 async fn tracks_are_stored_with_their_event_unless_duplicate(o: Arc<dyn Outbox>) {

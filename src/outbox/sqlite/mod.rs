@@ -27,7 +27,7 @@ use tokio::sync::oneshot;
 
 use super::{
     AttemptRecord, Delivery, EnqueueWith, Enqueued, ListFilter, NewDelivery, Next, Outbox, OutboxError,
-    Repeat, Sent,
+    Pause, Repeat, Sent,
 };
 use crate::channels::{Message, MessageBody};
 use crate::clock::{Clock, Millis, SystemClock};
@@ -385,6 +385,10 @@ impl Outbox for SqliteOutbox {
 
     async fn sent_since(&self, since: Millis) -> Result<Vec<Sent>, OutboxError> {
         self.call(move |tx| sql::sent_since(tx, since)).await
+    }
+
+    async fn pauses_since(&self, since: Millis) -> Result<Vec<Pause>, OutboxError> {
+        self.call(move |tx| sql::pauses_since(tx, since)).await
     }
 }
 

@@ -160,6 +160,12 @@ CREATE TABLE health (
     checked_at INTEGER NOT NULL
 );
 "#,
+    // How long an answer paused its robot (a rate-limit code, Retry-After), so that a restart
+    // keeps the pause. Few attempts have one: the index holds only those.
+    r#"
+ALTER TABLE attempts ADD COLUMN pause_ms INTEGER;
+CREATE INDEX attempts_pause ON attempts (at) WHERE pause_ms IS NOT NULL;
+"#,
 ];
 
 /// The number of migrations this build knows.

@@ -16,7 +16,8 @@ use super::{db, StoredEvent, StoredNew};
 use crate::channels::{Message, MessageBody};
 use crate::clock::Millis;
 use crate::outbox::{
-    AttemptRecord, Dedup, Delivery, DeliveryState, Enqueued, ListFilter, Next, OutboxError, Repeat, Sent,
+    AttemptRecord, Dedup, Delivery, DeliveryState, Enqueued, ListFilter, Next, OutboxError, Pause, Repeat,
+    Sent,
 };
 use crate::state::Track;
 
@@ -284,11 +285,21 @@ pub fn finish(tx: &Transaction<'_>, id: &str, a: &AttemptRecord, next: &Next) ->
         return Err(OutboxError(format!("no delivery {id}")));
     }
     tx.prepare_cached(
-        "INSERT INTO attempts (delivery_seq, at, outcome, http_status, code, detail, latency_ms) \
-         SELECT seq, ?2, ?3, ?4, ?5, ?6, ?7 FROM deliveries WHERE id = ?1",
+        "INSERT INTO attempts (delivery_seq, at, outcome, http_status, code, detail, latency_ms, pause_ms) \
+         SELECT seq, ?2, ?3, ?4, ?5, ?6, ?7, ?8 FROM deliveries WHERE id = ?1",
     )
     .and_then(|mut s| {
-        s.execute(params![id, a.at, a.outcome, a.http_status, a.code, a.detail, a.latency_ms as i64])
+        let pause_ms = a.pause_ms.map(|ms| ms as i64);
+        s.execute(params![
+            id,
+            a.at,
+            a.outcome,
+            a.http_status,
+            a.code,
+            a.detail,
+            a.latency_ms as i64,
+            pause_ms
+        ])
     })
     .map_err(db)?;
     Ok(())
@@ -360,8 +371,8 @@ pub fn get(tx: &Transaction<'_>, id: &str) -> Result<Option<(Delivery, Vec<Attem
     };
     let attempts = tx
         .prepare_cached(
-            "SELECT at, outcome, http_status, code, detail, latency_ms FROM attempts WHERE delivery_seq = ?1 \
-             ORDER BY at, rowid",
+            "SELECT at, outcome, http_status, code, detail, latency_ms, pause_ms FROM attempts \
+             WHERE delivery_seq = ?1 ORDER BY at, rowid",
         )
         .and_then(|mut s| {
             s.query_map([seq], |r| {
@@ -372,6 +383,7 @@ pub fn get(tx: &Transaction<'_>, id: &str) -> Result<Option<(Delivery, Vec<Attem
                     code: r.get(3)?,
                     detail: r.get(4)?,
                     latency_ms: r.get::<_, i64>(5)? as u64,
+                    pause_ms: r.get::<_, Option<i64>>(6)?.map(|ms| ms as u64),
                 })
             })?
             .collect()
@@ -469,7 +481,7 @@ pub fn sent_since(tx: &Transaction<'_>, since: Millis) -> Result<Vec<Sent>, Outb
     const SLACK_MS: Millis = 60_000;
     let mut stmt = tx
         .prepare_cached(
-            "SELECT d.channel, a.at, a.code FROM attempts a JOIN deliveries d ON d.seq = a.delivery_seq \
+            "SELECT d.channel, a.at FROM attempts a JOIN deliveries d ON d.seq = a.delivery_seq \
              ORDER BY a.rowid DESC",
         )
         .map_err(db)?;
@@ -481,9 +493,20 @@ pub fn sent_since(tx: &Transaction<'_>, since: Millis) -> Result<Vec<Sent>, Outb
             break;
         }
         if at >= since {
-            out.push(Sent { channel: r.get(0).map_err(db)?, at, code: r.get(2).map_err(db)? });
+            out.push(Sent { channel: r.get(0).map_err(db)?, at });
         }
     }
     out.sort_by_key(|s| s.at);
     Ok(out)
+}
+
+/// The pauses answers asked for since `since`, by their end; few attempts have one, and an
+/// index holds only those.
+pub fn pauses_since(tx: &Transaction<'_>, since: Millis) -> Result<Vec<Pause>, OutboxError> {
+    tx.prepare_cached(
+        "SELECT d.channel, a.at + a.pause_ms AS until FROM attempts a INDEXED BY attempts_pause \
+         JOIN deliveries d ON d.seq = a.delivery_seq WHERE a.pause_ms IS NOT NULL AND a.at >= ?1 ORDER BY until",
+    )
+    .and_then(|mut s| s.query_map([since], |r| Ok(Pause { channel: r.get(0)?, until: r.get(1)? }))?.collect())
+    .map_err(db)
 }
