@@ -234,6 +234,15 @@ async fn an_event_after_its_group_went_out_starts_a_wait_of_its_own() {
     r.gateway.accept(task_event(Status::Failure, 22, "deploy")).await.unwrap();
     let late = r.by_state(DeliveryState::Pending).into_iter().find(|d| d.id != in_flight[0].id).unwrap();
     assert_eq!(late.next_at, r.clock.now_ms() + 30_000);
+    // Its wait is over while the first is still in flight (its lease runs 30 s more): it goes
+    // alone, and the first is left to its attempt, not merged and sent again.
+    r.clock.advance(Duration::from_secs(30));
+    r.drain().await;
+    let sent = r.by_state(DeliveryState::Delivered);
+    assert_eq!(sent.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), [late.id.as_str()]);
+    assert!(r.by_state(DeliveryState::Merged).is_empty());
+    let first = r.outbox.all().into_iter().find(|d| d.id == in_flight[0].id).unwrap();
+    assert_eq!(first.state, DeliveryState::Pending, "still the earlier attempt's");
 }
 
 #[tokio::test]

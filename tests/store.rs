@@ -205,7 +205,7 @@ async fn holds_and_claims_are_stored() {
         o.enqueue(&Event::sample(), &[held, also, nag], 0, &EnqueueWith::default()).await.unwrap();
     }
     let o = SqliteOutbox::open(dir.path()).unwrap();
-    let held = o.held("group-1").await.unwrap();
+    let held = o.held("group-1", 0).await.unwrap();
     assert_eq!(held.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
     assert_eq!(o.hold_due("group-1", 0).await.unwrap(), Some(30_000));
     assert_eq!(o.lease(0, 10, 60_000).await.unwrap().len(), 1, "held deliveries wait for their due time");

@@ -78,27 +78,29 @@ impl Worker {
     /// several share a hold, they are merged into one summary, due at once; a lone one is sent
     /// as it is. Returns the deliveries to send now.
     async fn release_holds(&self, due: Vec<Delivery>, now: Millis) -> Vec<Delivery> {
-        let mut send = Vec::with_capacity(due.len());
-        let mut merged_keys: Vec<String> = Vec::new();
-        for d in due {
-            let Some(key) = d.hold.clone() else {
-                send.push(d);
-                continue;
-            };
-            if merged_keys.contains(&key) {
-                continue;
-            }
-            let held = match self.outbox.held(&key).await {
-                Ok(h) => h,
+        let (mut taken, mut send): (Vec<Delivery>, Vec<Delivery>) =
+            due.into_iter().partition(|d| d.hold.is_some());
+        while let Some(first) = taken.first() {
+            let key = first.hold.clone().unwrap_or_default();
+            // This step's deliveries under the key (leased to this worker just now), and those
+            // not leased at all: one still in flight from an earlier release is left to its
+            // attempt, or it would be merged and sent again.
+            let (mut held, rest): (Vec<Delivery>, Vec<Delivery>) =
+                taken.into_iter().partition(|d| d.hold.as_deref() == Some(key.as_str()));
+            taken = rest;
+            match self.outbox.held(&key, now).await {
+                Ok(waiting) => held.extend(waiting),
                 Err(e) => {
                     tracing::error!(error = %e, "reading held deliveries failed");
                     continue;
                 }
-            };
+            }
+            held.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+            let d = &held[0];
             let (Some(hold), Some(channel), true) =
                 (hold::Hold::parse(&key), self.channels.get(&d.channel), held.len() > 1)
             else {
-                send.push(d);
+                send.extend(held);
                 continue;
             };
             let (built, covered) = summary::build_fitting(channel.as_ref(), &held, |n| hold.describe(n));
@@ -130,7 +132,6 @@ impl Worker {
                     tracing::error!(held = rest.len(), error = %e, "releasing held deliveries failed");
                 }
             }
-            merged_keys.push(key);
         }
         send
     }

@@ -242,9 +242,17 @@ impl Outbox for MemoryOutbox {
         Ok(())
     }
 
-    async fn held(&self, key: &str) -> Result<Vec<Delivery>, OutboxError> {
-        let mut held: Vec<Delivery> =
-            self.all().into_iter().filter(|d| is_open(d.state) && d.hold.as_deref() == Some(key)).collect();
+    async fn held(&self, key: &str, now: Millis) -> Result<Vec<Delivery>, OutboxError> {
+        let entries = self.entries.lock().expect("outbox lock");
+        let mut held: Vec<Delivery> = entries
+            .values()
+            .filter(|e| {
+                is_open(e.delivery.state)
+                    && e.delivery.hold.as_deref() == Some(key)
+                    && e.leased_until.is_none_or(|until| until <= now)
+            })
+            .map(|e| e.delivery.clone())
+            .collect();
         held.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         Ok(held)
     }

@@ -369,8 +369,9 @@ pub trait Outbox: Send + Sync {
         event_id: &str,
         at: Millis,
     ) -> Result<(), OutboxError>;
-    /// The open deliveries held under `key`, leased or not, oldest first.
-    async fn held(&self, key: &str) -> Result<Vec<Delivery>, OutboxError>;
+    /// The open deliveries held under `key` that nobody holds a lease on at `now`, oldest
+    /// first: what a release may merge. One in flight is left to its attempt.
+    async fn held(&self, key: &str, now: Millis) -> Result<Vec<Delivery>, OutboxError>;
     /// When the deliveries held under `key` are released: the earliest due time of those not
     /// yet released, that is still pending and not leased at `now`. Once a hold's deliveries
     /// are in flight or retrying, a new one under its key starts a wait of its own.

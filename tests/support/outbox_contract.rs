@@ -108,6 +108,7 @@ async fn a_hold_is_open_until_its_deliveries_are_released(o: Arc<dyn Outbox>) {
     // Released: the worker holds both, sending them.
     assert_eq!(o.lease(40_000, 10, 60_000).await.unwrap().len(), 2);
     assert_eq!(o.hold_due("group", 40_000).await.unwrap(), None, "in flight, the hold is closed");
+    assert!(o.held("group", 40_000).await.unwrap().is_empty(), "in flight, nothing is left to merge");
     // One went, one is to be retried: neither keeps the hold open.
     o.finish("a", record(41_000, "delivered"), Next::Delivered).await.unwrap();
     o.finish("b", record(41_000, "transient"), Next::RetryAt(300_000)).await.unwrap();
@@ -117,6 +118,12 @@ async fn a_hold_is_open_until_its_deliveries_are_released(o: Arc<dyn Outbox>) {
     assert_eq!(o.lease(50_000, 10, 5_000).await.unwrap().len(), 1);
     assert_eq!(o.hold_due("group", 54_999).await.unwrap(), None);
     assert_eq!(o.hold_due("group", 55_000).await.unwrap().map(|at| at <= 55_000), Some(true));
+    let ids = |held: Vec<herald::outbox::Delivery>| held.into_iter().map(|d| d.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(o.held("group", 55_000).await.unwrap()),
+        ["b", "c"],
+        "the retry and the one whose lease expired"
+    );
 }
 
 async fn enqueue_can_lease_to_the_caller(o: Arc<dyn Outbox>) {

@@ -373,9 +373,9 @@ impl Outbox for SqliteOutbox {
         self.call(move |tx| sql::merge(tx, &ids, &summary, &event_id, at)).await
     }
 
-    async fn held(&self, key: &str) -> Result<Vec<Delivery>, OutboxError> {
+    async fn held(&self, key: &str, now: Millis) -> Result<Vec<Delivery>, OutboxError> {
         let key = key.to_string();
-        self.call(move |tx| sql::held(tx, &key)).await
+        self.call(move |tx| sql::held(tx, &key, now)).await
     }
 
     async fn hold_due(&self, key: &str, now: Millis) -> Result<Option<Millis>, OutboxError> {

@@ -169,11 +169,14 @@ pub fn load_track(tx: &Transaction<'_>, key: &str) -> Result<Option<Track>, Outb
         .transpose()
 }
 
-pub fn held(tx: &Transaction<'_>, key: &str) -> Result<Vec<Delivery>, OutboxError> {
+pub fn held(tx: &Transaction<'_>, key: &str, now: Millis) -> Result<Vec<Delivery>, OutboxError> {
     let sql = format!(
-        "SELECT {DELIVERY_COLUMNS} FROM deliveries d {BODIES} WHERE d.hold_key = ?1 AND {OPEN} ORDER BY d.created_at, d.id"
+        "SELECT {DELIVERY_COLUMNS} FROM deliveries d {BODIES} WHERE d.hold_key = ?1 AND {OPEN} \
+         AND (d.leased_until IS NULL OR d.leased_until <= ?2) ORDER BY d.created_at, d.id"
     );
-    tx.prepare_cached(&sql).and_then(|mut s| s.query_map([key], row_to_delivery)?.collect()).map_err(db)
+    tx.prepare_cached(&sql)
+        .and_then(|mut s| s.query_map(params![key, now], row_to_delivery)?.collect())
+        .map_err(db)
 }
 
 /// When the hold `key` is released: the earliest due time of its deliveries that are still

@@ -4,7 +4,7 @@
 //!
 //! An operation that fails part way (a statement refused after others of it ran) must leave
 //! nothing of itself in the commit: the batch is rolled back and run again without it. That
-//! costs nothing until an operation fails; a savepoint around each operation cost every batch
+//! costs nothing until such a failure; a savepoint around each operation cost every batch
 //! (see BENCHMARKS.md).
 
 use std::sync::mpsc;
@@ -178,13 +178,14 @@ pub fn run(mut conn: Connection, rx: mpsc::Receiver<Op>) {
 /// by reading would be refused at its first write without waiting, whenever another process
 /// held the lock at that moment, and with it every operation of the batch.
 ///
-/// An operation that fails is answered with its error, and the batch is rolled back and run
-/// again without it, so that nothing it wrote before failing is committed. When SQLite itself
-/// ended the transaction (a full disk, an I/O error), the failure is the store's, not the
-/// operation's: every operation of the batch is answered with it.
+/// An operation that fails is answered with its error. When it had written something before
+/// failing, the batch is rolled back and run again without it, so that none of that is
+/// committed; one that wrote nothing costs nothing more. When SQLite itself ended the
+/// transaction (a full disk, an I/O error), the failure is the store's, not the operation's:
+/// every operation of the batch is answered with it.
 fn commit(conn: &mut Connection, batch: &mut Vec<Op>) {
     let mut refused: Vec<Op> = Vec::new();
-    loop {
+    'batch: loop {
         let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
             Ok(tx) => tx,
             Err(e) => {
@@ -196,38 +197,31 @@ fn commit(conn: &mut Connection, batch: &mut Vec<Op>) {
         };
         let ops = batch.len();
         let started = Instant::now();
-        let mut failed = Vec::new();
-        for (i, op) in batch.iter_mut().enumerate() {
-            if !op.run(&tx) {
-                failed.push(i);
-                if tx.is_autocommit() {
-                    drop(tx);
-                    let culprit = batch.remove(i);
-                    let cause = culprit.error().map_or("unknown", |e| e.0.as_str());
-                    let err = OutboxError(format!("the store rolled back the batch: {cause}"));
-                    tracing::error!("{err}");
-                    culprit.answer(None);
-                    batch.drain(..).for_each(|op| op.answer(Some(&err)));
-                    refused.into_iter().for_each(|op| op.answer(None));
-                    return;
-                }
+        let mut i = 0;
+        while i < batch.len() {
+            let before = tx.total_changes();
+            if batch[i].run(&tx) {
+                i += 1;
+                continue;
             }
-        }
-        if !failed.is_empty() {
-            drop(tx);
-            tracing::warn!(
-                failed = failed.len(),
-                ops,
-                "store operations failed; the rest of their batch runs again without them"
-            );
-            for i in failed.into_iter().rev() {
-                refused.push(batch.remove(i));
-            }
-            if batch.is_empty() {
+            let culprit = batch.remove(i);
+            if tx.is_autocommit() {
+                drop(tx);
+                let cause = culprit.error().map_or("unknown", |e| e.0.as_str());
+                let err = OutboxError(format!("the store rolled back the batch: {cause}"));
+                tracing::error!("{err}");
+                culprit.answer(None);
+                batch.drain(..).for_each(|op| op.answer(Some(&err)));
                 refused.into_iter().for_each(|op| op.answer(None));
                 return;
             }
-            continue;
+            let wrote = tx.total_changes() != before;
+            refused.push(culprit);
+            if wrote {
+                drop(tx);
+                tracing::warn!(ops, "a store operation failed part way; its batch runs again without it");
+                continue 'batch;
+            }
         }
         let applied = started.elapsed();
         let committed = tx.commit();
