@@ -239,6 +239,51 @@ async fn prepare_renders_the_built_in_templates_and_they_arrive() {
 }
 
 #[tokio::test]
+async fn a_user_template_without_html_makes_a_plain_text_mail_of_its_own_words() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("release.email.hbs"), "Released {{pipeline}} #{{build_number}}\n")
+        .unwrap();
+    // `default` overridden the same way: its text is the user's, and so is the whole mail.
+    std::fs::write(dir.path().join("default.email.hbs"), "Our own default for {{pipeline}}\n").unwrap();
+    std::fs::write(dir.path().join("styled.email.hbs"), "Styled {{pipeline}}\n").unwrap();
+    std::fs::write(dir.path().join("styled.html.hbs"), "<p>Styled <b>{{pipeline}}</b></p>").unwrap();
+    let deps = ChannelDeps {
+        renderer: Arc::new(Renderer::new(Some(dir.path())).expect("templates")),
+        http: reqwest::Client::new(),
+    };
+    let sink = SmtpSink::start(Mode::Plain, None, None);
+    let smtp = format!("smtp://127.0.0.1:{}", sink.port);
+    let ch = Email::new("team-mail", config(&smtp, None), TIMEOUT, &deps).expect("valid email config");
+    let event = Event::sample();
+    let none = Mention::default();
+    let ctx = render::context(&event, &ContextExtras::default());
+    // `failure` is built around `default`: around the user's, its text is the user's too.
+    let plain = [
+        ("release", "Released payments-api #42"),
+        ("default", "Our own default for payments-api"),
+        ("failure", "Our own default for payments-api"),
+    ];
+    for (i, (template, words)) in plain.into_iter().enumerate() {
+        let msg = ch.prepare(&Prepare::new(&event, ContextExtras::default(), template, &none));
+        assert!(msg.template_errors.is_empty(), "{:?}", msg.template_errors);
+        assert!(ch.send(&msg, &Attempt::first(format!("d-{template}"))).await.is_delivered());
+        let got = &sink.messages()[i].parsed;
+        assert_eq!(got["content_type"], "text/plain", "{template}: no built-in HTML beside the user's text");
+        let parts = got["parts"].as_array().unwrap();
+        assert_eq!(parts.len(), 1, "{parts:?}");
+        assert_eq!(parts[0]["charset"], "utf-8");
+        assert!(parts[0]["text"].as_str().unwrap().contains(words), "{parts:?}");
+        assert!(ch.check_templates(template, &ctx).is_empty());
+    }
+    // With an HTML part of the user's own, the mail has both.
+    let msg = ch.prepare(&Prepare::new(&event, ContextExtras::default(), "styled", &none));
+    assert!(ch.send(&msg, &Attempt::first("d-styled")).await.is_delivered());
+    let got = &sink.messages()[3].parsed;
+    assert_eq!(got["content_type"], "multipart/alternative");
+    assert!(got["parts"][1]["text"].as_str().unwrap().contains("<b>payments-api</b>"));
+}
+
+#[tokio::test]
 async fn preview_mentions_and_rate_key() {
     let ch = channel(&url("smtp", PASSWORD, 2525, "?tls=opportunistic"), None, TIMEOUT);
     let p = ch.preview(&mail(), &Attempt::first("d-preview"));

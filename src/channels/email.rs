@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use lettre::message::header::{HeaderName, HeaderValue};
-use lettre::message::{Mailbox, MultiPart};
+use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::{AsyncSmtpTransport, AsyncSmtpTransportBuilder};
 use lettre::{AsyncTransport, Tokio1Executor};
@@ -178,8 +178,13 @@ impl Email {
         for m in &self.cc {
             b = b.cc(m.clone());
         }
-        b.multipart(MultiPart::alternative_plain_html(text.to_string(), html.to_string()))
-            .map_err(|e| format!("building the message failed: {e}"))
+        // A template with a text body and no HTML of its own makes a plain-text mail.
+        let built = if html.is_empty() {
+            b.singlepart(SinglePart::plain(text.to_string()))
+        } else {
+            b.multipart(MultiPart::alternative_plain_html(text.to_string(), html.to_string()))
+        };
+        built.map_err(|e| format!("building the message failed: {e}"))
     }
 }
 
@@ -319,7 +324,12 @@ impl Channel for Email {
         };
         // A subject is one line: a template's line breaks must not end the header.
         let subject = render("subject").split_whitespace().collect::<Vec<_>>().join(" ");
-        let (text, html) = (render("text"), render("html"));
+        let text = render("text");
+        let html = if self.renderer.has_part(input.template, "email", "text", "html") {
+            render("html")
+        } else {
+            String::new()
+        };
         let body = MessageBody::Email { subject, text, html, to: input.mention.emails.clone() };
         Message { body, template_errors: errors }
     }
@@ -368,6 +378,7 @@ impl Channel for Email {
     fn check_templates(&self, template: &str, ctx: &serde_json::Value) -> Vec<String> {
         PARTS
             .iter()
+            .filter(|part| **part != "html" || self.renderer.has_part(template, "email", "text", "html"))
             .filter_map(|part| {
                 self.renderer.try_render(template, "email", part, ctx).err().map(|e| (part, e))
             })

@@ -127,6 +127,18 @@ impl Renderer {
         self.regs.has_family(name)
     }
 
+    /// Whether a message made with template `name` has the part `part` beside its body
+    /// `body` (an email's HTML beside its text). A part comes from where the body does: a
+    /// body of the user's own with no such part of the user's own has none, since a built-in
+    /// part would say other things than the user's body, and a mail client shows the HTML.
+    pub fn has_part(&self, name: &str, channel_type: &str, body: &str, part: &str) -> bool {
+        // A built-in re-made around the user's `default` counts as the user's.
+        let users = |resolved: Result<(String, String), RenderError>| {
+            resolved.is_ok_and(|(key, _)| !registry::is_builtin(&key))
+        };
+        !users(self.resolve(name, channel_type, body)) || users(self.resolve(name, channel_type, part))
+    }
+
     /// Strict rendering, for `herald check` and tests: resolves `name` for the channel type and
     /// part, and renders it against `ctx`.
     ///

@@ -272,6 +272,12 @@ pub(super) fn is_private(name: &str) -> bool {
     name.starts_with(BUILTIN_PREFIX) || name.starts_with(AROUND_PREFIX)
 }
 
+/// Whether the registry key `key` is a built-in as it ships (not re-made around a user's
+/// `default`).
+pub(super) fn is_builtin(key: &str) -> bool {
+    key.starts_with(BUILTIN_PREFIX)
+}
+
 /// Whether template `name` is a part (`default.title`, `default.email.html`), not a body.
 fn is_part(name: &str) -> bool {
     name.rsplit('.').next().is_some_and(|last| PARTS.contains(&last))
