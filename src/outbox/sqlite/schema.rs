@@ -161,10 +161,19 @@ CREATE TABLE health (
 );
 "#,
     // How long an answer paused its robot (a rate-limit code, Retry-After), so that a restart
-    // keeps the pause. Few attempts have one: the index holds only those.
+    // keeps the pause. Few attempts have one: the index holds only those. Until now a restart
+    // read a lockout from the platform's code, so the codes of the last ten minutes (the
+    // longest pause) get the pause their platform asks for: an upgrade in a lockout keeps it.
     r#"
 ALTER TABLE attempts ADD COLUMN pause_ms INTEGER;
 CREATE INDEX attempts_pause ON attempts (at) WHERE pause_ms IS NOT NULL;
+UPDATE attempts SET pause_ms = CASE code
+        WHEN 130101 THEN 600000 WHEN 410100 THEN 600000
+        WHEN 45009 THEN 60000
+        WHEN 11232 THEN 5000
+    END
+    WHERE code IN (130101, 410100, 45009, 11232)
+      AND at >= CAST(strftime('%s', 'now') AS INTEGER) * 1000 - 600000;
 "#,
 ];
 

@@ -4,6 +4,7 @@ use rusqlite::{params, Connection};
 
 use super::{schema, SqliteOutbox};
 use crate::channels::{Message, MessageBody};
+use crate::clock::Clock;
 use crate::outbox::{DeliveryState, Headline, ListFilter, Outbox};
 
 fn message(text: &str) -> Message {
@@ -72,6 +73,30 @@ async fn a_version_4_store_migrates_with_everything_readable() {
     let conn = Connection::open(dir.path().join("herald.db")).unwrap();
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
     assert_eq!(version as usize, schema::version());
+}
+
+#[tokio::test]
+async fn a_lockout_recorded_before_pauses_were_survives_the_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    version_4_store(dir.path());
+    let now = crate::clock::SystemClock.now_ms();
+    {
+        let mut conn = Connection::open(dir.path().join("herald.db")).unwrap();
+        schema::migrate_to(&mut conn, 8).unwrap();
+        // A DingTalk lockout a minute ago, a WeCom one an hour ago, and a plain failure.
+        for (at, code) in [(now - 60_000, 130101), (now - 3_600_000, 45009), (now - 30_000, 310000)] {
+            conn.execute(
+                "INSERT INTO attempts (delivery_seq, at, outcome, http_status, code, detail, latency_ms) \
+                 SELECT seq, ?1, 'transient', 200, ?2, 'x', 1 FROM deliveries WHERE id = 'd-leased'",
+                params![at, code],
+            )
+            .unwrap();
+        }
+    }
+    let o = SqliteOutbox::open(dir.path()).unwrap();
+    let pauses = o.pauses_since(now - 600_000).await.unwrap();
+    assert_eq!(pauses.len(), 1, "{pauses:?}");
+    assert_eq!((pauses[0].channel.as_str(), pauses[0].until), ("ding", now - 60_000 + 600_000));
 }
 
 #[tokio::test]
