@@ -18,6 +18,18 @@ pub struct Track {
     pub failures: u32,
     /// The first failure of the current streak.
     pub failing_since: Option<Since>,
+    /// How many final results of the unit made this state: of two states, the later one has
+    /// the higher version, whichever is stored last.
+    #[serde(default)]
+    pub version: u64,
+}
+
+/// The later of two states of one unit (`None` is the earliest).
+pub fn later<'a>(a: Option<&'a Track>, b: Option<&'a Track>) -> Option<&'a Track> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(if y.version > x.version { y } else { x }),
+        (x, y) => x.or(y),
+    }
 }
 
 /// Failure and unstable results make and extend a streak.
@@ -54,7 +66,11 @@ pub fn advance(prior: Option<&Track>, e: &Event, now: Millis) -> (Track, Transit
         (false, _) => None,
     };
     let failures = if failing { prior.map_or(0, |p| p.failures) + 1 } else { 0 };
-    (Track { last_status: e.status, last_build: e.build_number, failures, failing_since }, transition)
+    let version = prior.map_or(0, |p| p.version) + 1;
+    (
+        Track { last_status: e.status, last_build: e.build_number, failures, failing_since, version },
+        transition,
+    )
 }
 
 /// Adds what Herald remembers to `e` (`previous_status`, `failing_since`, and for a final

@@ -144,3 +144,48 @@ async fn units_of_work_are_tracked_apart_and_open_events_do_not_count() {
         ["every 2nd failure in a row", "audit"]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_of_one_unit_accepted_together_each_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config::parse(CONFIG, &|_| None).unwrap();
+    let store = Arc::new(SqliteOutbox::open(dir.path()).unwrap());
+    let gw = Arc::new(
+        Gateway::build(&cfg, store.clone(), Arc::new(SystemClock))
+            .map_err(|e| format!("{e:?}"))
+            .unwrap()
+            .gateway,
+    );
+    // Another process holds the store's lock, so both results read the unit's state, and are
+    // stored, together.
+    let other = rusqlite::Connection::open(store.path()).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE; UPDATE tracks SET version = version;").unwrap();
+    let accept = |build| {
+        let gw = gw.clone();
+        tokio::spawn(async move { gw.accept(event(Status::Failure, build)).await })
+    };
+    let (first, second) = (accept(1), accept(2));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    other.execute_batch("COMMIT").unwrap();
+    let rules = |a: herald::gateway::Accepted| a.routes.into_iter().map(|r| r.rule).collect::<Vec<_>>();
+    let mut got = vec![rules(first.await.unwrap().unwrap()), rules(second.await.unwrap().unwrap())];
+    got.sort();
+    assert_eq!(
+        got,
+        [vec!["every 2nd failure in a row", "audit"], vec!["first failure", "audit"]],
+        "one first failure, then a second in a row"
+    );
+    drop(store);
+    drop(gw);
+    // The stored streak is two, whichever committed last.
+    let gw = Gateway::build(&cfg, Arc::new(SqliteOutbox::open(dir.path()).unwrap()), Arc::new(SystemClock))
+        .map_err(|e| format!("{e:?}"))
+        .unwrap()
+        .gateway;
+    assert_eq!(rules(gw.accept(event(Status::Failure, 3)).await.unwrap()), ["audit"], "third in a row");
+    assert_eq!(
+        rules(gw.accept(event(Status::Failure, 4)).await.unwrap()),
+        ["every 2nd failure in a row", "audit"],
+        "fourth in a row"
+    );
+}

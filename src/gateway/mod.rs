@@ -5,6 +5,7 @@
 //! templates rendered against a sample event, mention warnings).
 
 mod auth;
+mod observing;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use std::net::IpAddr;
 
 pub use auth::{bearer_token, token_matches, Guard};
+use observing::Observing;
 
 use crate::channels::{self, Channel, ChannelDeps, Message, Prepare};
 use crate::clock::{Clock, Millis};
@@ -163,6 +165,8 @@ pub struct Gateway {
     pub clock: Arc<dyn Clock>,
     /// Hands stored deliveries to the delivery worker, and tells it when the store has more.
     pub handoff: Arc<Handoff>,
+    /// The latest state of each unit of work, ahead of the store.
+    observing: Observing,
 }
 
 /// Deliveries the hand-off queue holds at most; beyond that the worker reads them back from the
@@ -203,6 +207,7 @@ impl Compiled {
             outbox,
             clock,
             handoff: Arc::new(Handoff::new(HANDOFF_CAPACITY, self.lease_ms)),
+            observing: Observing::default(),
         };
         Built { gateway, warnings: self.warnings }
     }
@@ -508,9 +513,10 @@ impl Gateway {
         let unavailable = |e: crate::outbox::OutboxError| HookError::Unavailable(e.to_string());
         // What happened to this unit of work before decides transitions, so it is read before
         // routing; the new state is stored with the event, unless the event is a duplicate.
+        // Until then, a result of the same unit accepted meanwhile reads it from `observing`.
         let key = state::key(&event);
-        let prior = self.outbox.track(&key).await.map_err(unavailable)?;
-        let next = state::observe(prior.as_ref(), &mut event, self.clock.now_ms());
+        let stored = self.outbox.track(&key).await.map_err(unavailable)?;
+        let (next, pending) = self.observing.observe(&key, stored, &mut event, self.clock.now_ms());
         // Serialized once: the store keeps it, and the default webhook body is made from it.
         let event_json = serde_json::to_string(&event)
             .map_err(|e| HookError::Unavailable(format!("cannot serialize the event: {e}")))?;
@@ -553,6 +559,9 @@ impl Gateway {
             event_json: Some(&event_json),
         };
         let stored = self.outbox.enqueue(&event, &deliveries, now, &with).await.map_err(unavailable)?;
+        if stored.duplicate_of.is_none() {
+            pending.stored();
+        }
         if let Some(first) = &stored.duplicate_of {
             tracing::info!(event_id = %event.event_id, duplicate_of = %first, source = %event.source,
                 status = %event.status, "duplicate event stored, not sent again");

@@ -81,7 +81,9 @@ impl Outbox for MemoryOutbox {
             seen.insert(dedup.key.clone(), (event.event_id.clone(), now));
         }
         if let Some((key, track)) = with.track {
-            self.tracks.lock().expect("outbox lock").insert(key.to_string(), track.clone());
+            let mut tracks = self.tracks.lock().expect("outbox lock");
+            let keep = crate::state::later(tracks.get(key), Some(track)).cloned();
+            tracks.insert(key.to_string(), keep.unwrap_or_else(|| track.clone()));
         }
         let mut entries = self.entries.lock().expect("outbox lock");
         let mut claims = self.claims.lock().expect("outbox lock");

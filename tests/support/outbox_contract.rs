@@ -189,22 +189,35 @@ async fn attempts_since_a_time_name_their_channel(o: Arc<dyn Outbox>) {
 
 async fn tracks_are_stored_with_their_event_unless_duplicate(o: Arc<dyn Outbox>) {
     use herald::state::Track;
-    let failing =
-        Track { last_status: Status::Failure, last_build: Some(7), failures: 1, failing_since: None };
+    let failing = Track {
+        last_status: Status::Failure,
+        last_build: Some(7),
+        failures: 1,
+        failing_since: None,
+        version: 1,
+    };
     assert_eq!(o.track("unit").await.unwrap(), None);
     let dedup = Dedup { key: "k".into(), window_ms: 1_000 };
     let with = EnqueueWith { dedup: Some(&dedup), track: Some(("unit", &failing)), ..Default::default() };
     o.enqueue(&event(), &[], 0, &with).await.unwrap();
     assert_eq!(o.track("unit").await.unwrap(), Some(failing.clone()));
-    let passing = Track { last_status: Status::Success, failures: 0, ..failing.clone() };
+    let passing = Track { last_status: Status::Success, failures: 0, version: 2, ..failing.clone() };
     let dup = EnqueueWith { dedup: Some(&dedup), track: Some(("unit", &passing)), ..Default::default() };
     let r = o.enqueue(&event(), &[], 10, &dup).await.unwrap();
     assert!(r.duplicate_of.is_some());
-    assert_eq!(o.track("unit").await.unwrap(), Some(failing), "a duplicate does not move the state");
+    assert_eq!(o.track("unit").await.unwrap(), Some(failing.clone()), "a duplicate does not move the state");
     o.enqueue(&event(), &[], 20, &EnqueueWith { track: Some(("unit", &passing)), ..Default::default() })
         .await
         .unwrap();
-    assert_eq!(o.track("unit").await.unwrap(), Some(passing));
+    assert_eq!(o.track("unit").await.unwrap(), Some(passing.clone()));
+    // Two results accepted together may commit in either order: the later state stays.
+    let with = EnqueueWith { track: Some(("unit", &failing)), ..Default::default() };
+    o.enqueue(&event(), &[], 30, &with).await.unwrap();
+    assert_eq!(
+        o.track("unit").await.unwrap(),
+        Some(passing),
+        "an earlier state does not replace a later one"
+    );
 }
 
 async fn defer_backlog_and_merge(o: Arc<dyn Outbox>) {

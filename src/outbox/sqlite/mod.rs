@@ -226,6 +226,16 @@ impl SqliteOutbox {
         self.writer.ops.as_ref().ok_or_else(stopped)?.send(op).map_err(|_| stopped())
     }
 
+    /// Caches `state` for `key` unless a later state is cached (a read answered before a
+    /// commit may arrive after it); the state cached.
+    fn remember(&self, key: &str, state: Option<&Track>) -> Option<Track> {
+        let mut cache = self.tracks.lock().expect("track cache");
+        let cached = cache.get(key).and_then(Option::as_ref);
+        let keep = crate::state::later(cached, state).cloned();
+        cache.insert(key.to_string(), keep.clone());
+        keep
+    }
+
     /// The schema version this build migrates to.
     pub fn schema_version() -> usize {
         schema::version()
@@ -268,21 +278,21 @@ impl Outbox for SqliteOutbox {
         };
         let dedup = with.dedup.cloned();
         let track = match with.track {
-            Some((key, state)) => Some((key.to_string(), json_text(state)?)),
+            Some((key, state)) => Some((key.to_string(), json_text(state)?, state.version)),
             None => None,
         };
         let lease_ms = with.lease_ms;
         let done = self
             .call(move |tx| {
                 let done = sql::enqueue(tx, &stored, &deliveries, now, dedup.as_ref(), lease_ms)?;
-                if let (None, Some((key, state))) = (&done.duplicate_of, &track) {
-                    sql::save_track(tx, key, state, now)?;
+                if let (None, Some((key, state, version))) = (&done.duplicate_of, &track) {
+                    sql::save_track(tx, key, state, *version, now)?;
                 }
                 Ok(done)
             })
             .await?;
         if let (None, Some((key, state))) = (&done.duplicate_of, with.track) {
-            self.tracks.lock().expect("track cache").insert(key.to_string(), Some(state.clone()));
+            self.remember(key, Some(state));
         }
         Ok(done)
     }
@@ -293,8 +303,7 @@ impl Outbox for SqliteOutbox {
         }
         let owned = key.to_string();
         let stored = self.call(move |tx| sql::load_track(tx, &owned)).await?;
-        self.tracks.lock().expect("track cache").insert(key.to_string(), stored.clone());
-        Ok(stored)
+        Ok(self.remember(key, stored.as_ref()))
     }
 
     async fn lease_skipping(

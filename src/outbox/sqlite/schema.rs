@@ -175,6 +175,11 @@ UPDATE attempts SET pause_ms = CASE code
     WHERE code IN (130101, 410100, 45009, 11232)
       AND at >= CAST(strftime('%s', 'now') AS INTEGER) * 1000 - 600000;
 "#,
+    // A unit's state carries its version (how many results made it): results of one unit
+    // accepted together may commit in either order, and the later state must stay.
+    r#"
+ALTER TABLE tracks ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// The number of migrations this build knows.

@@ -149,12 +149,20 @@ fn insert_delivery(
     Ok(())
 }
 
-pub fn save_track(tx: &Transaction<'_>, key: &str, state: &str, now: Millis) -> Result<(), OutboxError> {
+/// Stores a unit's state, unless a later one (a higher version) is stored already.
+pub fn save_track(
+    tx: &Transaction<'_>,
+    key: &str,
+    state: &str,
+    version: u64,
+    now: Millis,
+) -> Result<(), OutboxError> {
     tx.prepare_cached(
-        "INSERT INTO tracks (key, state, updated_at) VALUES (?1, ?2, ?3) \
-         ON CONFLICT (key) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+        "INSERT INTO tracks (key, state, updated_at, version) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (key) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at, \
+         version = excluded.version WHERE excluded.version > tracks.version",
     )
-    .and_then(|mut s| s.execute(params![key, state, now]))
+    .and_then(|mut s| s.execute(params![key, state, now, version as i64]))
     .map_err(db)?;
     Ok(())
 }
