@@ -91,7 +91,9 @@ impl Worker {
             match self.outbox.held(&key, now).await {
                 Ok(waiting) => held.extend(waiting),
                 Err(e) => {
-                    tracing::error!(error = %e, "reading held deliveries failed");
+                    // Sent each as it is rather than left leased until the lease expires.
+                    tracing::error!(error = %e, "reading held deliveries failed; sending them unmerged");
+                    send.extend(held);
                     continue;
                 }
             }

@@ -516,7 +516,12 @@ impl Gateway {
         // Until then, a result of the same unit accepted meanwhile reads it from `observing`.
         let key = state::key(&event);
         let stored = self.outbox.track(&key).await.map_err(unavailable)?;
-        let (next, pending) = self.observing.observe(&key, stored, &mut event, self.clock.now_ms());
+        let dedup = dedup_key(&event)
+            .filter(|_| self.dedup_window_ms > 0)
+            .map(|key| Dedup { key, window_ms: self.dedup_window_ms });
+        let dedup_key = dedup.as_ref().map(|d| d.key.as_str());
+        let (next, pending) =
+            self.observing.observe(&key, stored, dedup_key, &mut event, self.clock.now_ms());
         // Serialized once: the store keeps it, and the default webhook body is made from it.
         let event_json = serde_json::to_string(&event)
             .map_err(|e| HookError::Unavailable(format!("cannot serialize the event: {e}")))?;
@@ -544,9 +549,6 @@ impl Gateway {
             });
             routes.push(p.route);
         }
-        let dedup = dedup_key(&event)
-            .filter(|_| self.dedup_window_ms > 0)
-            .map(|key| Dedup { key, window_ms: self.dedup_window_ms });
         // The deliveries due at once are stored leased to the worker and handed to it in
         // memory, when the hand-off queue has room; otherwise the worker leases them.
         let due_now = deliveries.iter().filter(|d| d.due_at.is_none()).count();

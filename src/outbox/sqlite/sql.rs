@@ -149,7 +149,8 @@ fn insert_delivery(
     Ok(())
 }
 
-/// Stores a unit's state, unless a later one (a higher version) is stored already.
+/// Stores a unit's state, unless a later one (a higher version) is stored already; of two with
+/// one version, the last.
 pub fn save_track(
     tx: &Transaction<'_>,
     key: &str,
@@ -160,7 +161,7 @@ pub fn save_track(
     tx.prepare_cached(
         "INSERT INTO tracks (key, state, updated_at, version) VALUES (?1, ?2, ?3, ?4) \
          ON CONFLICT (key) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at, \
-         version = excluded.version WHERE excluded.version > tracks.version",
+         version = excluded.version WHERE excluded.version >= tracks.version",
     )
     .and_then(|mut s| s.execute(params![key, state, now, version as i64]))
     .map_err(db)?;
