@@ -24,10 +24,11 @@ pub struct Track {
     pub version: u64,
 }
 
-/// The later of two states of one unit (`None` is the earliest).
+/// The later of two states of one unit (`None` is the earliest); of two with one version,
+/// `b`, as the store keeps the last written.
 pub fn later<'a>(a: Option<&'a Track>, b: Option<&'a Track>) -> Option<&'a Track> {
     match (a, b) {
-        (Some(x), Some(y)) => Some(if y.version > x.version { y } else { x }),
+        (Some(x), Some(y)) => Some(if y.version >= x.version { y } else { x }),
         (x, y) => x.or(y),
     }
 }
