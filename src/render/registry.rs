@@ -161,7 +161,12 @@ impl Registries {
             for (user, user_source, file) in &user_defaults {
                 let key = format!("{AROUND_PREFIX}{name}/{user}");
                 let end = if user_source.ends_with('\n') { "" } else { "\n" };
-                regs.add(&[&key], &format!("{user_source}{end}{own_lines}"), file, &mut errors);
+                // A last tag that trims the white space after it (`{{x~}}`) would trim the line
+                // break before the wrapper's lines too (a comment does not stop it): an empty
+                // block takes the trim, and the line break after it stays.
+                let trims = user_source.trim_end().trim_end_matches('}').ends_with('~');
+                let stop = if trims { "{{#if false}}{{/if}}\n" } else { "" };
+                regs.add(&[&key], &format!("{user_source}{end}{stop}{own_lines}"), file, &mut errors);
             }
         }
         if errors.is_empty() {

@@ -595,3 +595,19 @@ fn the_built_in_failure_template_follows_a_user_default_wherever_default_would()
         );
     }
 }
+
+#[test]
+fn a_user_default_that_trims_its_own_end_keeps_the_failure_streak_apart() {
+    // `{{pipeline~}}` trims the white space after it: in the user's file, its last line break.
+    let r = user(&[("default.hbs", "mine: {{pipeline~}}\n"), ("default.email.hbs", "mail: {{pipeline~}}")]);
+    let c = ctx(&still_failing());
+    assert_eq!(r.try_render("default", "dingtalk", "markdown", &c).unwrap(), "mine: payments-api");
+    assert_eq!(
+        r.try_render("failure", "dingtalk", "markdown", &c).unwrap(),
+        "mine: payments-api\n\n**Still failing** since #40 (3 in a row)"
+    );
+    assert_eq!(
+        r.try_render("failure", "email", "text", &c).unwrap(),
+        "mail: payments-api\nStill failing since #40 (3 in a row)"
+    );
+}
