@@ -96,6 +96,10 @@ pub fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Interpol
                 let header = head.split('#').next().unwrap_or(head);
                 table = header.chars().filter(|c| !c.is_whitespace() && !matches!(c, '"' | '\'')).collect();
             }
+            // `rules = [{ ..., content = "..." }]`: rules written inline, at the root.
+            if table.is_empty() && is_inline_rules_line(line) {
+                quotes.inline_rules();
+            }
             if table == "[[rules]]" && is_content_line(line) {
                 quotes.follow(line);
                 in_content = quotes.in_string();
@@ -114,6 +118,12 @@ pub fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Interpol
             }
             out.push_str(&rest[..pos]);
             let after = &rest[pos..];
+            if quotes.in_verbatim() {
+                // A rule's content written inline: interpolated per event, as in `[[rules]]`.
+                out.push('$');
+                rest = &after[1..];
+                continue;
+            }
             let (out_start, written_start) = (out.len(), written_at(after));
             if let Some(literal) = after.strip_prefix("$${") {
                 out.push_str("${");
@@ -185,9 +195,67 @@ pub fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Interpol
 #[derive(Debug, Default)]
 struct Quotes {
     open: Option<&'static str>,
+    /// Whether the open string is a rule's `content` in an inline `rules` array: left as written.
+    verbatim: bool,
+    /// Inside `rules = [...]` at the root: the brackets and braces open in it, and whether the
+    /// last key at the depth of a rule's own keys was `content`.
+    rules: Option<InlineRules>,
+}
+
+#[derive(Debug, Default)]
+struct InlineRules {
+    brackets: usize,
+    braces: usize,
+    key: String,
+    content: bool,
+}
+
+impl InlineRules {
+    /// Follows one character outside any string; false once the array has closed.
+    fn follow(&mut self, c: char) -> bool {
+        match c {
+            '[' => self.brackets += 1,
+            ']' => {
+                self.brackets = self.brackets.saturating_sub(1);
+                if self.brackets == 0 {
+                    return false;
+                }
+            }
+            '{' => self.braces += 1,
+            '}' => self.braces = self.braces.saturating_sub(1),
+            _ => {}
+        }
+        if self.braces == 1 {
+            match c {
+                '=' => self.content = std::mem::take(&mut self.key).trim() == "content",
+                ',' | '{' => {
+                    self.key.clear();
+                    self.content = false;
+                }
+                c if !c.is_whitespace() => self.key.push(c),
+                _ => {}
+            }
+        }
+        true
+    }
+
+    /// A string opens here: whether it is a rule's `content`.
+    fn string_opens(&mut self) -> bool {
+        std::mem::take(&mut self.content) && self.braces == 1 && self.brackets == 1
+    }
 }
 
 impl Quotes {
+    /// The next line begins an inline `rules` array.
+    fn inline_rules(&mut self) {
+        self.rules = Some(InlineRules::default());
+    }
+
+    /// Whether the text followed so far is inside a rule's inline `content` string.
+    fn in_verbatim(&self) -> bool {
+        self.open.is_some() && self.verbatim
+    }
+
     /// Follows `s`; true when it reaches a `#` outside any string, where a comment begins.
     fn follow(&mut self, s: &str) -> bool {
         let at = |i: usize, q: &str| s.get(i..).is_some_and(|r| r.starts_with(q));
@@ -198,7 +266,17 @@ impl Quotes {
                 None => {
                     if let Some(q) = ["\"\"\"", "\'\'\'", "\"", "'"].into_iter().find(|q| at(i, q)) {
                         self.open = Some(q);
+                        self.verbatim = self.rules.as_mut().is_some_and(InlineRules::string_opens);
                         i += q.len();
+                        continue;
+                    }
+                    if let Some(c) = s[i..].chars().next() {
+                        if let Some(rules) = &mut self.rules {
+                            if !rules.follow(c) {
+                                self.rules = None;
+                            }
+                        }
+                        i += c.len_utf8();
                         continue;
                     }
                 }
@@ -232,6 +310,7 @@ impl Quotes {
     fn end_line(&mut self) {
         if matches!(self.open, Some("\"" | "'")) {
             self.open = None;
+            self.verbatim = false;
         }
     }
 }
@@ -240,6 +319,14 @@ impl Quotes {
 /// event.
 fn is_content_line(line: &str) -> bool {
     line.trim_start().strip_prefix("content").is_some_and(|rest| rest.trim_start().starts_with('='))
+}
+
+/// `rules = [` at the start of a line: the rules written as an inline array.
+fn is_inline_rules_line(line: &str) -> bool {
+    line.trim_start()
+        .strip_prefix("rules")
+        .and_then(|rest| rest.trim_start().strip_prefix('='))
+        .is_some_and(|rest| rest.trim_start().starts_with('['))
 }
 
 fn valid_name(name: &str) -> bool {
@@ -290,6 +377,21 @@ mod tests {
                 "[[rules]]\ncontent = \"\"\"\nEnv: \\\"\"\" ${DEPLOY_ENV}\n\"\"\"\"\nurl = \"abc\" # \"${DEPLOY_ENV}\n",
             ),
             ("contents = \"${TOKEN}\"", "contents = \"abc\""),
+            // Rules written inline: a rule's content is the event's, everything else the config's.
+            (
+                "rules = [{ name = \"${TOKEN}\", content = \"Commit: ${CI_COMMIT_TITLE}\" }]\n",
+                "rules = [{ name = \"abc\", content = \"Commit: ${CI_COMMIT_TITLE}\" }]\n",
+            ),
+            (
+                "rules = [\n  { channels = [\"c\"], content = '''\n${CI_COMMIT_TITLE}\n''' },\n  { content = \"$${X}\" },\n]\nurl = \"${TOKEN}\"\n",
+                "rules = [\n  { channels = [\"c\"], content = '''\n${CI_COMMIT_TITLE}\n''' },\n  { content = \"$${X}\" },\n]\nurl = \"abc\"\n",
+            ),
+            (
+                "rules = [{ when = { params = { content = \"${TOKEN}\" } }, name = \"${TOKEN}\" }]\n",
+                "rules = [{ when = { params = { content = \"abc\" } }, name = \"abc\" }]\n",
+            ),
+            ("other = [{ content = \"${TOKEN}\" }]\n", "other = [{ content = \"abc\" }]\n"),
+            ("[server]\nrules = [{ content = \"${TOKEN}\" }]\n", "[server]\nrules = [{ content = \"abc\" }]\n"),
             ("a = 1 # was ${MISSING}\n", "a = 1 # was ${MISSING}\n"),
             ("a = \"# ${TOKEN}\" # ${MISSING}\n", "a = \"# abc\" # ${MISSING}\n"),
             (

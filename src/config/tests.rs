@@ -523,3 +523,11 @@ fn only_the_github_source_takes_a_secret() {
         "{errors:?}"
     );
 }
+
+#[test]
+fn a_rules_content_written_inline_is_left_for_each_event() {
+    let text = "rules = [{ name = \"r\", channels = [\"c\"], content = \"Commit: ${CI_COMMIT_TITLE}\" }]\n\
+                [channels.c]\ntype = \"console\"\n";
+    let cfg = parse(text, &env).expect("CI_COMMIT_TITLE is the event's, not the environment's");
+    assert_eq!(cfg.rules[0].content.as_deref(), Some("Commit: ${CI_COMMIT_TITLE}"));
+}
