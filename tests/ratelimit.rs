@@ -44,6 +44,16 @@ fn webhook_config(url: &str) -> config::Config {
     config::parse(&text, &|_| None).expect("valid config")
 }
 
+/// A webhook sink whose first answer is 429 with `Retry-After: retry_after`, and a config
+/// sending everything to it.
+fn webhook_asking_for_a_pause(retry_after: &str) -> (support::webhook_sink::WebhookSink, config::Config) {
+    use support::webhook_sink::{Reply, WebhookSink};
+    let sink = WebhookSink::start(None);
+    sink.script([Reply { retry_after: Some(retry_after.into()), ..Reply::status(429) }]);
+    let cfg = webhook_config(&sink.url("/ci"));
+    (sink, cfg)
+}
+
 /// The gateway for `cfg`, storing into `outbox`, on `clock`.
 fn gateway(cfg: &config::Config, outbox: Arc<dyn Outbox>, clock: Arc<ManualClock>) -> Gateway {
     Gateway::build(cfg, outbox, clock).map_err(|e| format!("{e:?}")).unwrap().gateway
@@ -335,10 +345,7 @@ async fn a_send_counts_from_when_it_goes_out_not_from_before_a_slow_commit() {
 
 #[tokio::test]
 async fn a_webhook_asking_for_a_pause_gets_its_messages_after_it_each_as_it_is() {
-    use support::webhook_sink::{Reply, WebhookSink};
-    let sink = WebhookSink::start(None);
-    sink.script([Reply { retry_after: Some("120".into()), ..Reply::status(429) }]);
-    let cfg = webhook_config(&sink.url("/ci"));
+    let (sink, cfg) = webhook_asking_for_a_pause("120");
     let clock = Arc::new(ManualClock::new(SystemClock.now_ms()));
     let start = clock.now_ms();
     let outbox = Arc::new(MemoryOutbox::new());
@@ -405,12 +412,9 @@ async fn a_lockout_answered_before_a_restart_still_holds_after_it() {
 
 #[tokio::test]
 async fn a_retry_after_answered_before_a_restart_still_holds_after_it() {
-    use support::webhook_sink::{Reply, WebhookSink};
-    let sink = WebhookSink::start(None);
-    sink.script([Reply { retry_after: Some("120".into()), ..Reply::status(429) }]);
     // A webhook has no rate limit of its own: only the recorded answer can tell the restarted
     // worker to wait.
-    let cfg = webhook_config(&sink.url("/ci"));
+    let (sink, cfg) = webhook_asking_for_a_pause("120");
     let clock = Arc::new(ManualClock::new(SystemClock.now_ms()));
     let start = clock.now_ms();
     let dir = tempfile::tempdir().unwrap();
@@ -445,11 +449,8 @@ async fn a_retry_after_answered_before_a_restart_still_holds_after_it() {
 
 #[tokio::test]
 async fn a_pause_longer_than_any_platform_asks_for_holds_the_robot_ten_minutes_at_most() {
-    use support::webhook_sink::{Reply, WebhookSink};
-    let sink = WebhookSink::start(None);
     // A proxy's day-long Retry-After: the delivery it answered waits, the robot does not.
-    sink.script([Reply { retry_after: Some("86400".into()), ..Reply::status(429) }]);
-    let cfg = webhook_config(&sink.url("/ci"));
+    let (_sink, cfg) = webhook_asking_for_a_pause("86400");
     let clock = Arc::new(ManualClock::new(SystemClock.now_ms()));
     let start = clock.now_ms();
     let outbox = Arc::new(MemoryOutbox::new());

@@ -519,9 +519,8 @@ impl Gateway {
         let dedup = dedup_key(&event)
             .filter(|_| self.dedup_window_ms > 0)
             .map(|key| Dedup { key, window_ms: self.dedup_window_ms });
-        let dedup_key = dedup.as_ref().map(|d| d.key.as_str());
-        let (next, pending) =
-            self.observing.observe(&key, stored, dedup_key, &mut event, self.clock.now_ms());
+        let copy_key = dedup.as_ref().map(|d| d.key.as_str());
+        let (next, pending) = self.observing.observe(&key, stored, copy_key, &mut event, self.clock.now_ms());
         // Serialized once: the store keeps it, and the default webhook body is made from it.
         let event_json = serde_json::to_string(&event)
             .map_err(|e| HookError::Unavailable(format!("cannot serialize the event: {e}")))?;
@@ -561,9 +560,6 @@ impl Gateway {
             event_json: Some(&event_json),
         };
         let stored = self.outbox.enqueue(&event, &deliveries, now, &with).await.map_err(unavailable)?;
-        if stored.duplicate_of.is_none() {
-            pending.stored();
-        }
         if let Some(first) = &stored.duplicate_of {
             tracing::info!(event_id = %event.event_id, duplicate_of = %first, source = %event.source,
                 status = %event.status, "duplicate event stored, not sent again");
@@ -574,6 +570,7 @@ impl Gateway {
                 duplicate_of: stored.duplicate_of,
             });
         }
+        pending.stored();
         // A message whose repeat key was claimed within its interval was not stored.
         let (deliveries, routes): (Vec<NewDelivery>, Vec<Route>) = deliveries
             .into_iter()

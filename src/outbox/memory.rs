@@ -58,6 +58,19 @@ impl MemoryOutbox {
     }
 }
 
+/// The open deliveries held under `key` that nobody holds a lease on at `now`.
+fn unleased_under<'a>(
+    entries: &'a HashMap<String, Entry>,
+    key: &'a str,
+    now: Millis,
+) -> impl Iterator<Item = &'a Entry> {
+    entries.values().filter(move |e| {
+        is_open(e.delivery.state)
+            && e.delivery.hold.as_deref() == Some(key)
+            && e.leased_until.is_none_or(|until| until <= now)
+    })
+}
+
 fn is_open(state: DeliveryState) -> bool {
     matches!(state, DeliveryState::Pending | DeliveryState::Retrying)
 }
@@ -82,8 +95,9 @@ impl Outbox for MemoryOutbox {
         }
         if let Some((key, track)) = with.track {
             let mut tracks = self.tracks.lock().expect("outbox lock");
-            let keep = crate::state::later(tracks.get(key), Some(track)).cloned();
-            tracks.insert(key.to_string(), keep.unwrap_or_else(|| track.clone()));
+            if let Some(later) = crate::state::later(tracks.get(key), Some(track)).cloned() {
+                tracks.insert(key.to_string(), later);
+            }
         }
         let mut entries = self.entries.lock().expect("outbox lock");
         let mut claims = self.claims.lock().expect("outbox lock");
@@ -246,28 +260,16 @@ impl Outbox for MemoryOutbox {
 
     async fn held(&self, key: &str, now: Millis) -> Result<Vec<Delivery>, OutboxError> {
         let entries = self.entries.lock().expect("outbox lock");
-        let mut held: Vec<Delivery> = entries
-            .values()
-            .filter(|e| {
-                is_open(e.delivery.state)
-                    && e.delivery.hold.as_deref() == Some(key)
-                    && e.leased_until.is_none_or(|until| until <= now)
-            })
-            .map(|e| e.delivery.clone())
-            .collect();
+        let mut held: Vec<Delivery> =
+            unleased_under(&entries, key, now).map(|e| e.delivery.clone()).collect();
         held.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         Ok(held)
     }
 
     async fn hold_due(&self, key: &str, now: Millis) -> Result<Option<Millis>, OutboxError> {
         let entries = self.entries.lock().expect("outbox lock");
-        Ok(entries
-            .values()
-            .filter(|e| {
-                e.delivery.state == DeliveryState::Pending
-                    && e.delivery.hold.as_deref() == Some(key)
-                    && e.leased_until.is_none_or(|until| until <= now)
-            })
+        Ok(unleased_under(&entries, key, now)
+            .filter(|e| e.delivery.state == DeliveryState::Pending)
             .map(|e| e.delivery.next_at)
             .min())
     }

@@ -33,7 +33,7 @@ use crate::channels::{Message, MessageBody};
 use crate::clock::{Clock, Millis, SystemClock};
 use crate::event::Event;
 use crate::state::Track;
-use writer::{Call, Op, Record};
+use writer::{Op, Statements};
 
 fn db(e: rusqlite::Error) -> OutboxError {
     OutboxError(e.to_string())
@@ -247,7 +247,7 @@ impl SqliteOutbox {
         statements: impl FnMut(&Transaction<'_>) -> Result<T, OutboxError> + Send + 'static,
     ) -> Result<T, OutboxError> {
         let (tx, rx) = oneshot::channel();
-        self.send(Call::op(statements, tx))?;
+        self.send(Statements::call(statements, tx))?;
         rx.await.map_err(|_| OutboxError("the store thread has stopped".into()))?
     }
 }
@@ -320,7 +320,7 @@ impl Outbox for SqliteOutbox {
     async fn finish(&self, id: &str, attempt: AttemptRecord, next: Next) -> Result<(), OutboxError> {
         // Not waited for: see `Outbox::finish`.
         let owned = id.to_string();
-        self.send(Record::op(id.to_string(), move |tx| sql::finish(tx, &owned, &attempt, &next)))
+        self.send(Statements::record(id.to_string(), move |tx| sql::finish(tx, &owned, &attempt, &next)))
     }
 
     async fn flush(&self) -> Result<(), OutboxError> {

@@ -35,24 +35,40 @@ pub trait Job: Send {
     fn answer(self: Box<Self>, failed: Option<&OutboxError>);
 }
 
-/// An operation whose caller waits for its result.
-pub struct Call<T, F> {
+/// An operation's statements, the result of their last run, and where the answer goes.
+pub struct Statements<T, F> {
     statements: F,
     result: Option<Result<T, OutboxError>>,
-    reply: Reply<T>,
+    to: To<T>,
 }
 
-impl<T, F> Call<T, F>
+/// Where an operation's answer goes.
+enum To<T> {
+    /// A caller waiting for the result.
+    Caller(Reply<T>),
+    /// Nobody: an attempt's record, which the worker does not wait for (see `Outbox::finish`).
+    /// A failure is logged; the lease then expires and the delivery comes back: at least once,
+    /// never lost.
+    Log { delivery_id: String },
+}
+
+impl<T, F> Statements<T, F>
 where
     T: Send + 'static,
     F: FnMut(&Transaction<'_>) -> Result<T, OutboxError> + Send + 'static,
 {
-    pub fn op(statements: F, reply: Reply<T>) -> Op {
-        Box::new(Call { statements, result: None, reply })
+    /// An operation whose caller waits for its result on `reply`.
+    pub fn call(statements: F, reply: Reply<T>) -> Op {
+        Box::new(Statements { statements, result: None, to: To::Caller(reply) })
+    }
+
+    /// An attempt's record for `delivery_id`, answered to nobody.
+    pub fn record(delivery_id: String, statements: F) -> Op {
+        Box::new(Statements { statements, result: None, to: To::Log { delivery_id } })
     }
 }
 
-impl<T, F> Job for Call<T, F>
+impl<T, F> Job for Statements<T, F>
 where
     T: Send + 'static,
     F: FnMut(&Transaction<'_>) -> Result<T, OutboxError> + Send + 'static,
@@ -74,46 +90,13 @@ where
             (Some(e), _) => Err(OutboxError(e.0.clone())),
             (None, None) => Err(OutboxError("the store did not run the operation".into())),
         };
-        let _ = self.reply.send(result);
-    }
-}
-
-/// An attempt's record: the worker does not wait for its commit (see `Outbox::finish`), so a
-/// failure is logged here. The lease then expires and the delivery comes back: at least once,
-/// never lost.
-pub struct Record<F> {
-    delivery_id: String,
-    statements: F,
-    result: Option<Result<(), OutboxError>>,
-}
-
-impl<F> Record<F>
-where
-    F: FnMut(&Transaction<'_>) -> Result<(), OutboxError> + Send + 'static,
-{
-    pub fn op(delivery_id: String, statements: F) -> Op {
-        Box::new(Record { delivery_id, statements, result: None })
-    }
-}
-
-impl<F> Job for Record<F>
-where
-    F: FnMut(&Transaction<'_>) -> Result<(), OutboxError> + Send + 'static,
-{
-    fn run(&mut self, tx: &Transaction<'_>) -> bool {
-        let result = (self.statements)(tx);
-        let ok = result.is_ok();
-        self.result = Some(result);
-        ok
-    }
-
-    fn error(&self) -> Option<&OutboxError> {
-        self.result.as_ref().and_then(|r| r.as_ref().err())
-    }
-
-    fn answer(self: Box<Self>, failed: Option<&OutboxError>) {
-        if let Some(e) = failed.or(self.error()) {
-            tracing::error!(delivery_id = %self.delivery_id, error = %e, "recording an attempt failed");
+        match self.to {
+            To::Caller(reply) => drop(reply.send(result)),
+            To::Log { delivery_id } => {
+                if let Err(e) = result {
+                    tracing::error!(delivery_id = %delivery_id, error = %e, "recording an attempt failed");
+                }
+            }
         }
     }
 }
